@@ -1,0 +1,1 @@
+"""Headless core of LoRA Desk: data, settings, models, training, generation. Never imports Qt."""

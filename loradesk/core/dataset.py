@@ -1,0 +1,170 @@
+"""Prompt/completion rows and an in-memory dataset that tells listeners what changed.
+
+The :class:`Dataset` is the single source of truth; the Qt table model only adapts it. Every mutation
+goes through a method here and emits one :class:`DatasetEvent`, so any view (or undo stack) can follow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+FIELDS = ("prompt", "completion", "system")
+SPLITS = ("auto", "train", "validation")
+
+
+@dataclass
+class Example:
+    """One training pair. ``system`` is an optional system prompt; ``split`` pins the row to a split."""
+
+    prompt: str
+    completion: str
+    system: str = ""
+    split: str = "auto"
+
+    def to_record(self) -> dict[str, str]:
+        """The row as a plain dict: prompt and completion always, system/split only when set."""
+        rec = {"prompt": self.prompt, "completion": self.completion}
+        if self.system:
+            rec["system"] = self.system
+        if self.split != "auto":
+            rec["split"] = self.split
+        return rec
+
+
+EventKind = Literal["inserted", "removed", "changed", "reset"]
+
+
+@dataclass(frozen=True)
+class DatasetEvent:
+    """What changed: rows ``[start, start + count)`` were inserted, removed or changed; or everything."""
+
+    kind: EventKind
+    start: int = 0
+    count: int = 0
+    field: str | None = None
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    """A validation finding for one row (0-based ``row``)."""
+
+    row: int
+    field: str
+    kind: str  # "empty" | "duplicate" | "too_long"
+    message: str
+
+
+Listener = Callable[[DatasetEvent], None]
+
+
+class Dataset:
+    """An ordered, observable list of :class:`Example` rows."""
+
+    def __init__(self, rows: Iterable[Example] = ()) -> None:
+        self._rows: list[Example] = list(rows)
+        self._listeners: list[Listener] = []
+
+    # --- observation -------------------------------------------------------------------------------
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener`` after every change; returns a function that unsubscribes it."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    def _emit(self, event: DatasetEvent) -> None:
+        for listener in list(self._listeners):
+            listener(event)
+
+    # --- reading -----------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __getitem__(self, index: int) -> Example:
+        return self._rows[index]
+
+    def __iter__(self) -> Iterator[Example]:
+        return iter(self._rows)
+
+    @property
+    def rows(self) -> Sequence[Example]:
+        """A read-only view of the rows (mutate through the methods)."""
+        return tuple(self._rows)
+
+    def records(self) -> list[dict[str, str]]:
+        return [r.to_record() for r in self._rows]
+
+    # --- mutation ----------------------------------------------------------------------------------
+    def insert(self, index: int, rows: Sequence[Example]) -> None:
+        """Insert ``rows`` before ``index`` (``len(self)`` appends)."""
+        if not rows:
+            return
+        index = max(0, min(index, len(self._rows)))
+        self._rows[index:index] = list(rows)
+        self._emit(DatasetEvent("inserted", index, len(rows)))
+
+    def append(self, row: Example) -> None:
+        self.insert(len(self._rows), [row])
+
+    def remove(self, index: int, count: int = 1) -> list[Example]:
+        """Remove ``count`` rows from ``index``; returns them (for undo)."""
+        removed = self._rows[index:index + count]
+        if not removed:
+            return []
+        del self._rows[index:index + len(removed)]
+        self._emit(DatasetEvent("removed", index, len(removed)))
+        return removed
+
+    def set_field(self, index: int, field: str, value: str) -> str:
+        """Set one field of one row; returns the previous value (for undo)."""
+        if field not in (*FIELDS, "split"):
+            raise KeyError(f"unknown field {field!r}")
+        if field == "split" and value not in SPLITS:
+            raise ValueError(f"split must be one of {', '.join(SPLITS)}")
+        row = self._rows[index]
+        old = getattr(row, field)
+        if old != value:
+            setattr(row, field, value)
+            self._emit(DatasetEvent("changed", index, 1, field))
+        return old
+
+    def replace_row(self, index: int, row: Example) -> Example:
+        """Swap a whole row; returns the old one."""
+        old = self._rows[index]
+        self._rows[index] = dataclasses.replace(row)
+        self._emit(DatasetEvent("changed", index, 1))
+        return old
+
+    def reset(self, rows: Iterable[Example]) -> None:
+        """Replace all rows at once (open/import)."""
+        self._rows = list(rows)
+        self._emit(DatasetEvent("reset", 0, len(self._rows)))
+
+    def copy(self) -> Dataset:
+        """An independent copy without listeners (e.g. a snapshot for a training run)."""
+        return Dataset(dataclasses.replace(r) for r in self._rows)
+
+    # --- validation --------------------------------------------------------------------------------
+    def problems(self, count_tokens: Callable[[Example], int] | None = None,
+                 max_tokens: int | None = None) -> list[RowProblem]:
+        """Empty prompts/completions, exact duplicate pairs, and (given a counter) rows over ``max_tokens``."""
+        out: list[RowProblem] = []
+        seen: dict[tuple[str, str, str], int] = {}
+        for i, row in enumerate(self._rows):
+            for name in ("prompt", "completion"):
+                if not getattr(row, name).strip():
+                    out.append(RowProblem(i, name, "empty", f"row {i + 1}: {name} is empty"))
+            key = (row.system.strip(), row.prompt.strip(), row.completion.strip())
+            if key in seen and (key[1] or key[2]):
+                out.append(RowProblem(i, "prompt", "duplicate",
+                                      f"row {i + 1}: same prompt and completion as row {seen[key] + 1}"))
+            else:
+                seen.setdefault(key, i)
+            if count_tokens is not None and max_tokens is not None:
+                n = count_tokens(row)
+                if n > max_tokens:
+                    out.append(RowProblem(i, "completion", "too_long",
+                                          f"row {i + 1}: {n} tokens, over the max length of {max_tokens} "
+                                          f"({n - max_tokens} cut)"))
+        return out

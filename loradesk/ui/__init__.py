@@ -1,0 +1,1 @@
+"""Qt user interface of LoRA Desk: the only package that imports PySide6 and pyqtgraph."""
