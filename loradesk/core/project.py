@@ -1,0 +1,324 @@
+"""The user's project: the dataset, the run settings and the held-out questions, in one file.
+
+A project file (suffix ``.loradesk``) is a single JSON document written atomically::
+
+    {"format": "loradesk-project", "version": 1, "dataset": [records], "config": {...}, "heldout": path|null}
+
+Unsaved work is never lost: :meth:`Project.autosave` writes a recovery file into the data root
+(:func:`loradesk.core.paths.app_home`); at the next start :func:`find_recovery` reports it and
+:func:`recover` brings it back. A successful save or a deliberate discard removes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from loradesk.core.config import ConfigError, RunConfig
+from loradesk.core.dataset import SPLITS, Dataset, DatasetEvent, Example
+from loradesk.core.fileio import atomic_write_text
+from loradesk.core.paths import app_home, sample_data_dir
+
+PROJECT_SUFFIX = ".loradesk"
+PROJECT_FORMAT = "loradesk-project"
+PROJECT_VERSION = 1
+RECOVERY_FORMAT = "loradesk-recovery"
+RECOVERY_NAME = "recovery.loradesk.json"
+
+ProjectEventKind = Literal["dirty", "config", "path", "heldout", "loaded"]
+ProjectListener = Callable[[ProjectEventKind], None]
+
+
+class ProjectError(ValueError):
+    """A project file could not be read; names the file, the row (1-based, if any) and the field."""
+
+    def __init__(self, path: str | Path, field: str | None, message: str, row: int | None = None) -> None:
+        self.path = Path(path)
+        self.field = field
+        self.row = row
+        self.message = message
+        where = [str(path)]
+        if row is not None:
+            where.append(f"row {row}")
+        if field:
+            where.append(f"field '{field}'")
+        super().__init__(f"{', '.join(where)}: {message}")
+
+
+class Project:
+    """Dataset + settings + held-out file, with a dirty flag and change notifications."""
+
+    def __init__(self, dataset: Dataset | None = None, config: RunConfig | None = None,
+                 path: str | Path | None = None, heldout_path: str | Path | None = None) -> None:
+        self.dataset: Dataset = dataset if dataset is not None else Dataset()
+        self._config = config if config is not None else RunConfig()
+        self._path = Path(path) if path else None
+        self._heldout = Path(heldout_path) if heldout_path else None
+        self._dirty = False
+        self._listeners: list[ProjectListener] = []
+        self.dataset.subscribe(self._on_dataset_event)
+
+    # --- observation -------------------------------------------------------------------------------
+    def subscribe(self, listener: ProjectListener) -> Callable[[], None]:
+        """Call ``listener(kind)`` after each change; returns a function that unsubscribes it.
+
+        Dataset row changes are not repeated here (subscribe to :attr:`dataset` for those); they only
+        show up as a ``"dirty"`` event when the project turns dirty.
+        """
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    def _emit(self, kind: ProjectEventKind) -> None:
+        for listener in list(self._listeners):
+            listener(kind)
+
+    def _on_dataset_event(self, _event: DatasetEvent) -> None:
+        self.mark_dirty()
+
+    # --- state -------------------------------------------------------------------------------------
+    @property
+    def path(self) -> Path | None:
+        """Where the project was last saved or loaded from (``None`` for a new project)."""
+        return self._path
+
+    @property
+    def name(self) -> str:
+        return self._path.stem if self._path else "Untitled"
+
+    @property
+    def dirty(self) -> bool:
+        """True when there are changes not yet saved to :attr:`path`."""
+        return self._dirty
+
+    def mark_dirty(self) -> None:
+        if not self._dirty:
+            self._dirty = True
+            self._emit("dirty")
+
+    def _set_clean(self) -> None:
+        if self._dirty:
+            self._dirty = False
+            self._emit("dirty")
+
+    @property
+    def config(self) -> RunConfig:
+        return self._config
+
+    @config.setter
+    def config(self, value: RunConfig) -> None:
+        self._config = value
+        self.config_changed()
+
+    def config_changed(self) -> None:
+        """Tell the project that :attr:`config` was edited in place."""
+        self.mark_dirty()
+        self._emit("config")
+
+    @property
+    def heldout_path(self) -> Path | None:
+        """A held-out question file (prompt + expected phrase) used to score runs."""
+        return self._heldout
+
+    @heldout_path.setter
+    def heldout_path(self, value: str | Path | None) -> None:
+        new = Path(value) if value else None
+        if new != self._heldout:
+            self._heldout = new
+            self.mark_dirty()
+            self._emit("heldout")
+
+    # --- serialisation -----------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": PROJECT_FORMAT,
+            "version": PROJECT_VERSION,
+            "dataset": self.dataset.records(),
+            "config": self.config.to_dict(),
+            "heldout": str(self._heldout) if self._heldout else None,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str | Path) -> Project:
+        """Build a project from parsed JSON; errors name ``source``, the row and the field."""
+        if not isinstance(data, dict):
+            raise ProjectError(source, None, "expected a JSON object")
+        if data.get("format") != PROJECT_FORMAT:
+            raise ProjectError(source, "format", f"not a LoRA Desk project (expected {PROJECT_FORMAT!r})")
+        version = data.get("version")
+        if not isinstance(version, int) or version > PROJECT_VERSION:
+            raise ProjectError(source, "version", f"unsupported version {version!r} "
+                                                  f"(this LoRA Desk reads up to {PROJECT_VERSION})")
+        unknown = sorted(set(data) - {"format", "version", "dataset", "config", "heldout"})
+        if unknown:
+            raise ProjectError(source, unknown[0], "unknown key")
+        rows = _rows_from_records(data.get("dataset", []), source)
+        try:
+            config = RunConfig.from_dict(data.get("config", {}))
+        except ConfigError as exc:
+            name, message = exc.problems[0]
+            raise ProjectError(source, f"config.{name}", message) from None
+        heldout = data.get("heldout")
+        if heldout is not None and not isinstance(heldout, str):
+            raise ProjectError(source, "heldout", "expected a file path or null")
+        heldout_path = None
+        if heldout:
+            heldout_path = Path(heldout)
+            if not heldout_path.is_absolute():
+                heldout_path = Path(source).resolve().parent / heldout_path
+        return cls(Dataset(rows), config, heldout_path=heldout_path)
+
+    def save(self, path: str | Path | None = None) -> Path:
+        """Write the project atomically to ``path`` (default: :attr:`path`); the project becomes clean."""
+        target = Path(path) if path is not None else self._path
+        if target is None:
+            raise ValueError("the project has no file yet: give a path")
+        atomic_write_text(target, json.dumps(self.to_dict(), indent=1, ensure_ascii=False) + "\n")
+        if target != self._path:
+            self._path = target
+            self._emit("path")
+        self._set_clean()
+        discard_recovery(keep_backup=False)
+        return target
+
+    @classmethod
+    def load(cls, path: str | Path) -> Project:
+        """Read a project file; raises :class:`ProjectError` naming the file, row and field."""
+        path = Path(path)
+        project = cls.from_dict(_read_json(path), path)
+        project._path = path
+        return project
+
+    @classmethod
+    def new_default(cls) -> Project:
+        """A new, untitled project holding the shipped sample dataset and held-out questions."""
+        folder = sample_data_dir()
+        sample = folder / "sample.json"
+        rows = _rows_from_records(_read_json(sample), sample)
+        heldout = folder / "sample_heldout.json"
+        return cls(Dataset(rows), RunConfig(), heldout_path=heldout if heldout.is_file() else None)
+
+    def replace_with(self, other: Project) -> None:
+        """Take over ``other``'s rows, settings, file and held-out path (open/new in the same window).
+
+        Listeners keep working: the dataset emits one reset, then ``"config"``, ``"heldout"``,
+        ``"path"`` and ``"loaded"`` follow. Takes ``other``'s dirty state.
+        """
+        self.dataset.reset(other.dataset.copy().rows)
+        self._config = other.config
+        self._heldout = other.heldout_path
+        self._path = other.path
+        for kind in ("config", "heldout", "path"):
+            self._emit(kind)  # type: ignore[arg-type]
+        if other.dirty:
+            self.mark_dirty()
+        else:
+            self._set_clean()
+        self._emit("loaded")
+
+    # --- recovery ----------------------------------------------------------------------------------
+    def autosave(self) -> Path | None:
+        """Write the recovery file if there are unsaved changes; returns its path (or ``None``)."""
+        if not self._dirty:
+            return None
+        target = recovery_path()
+        data = {"format": RECOVERY_FORMAT, "version": PROJECT_VERSION,
+                "saved": datetime.now().astimezone().isoformat(timespec="seconds"),
+                "source": str(self._path) if self._path else None, "project": self.to_dict()}
+        atomic_write_text(target, json.dumps(data, ensure_ascii=False) + "\n")
+        return target
+
+
+@dataclass(frozen=True)
+class RecoveryInfo:
+    """What a recovery file holds: when it was written, the project it came from, how many rows."""
+
+    path: Path
+    saved: str
+    source: Path | None
+    rows: int
+
+
+def recovery_path() -> Path:
+    """The autosave file for unsaved work."""
+    return app_home() / RECOVERY_NAME
+
+
+def find_recovery() -> RecoveryInfo | None:
+    """Describe the recovery file left by a session that did not close cleanly, if any."""
+    path = recovery_path()
+    if not path.is_file():
+        return None
+    try:
+        data = _read_json(path)
+        source = data.get("source")
+        rows = data["project"]["dataset"]
+        return RecoveryInfo(path, str(data.get("saved", "")), Path(source) if source else None, len(rows))
+    except (ProjectError, AttributeError, KeyError, TypeError):
+        return RecoveryInfo(path, "", None, 0)
+
+
+def recover() -> Project:
+    """Load the recovery file as a dirty project pointing at the file it came from."""
+    path = recovery_path()
+    data = _read_json(path)
+    if not isinstance(data, dict) or data.get("format") != RECOVERY_FORMAT:
+        raise ProjectError(path, "format", f"not a LoRA Desk recovery file (expected {RECOVERY_FORMAT!r})")
+    project = Project.from_dict(data.get("project"), path)
+    source = data.get("source")
+    project._path = Path(source) if source else None
+    project.mark_dirty()
+    return project
+
+
+def discard_recovery(keep_backup: bool = True) -> None:
+    """Remove the recovery file; with ``keep_backup`` it is kept once more as ``….bak``."""
+    path = recovery_path()
+    if keep_backup and path.is_file():
+        os.replace(path, path.with_name(path.name + ".bak"))
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ProjectError(path, None, "file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProjectError(path, None, f"cannot read the file ({exc})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ProjectError(path, None, f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+                           ) from None
+
+
+def _rows_from_records(records: Any, source: str | Path) -> list[Example]:
+    """Parse ``[{"prompt", "completion", "system"?, "split"?}, ...]`` with row/field-precise errors."""
+    if not isinstance(records, list):
+        raise ProjectError(source, "dataset", "expected a list of rows")
+    rows: list[Example] = []
+    for i, rec in enumerate(records, start=1):
+        if not isinstance(rec, dict):
+            raise ProjectError(source, None, "expected an object with prompt and completion", row=i)
+        for key in rec:
+            if key not in ("prompt", "completion", "system", "split"):
+                raise ProjectError(source, key, "unknown field", row=i)
+        for key in ("prompt", "completion"):
+            if key not in rec:
+                raise ProjectError(source, key, "missing", row=i)
+        for key, value in rec.items():
+            if not isinstance(value, str):
+                raise ProjectError(source, key, f"expected text, got {type(value).__name__}", row=i)
+        split = rec.get("split", "auto")
+        if split not in SPLITS:
+            raise ProjectError(source, "split", f"must be one of {', '.join(SPLITS)}", row=i)
+        rows.append(Example(rec["prompt"], rec["completion"], rec.get("system", ""), split))
+    return rows
