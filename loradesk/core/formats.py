@@ -1,0 +1,549 @@
+"""Read and write prompt/completion datasets: JSON, JSONL, CSV, Alpaca, ShareGPT and OpenAI chat.
+
+Files are recognised by their content, not their name. The first non-blank character decides the
+container (``[`` a JSON array, ``{`` one JSON object per line, anything else CSV) and the keys of the
+first records decide the record shape:
+
+* ``conversations`` → ShareGPT, ``messages`` → OpenAI chat, ``instruction`` + ``output`` → Alpaca;
+* otherwise a column pair: ``prompt``/``completion``, or one unambiguous alias pair
+  (``question``/``answer``, ``input``/``output``, ``instruction``/``response``, ``input``/``target``,
+  ``query``/``response``, ``prompt``/``response``, ``prompt``/``answer``), or an explicit ``mapping``.
+  An optional ``system`` (or ``system_prompt``) column becomes the row's system prompt and a ``split``
+  column pins the row to a split. Column names match case-insensitively; other columns are ignored.
+
+Alpaca: prompt = ``instruction``, plus a blank line and ``input`` when ``input`` is non-empty.
+(``instruction``/``response`` data with an ``input`` or ``context`` column is folded the same way.)
+
+Conversations (ShareGPT and OpenAI chat) become rows by this rule:
+
+* each user message followed by an assistant reply becomes one row: prompt = the user message,
+  completion = the reply. Earlier turns are *not* folded into the prompt;
+* consecutive messages from the same side are joined with a blank line;
+* the conversation's system prompt (its system messages joined with a blank line, after a ShareGPT
+  record's top-level ``system`` when present) is carried on every row of that conversation;
+* an assistant message before the first user message, and a final user message without a reply,
+  are skipped. A conversation that yields no row at all is an error.
+
+ShareGPT roles: ``system``; ``human``/``user``; ``gpt``/``assistant``/``chatgpt``. OpenAI roles:
+``system``/``developer``; ``user``; ``assistant``; text ``content`` may be a list of text parts.
+
+Every problem raises one :class:`FormatError` naming the file, the record (``row N``, 1-based; ``line N``
+for JSONL) and the field. Reading is all or nothing: a complete list of rows, or an error.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from loradesk.core.dataset import SPLITS, Example
+from loradesk.core.fileio import atomic_open
+
+FORMATS = ("json", "jsonl", "csv", "alpaca", "sharegpt", "openai")
+WRITE_FORMATS = FORMATS
+
+IMPORT_FILTER = ("Datasets (*.json *.jsonl *.ndjson *.csv);;JSON (*.json);;JSON Lines (*.jsonl *.ndjson);;"
+                 "CSV (*.csv);;All files (*)")
+#: File-dialog filter label → write format (``";;".join`` of the labels is :data:`EXPORT_FILTER`).
+EXPORT_FORMATS: dict[str, str] = {
+    "JSON (*.json)": "json",
+    "JSON Lines (*.jsonl)": "jsonl",
+    "CSV (*.csv)": "csv",
+    "OpenAI chat JSONL (*.jsonl)": "openai",
+    "Alpaca JSON (*.json)": "alpaca",
+    "ShareGPT JSON (*.json)": "sharegpt",
+}
+EXPORT_FILTER = ";;".join(EXPORT_FORMATS)
+
+_SUFFIXES = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
+_PAIR_ALIASES = (("prompt", "completion"), ("question", "answer"), ("input", "output"),
+                 ("instruction", "response"), ("input", "target"), ("query", "response"),
+                 ("prompt", "response"), ("prompt", "answer"))
+_SYSTEM_NAMES = ("system", "system_prompt")
+_SPLIT_VALUES = {"": "auto", **{s: s for s in SPLITS}, "val": "validation", "valid": "validation",
+                 "eval": "validation", "dev": "validation"}
+_SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user",
+                   "gpt": "assistant", "assistant": "assistant", "chatgpt": "assistant"}
+_OPENAI_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+_SNIFF_RECORDS = 20
+
+
+class FormatError(ValueError):
+    """A dataset file could not be read: ``path``, ``row`` (1-based record, or JSONL line) and ``field``.
+
+    ``columns`` lists the columns found when they could not be matched (so a caller can offer a mapping).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], message: str, row: int | None = None,
+                 field: str | None = None, *, unit: str = "row", line: int | None = None,
+                 column: int | None = None, columns: Sequence[str] | None = None) -> None:
+        self.path = Path(path)
+        self.message = message
+        self.row = row
+        self.field = field
+        self.unit = unit
+        self.line = line
+        self.column = column
+        self.columns = list(columns) if columns is not None else None
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = [self.path.name]
+        if self.row is not None:
+            where.append(f"{self.unit} {self.row}")
+        elif self.line is not None:
+            where.append(f"line {self.line}" + (f", column {self.column}" if self.column else ""))
+        message = self.message
+        if self.field and f"'{self.field}'" not in message:
+            message = f"field '{self.field}': {message}"
+        return f"{', '.join(where)}: {message}"
+
+
+@dataclass
+class _Source:
+    """Parsed records of one file, each with its number (record for JSON/CSV, line for JSONL)."""
+
+    path: Path
+    container: str  # "json" | "jsonl" | "csv"
+    records: list[tuple[int, dict[str, Any]]]
+    header: list[str] | None = None  # CSV: the columns, known even when there are no rows
+
+    @property
+    def unit(self) -> str:
+        return "line" if self.container == "jsonl" else "row"
+
+    def error(self, number: int | None, message: str, field: str | None = None) -> FormatError:
+        return FormatError(self.path, message, number, field, unit=self.unit)
+
+    def columns(self, first: int | None = None) -> list[str]:
+        """Column names in order of appearance (in the ``first`` records only, when given)."""
+        if self.header is not None:
+            return self.header
+        seen: dict[str, None] = {}
+        for _, rec in self.records[:first]:
+            seen.update(dict.fromkeys(rec))
+        return list(seen)
+
+
+# --- public API ------------------------------------------------------------------------------------------
+def detect_format(path: str | os.PathLike[str]) -> str:
+    """Which of :data:`FORMATS` the file holds, judged from its content (container and first records)."""
+    src = _load(Path(path), None, limit=_SNIFF_RECORDS)
+    shape = _shape(src.columns(_SNIFF_RECORDS))
+    return src.container if shape == "pairs" else shape
+
+
+def read_dataset(path: str | os.PathLike[str], fmt: str | None = None,
+                 mapping: dict[str, str] | None = None) -> list[Example]:
+    """Read every row of ``path``; raises :class:`FormatError` on the first problem (nothing partial).
+
+    ``fmt`` forces a format (``json``/``jsonl``/``csv`` pin the container, ``alpaca``/``sharegpt``/``openai``
+    the record shape). ``mapping`` names the columns explicitly: ``{"prompt": "colA", "completion": "colB",
+    "system": "colC"}`` (``system`` and ``split`` optional).
+    """
+    if fmt is not None and fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    if mapping is not None:
+        if fmt in ("alpaca", "sharegpt", "openai"):
+            raise ValueError(f"a column mapping does not apply to the {fmt} format")
+        unknown = set(mapping) - {"prompt", "completion", "system", "split"}
+        missing = {"prompt", "completion"} - set(mapping)
+        if unknown or missing:
+            raise ValueError("mapping needs 'prompt' and 'completion' (and optionally 'system', 'split'); "
+                             f"got {sorted(mapping)}")
+    path = Path(path)
+    src = _load(path, fmt if fmt in ("json", "jsonl", "csv") else None)
+    if not src.records and src.header is None:
+        return []
+    if fmt in ("alpaca", "sharegpt", "openai"):
+        shape = fmt
+    else:
+        shape = "pairs" if mapping else _shape(src.columns(_SNIFF_RECORDS))
+    if shape in ("sharegpt", "openai"):
+        return _read_chats(src, shape)
+    return _read_columns(src, shape, mapping)
+
+
+def write_dataset(path: str | os.PathLike[str], rows: Sequence[Example], fmt: str | None = None) -> None:
+    """Write ``rows`` atomically; the format comes from the suffix (.json, .jsonl, .csv) unless ``fmt`` says.
+
+    ``openai`` writes chat JSONL (``messages``); ``alpaca`` and ``sharegpt`` write JSON arrays.
+    """
+    path = Path(path)
+    if fmt is None:
+        fmt = _SUFFIXES.get(path.suffix.lower())
+        if fmt is None:
+            raise FormatError(path, "can't tell the format from the file name; use .json, .jsonl or .csv")
+    if fmt not in WRITE_FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(WRITE_FORMATS)}")
+    if fmt == "csv":
+        with atomic_open(path, "w", newline="") as fh:
+            _write_csv(fh, rows)
+        return
+    records = [_export_record(row, fmt) for row in rows]
+    with atomic_open(path, "w") as fh:
+        if fmt in ("jsonl", "openai"):
+            for rec in records:
+                fh.write(json.dumps(rec, ensure_ascii=False))
+                fh.write("\n")
+        else:
+            json.dump(records, fh, ensure_ascii=False, indent=2)
+            fh.write("\n")
+
+
+def read_heldout(path: str | os.PathLike[str]) -> list[tuple[str, str]]:
+    """Held-out questions: a JSON array (or JSONL) of ``{"prompt", "expected"}`` → ``(prompt, expected)``s."""
+    src = _load(Path(path), None)
+    out: list[tuple[str, str]] = []
+    for number, rec in src.records:
+        prompt, expected = (_text(src, number, rec, name) for name in ("prompt", "expected"))
+        for name, value in (("prompt", prompt), ("expected", expected)):
+            if not value.strip():
+                raise src.error(number, f"field '{name}' is empty", name)
+        out.append((prompt, expected))
+    if not out:
+        raise FormatError(path, "there are no held-out questions in the file")
+    return out
+
+
+# --- loading containers ----------------------------------------------------------------------------------
+def _load(path: Path, container: str | None, limit: int | None = None) -> _Source:
+    """Parse ``path`` into records. ``container`` forces json/jsonl (JSON family) or csv."""
+    try:
+        with path.open("rb") as fh:
+            first = _first_byte(fh, path)
+            if container is None and path.suffix.lower() in (".json", ".jsonl", ".ndjson"):
+                container = "json"
+            if container == "csv" or (container is None and first not in (b"[", b"{")):
+                return _load_csv(path, fh.read(), limit)
+            if first == b"{":
+                line = fh.readline()
+                fh.seek(0)
+                try:
+                    one_record = isinstance(json.loads(line), dict)
+                except ValueError:  # a broken first line that looks whole is reported as JSONL
+                    one_record = line.rstrip().endswith(b"}")
+                if one_record:
+                    return _load_jsonl(path, fh, limit)
+            return _load_json(path, fh.read(), limit)
+    except OSError as exc:
+        raise FormatError(path, f"can't read the file: {exc.strerror or exc}") from exc
+
+
+def _first_byte(fh: io.BufferedReader, path: Path) -> bytes:
+    """The first non-blank byte (after a UTF-8 BOM); the stream is rewound. Empty/UTF-16 files raise."""
+    head = fh.read(4)
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise FormatError(path, "the file is UTF-16 text; save it as UTF-8")
+    fh.seek(3 if head.startswith(b"\xef\xbb\xbf") else 0)
+    while chunk := fh.read(65536):
+        stripped = chunk.lstrip()
+        if stripped:
+            fh.seek(0)
+            return stripped[:1]
+    raise FormatError(path, "the file is empty")
+
+
+def _decode(path: Path, data: bytes, line_offset: int = 0) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = line_offset + data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise FormatError(path, f"not UTF-8 text (byte 0x{data[exc.start]:02x}); save the file as UTF-8",
+                          line=line, column=column) from None
+
+
+def _load_json(path: Path, data: bytes, limit: int | None) -> _Source:
+    text = _decode(path, data)
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise FormatError(path, f"invalid JSON: {exc.msg}", line=exc.lineno, column=exc.colno) from None
+    if not isinstance(doc, list):
+        raise FormatError(path, "the file must hold a JSON array of records (or one JSON object per line), "
+                                f"not {_kind(doc)}")
+    src = _Source(path, "json", [])
+    for number, rec in enumerate(doc[:limit], 1):
+        if not isinstance(rec, dict):
+            raise src.error(number, f"each record must be an object with named fields, got {_kind(rec)}")
+        src.records.append((number, rec))
+    return src
+
+
+def _load_jsonl(path: Path, fh: io.BufferedReader, limit: int | None) -> _Source:
+    src = _Source(path, "jsonl", [])
+    for number, raw in enumerate(fh, 1):
+        if not raw.strip():
+            continue
+        line = _decode(path, raw, number - 1)
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise FormatError(path, f"invalid JSON at column {exc.colno}: {exc.msg}", number,
+                              unit="line") from None
+        if not isinstance(rec, dict):
+            raise src.error(number, f"each line must be a JSON object with named fields, got {_kind(rec)}")
+        src.records.append((number, rec))
+        if limit is not None and len(src.records) >= limit:
+            break
+    return src
+
+
+def _load_csv(path: Path, data: bytes, limit: int | None) -> _Source:
+    text = _decode(path, data)
+    src = _Source(path, "csv", [])
+    old_limit = csv.field_size_limit(2**31 - 1)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next((row for row in reader if row), None)
+        if header is None:
+            raise FormatError(path, "the file is empty")
+        if len(header) == 1 and (";" in header[0] or "\t" in header[0]):  # Excel's ";" or a TSV
+            delimiter = ";" if header[0].count(";") >= header[0].count("\t") else "\t"
+            reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+            header = next(row for row in reader if row)
+        src.header = header = [name.strip() for name in header]
+        for name in header:
+            if header.count(name) > 1:
+                raise FormatError(path, f"column '{name}' appears more than once in the header",
+                                  field=name, line=1)
+        number = 0
+        for row in reader:
+            if not any(cell.strip() for cell in row):
+                continue
+            number += 1
+            if len(row) > len(header):
+                raise src.error(number, f"{len(row)} values but the header has {len(header)} columns "
+                                        f"(line {reader.line_num}); quote values that contain commas")
+            src.records.append((number, dict(zip(header, row, strict=False))))
+            if limit is not None and number >= limit:
+                break
+    except csv.Error as exc:
+        raise FormatError(path, f"malformed CSV: {exc}", line=reader.line_num) from None
+    finally:
+        csv.field_size_limit(old_limit)
+    return src
+
+
+# --- record shapes ---------------------------------------------------------------------------------------
+def _shape(columns: Sequence[str]) -> str:
+    keys = {c.strip().lower() for c in columns}
+    if "conversations" in keys:
+        return "sharegpt"
+    if "messages" in keys:
+        return "openai"
+    if {"instruction", "output"} <= keys:
+        return "alpaca"
+    return "pairs"
+
+
+def _find(columns: Sequence[str], name: str) -> str | None:
+    """The column called ``name``: exactly, else the one matching case-insensitively."""
+    if name in columns:
+        return name
+    matches = [c for c in columns if c.strip().lower() == name.lower()]
+    return matches[0] if len(matches) == 1 else None
+
+
+def _resolve_columns(src: _Source, shape: str, mapping: dict[str, str] | None) -> dict[str, str | None]:
+    """Map our fields (prompt, completion, input, system, split) to the file's column names."""
+    columns = src.columns()
+    listed = ", ".join(repr(c) for c in columns) or "none"
+    system = next((c for c in (_find(columns, n) for n in _SYSTEM_NAMES) if c), None)
+    out: dict[str, str | None] = {"input": None, "system": system, "split": _find(columns, "split")}
+    if mapping:  # explicit columns; system and split fall back to the usual names when not mapped
+        for field, column in mapping.items():
+            found = _find(columns, column)
+            if found is None:
+                raise FormatError(src.path, f"there is no column '{column}' for the {field} "
+                                            f"(columns found: {listed})", field=column, columns=columns)
+            out[field] = found
+        return out
+    if shape == "alpaca":
+        out.update(prompt=_find(columns, "instruction"), completion=_find(columns, "output"),
+                   input=_find(columns, "input"))
+    else:
+        pairs = [(p, c) for p, c in _PAIR_ALIASES if _find(columns, p) and _find(columns, c)]
+        if pairs and pairs[0] == ("prompt", "completion"):
+            pairs = pairs[:1]
+        if not pairs:
+            raise FormatError(src.path, f"no prompt and completion columns recognised (columns found: "
+                                        f"{listed}); map them to prompt and completion", columns=columns)
+        if len(pairs) > 1:
+            options = ", ".join(f"{p}/{c}" for p, c in pairs)
+            raise FormatError(src.path, f"ambiguous columns: could be {options} (columns found: {listed}); "
+                                        "map them to prompt and completion", columns=columns)
+        prompt, completion = pairs[0]
+        out.update(prompt=_find(columns, prompt), completion=_find(columns, completion))
+        if pairs[0] == ("instruction", "response"):
+            out["input"] = _find(columns, "input") or _find(columns, "context")
+    return out
+
+
+def _read_columns(src: _Source, shape: str, mapping: dict[str, str] | None) -> list[Example]:
+    cols = _resolve_columns(src, shape, mapping)
+    prompt_col, completion_col = cols["prompt"], cols["completion"]
+    input_col, system_col, split_col = cols["input"], cols["system"], cols["split"]
+    assert prompt_col is not None and completion_col is not None
+    rows: list[Example] = []
+    for number, rec in src.records:
+        prompt = _text(src, number, rec, prompt_col)
+        if input_col is not None:
+            extra = _text(src, number, rec, input_col, optional=True)
+            if extra.strip():
+                prompt = f"{prompt}\n\n{extra}"
+        completion = _text(src, number, rec, completion_col)
+        system = _text(src, number, rec, system_col, optional=True) if system_col else ""
+        split = "auto"
+        if split_col is not None:
+            value = _text(src, number, rec, split_col, optional=True)
+            split = _SPLIT_VALUES.get(value.strip().lower(), "")
+            if not split:
+                raise src.error(number, f"field '{split_col}' is {value!r}; expected train, validation or "
+                                        "empty", split_col)
+        rows.append(Example(prompt, completion, system, split))
+    return rows
+
+
+def _text(src: _Source, number: int, rec: dict[str, Any], key: str, optional: bool = False,
+          field: str | None = None) -> str:
+    """``rec[key]`` as text; a missing/null optional field is ``""``, anything else not text is an error.
+
+    ``field`` is the name shown in errors (defaults to ``key``).
+    """
+    value = rec.get(key)
+    if isinstance(value, str):
+        return value
+    field = field or key
+    if value is None:
+        if optional:
+            return ""
+        if key not in rec:
+            raise src.error(number, f"missing field '{field}'", field)
+    raise src.error(number, f"field '{field}' must be text, got {_kind(value)}", field)
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+# --- conversations ---------------------------------------------------------------------------------------
+def _read_chats(src: _Source, shape: str) -> list[Example]:
+    rows: list[Example] = []
+    for number, rec in src.records:
+        rows.extend(_conversation_rows(src, number, rec, shape))
+    return rows
+
+
+def _conversation_rows(src: _Source, number: int, rec: dict[str, Any], shape: str) -> Iterator[Example]:
+    key = "conversations" if shape == "sharegpt" else "messages"
+    key = _find(list(rec), key) or key
+    messages = rec.get(key)
+    if key not in rec:
+        raise src.error(number, f"missing field '{key}'", key)
+    if not isinstance(messages, list):
+        raise src.error(number, f"field '{key}' must be a list of messages, got {_kind(messages)}", key)
+    systems = [_text(src, number, rec, "system", optional=True)] if shape == "sharegpt" else []
+    turns: list[tuple[str, str]] = []
+    for i, msg in enumerate(messages):
+        field = f"{key}[{i}]"
+        if not isinstance(msg, dict):
+            raise src.error(number, f"field '{field}' must be an object, got {_kind(msg)}", field)
+        role_key, text_key = ("from", "value") if shape == "sharegpt" else ("role", "content")
+        if role_key not in msg and "role" in msg:  # ShareGPT written with OpenAI-style keys
+            role_key, text_key = "role", "content"
+        roles = _SHAREGPT_ROLES if shape == "sharegpt" else _OPENAI_ROLES
+        role = _text(src, number, msg, role_key, field=f"{field}.{role_key}")
+        side = roles.get(role.strip().lower())
+        if side is None:
+            raise src.error(number, f"field '{field}.{role_key}' is {role!r}; expected one of "
+                                    f"{', '.join(roles)}", f"{field}.{role_key}")
+        text = _message_text(src, number, msg, text_key, f"{field}.{text_key}")
+        if side == "system":
+            systems.append(text)
+        else:
+            turns.append((side, text))
+    system = "\n\n".join(s for s in systems if s)
+    produced = 0
+    for prompt, completion in _pairs(turns):
+        produced += 1
+        yield Example(prompt, completion, system)
+    if not produced:
+        raise src.error(number, f"field '{key}' has no user message followed by an assistant reply", key)
+
+
+def _message_text(src: _Source, number: int, msg: dict[str, Any], key: str, field: str) -> str:
+    """A message's text; OpenAI's list of ``{"type": "text", "text": ...}`` parts is joined."""
+    value = msg.get(key)
+    if isinstance(value, list) and value and all(
+            isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)
+            for p in value):
+        return "".join(p["text"] for p in value)
+    return _text(src, number, msg, key, field=field)
+
+
+def _pairs(turns: list[tuple[str, str]]) -> Iterator[tuple[str, str]]:
+    """User→assistant pairs; runs of one side are joined with a blank line (see the module docstring)."""
+    users: list[str] = []
+    replies: list[str] = []
+    for side, text in turns:
+        if side == "user":
+            if replies:
+                if users:
+                    yield "\n\n".join(users), "\n\n".join(replies)
+                users, replies = [], []
+            users.append(text)
+        else:
+            replies.append(text)
+    if users and replies:
+        yield "\n\n".join(users), "\n\n".join(replies)
+
+
+# --- writing ---------------------------------------------------------------------------------------------
+def _export_record(row: Example, fmt: str) -> dict[str, Any]:
+    if fmt == "openai":
+        messages = [{"role": "system", "content": row.system}] if row.system else []
+        messages += [{"role": "user", "content": row.prompt},
+                     {"role": "assistant", "content": row.completion}]
+        return {"messages": messages}
+    if fmt == "sharegpt":
+        turns = [{"from": "system", "value": row.system}] if row.system else []
+        turns += [{"from": "human", "value": row.prompt}, {"from": "gpt", "value": row.completion}]
+        return {"conversations": turns}
+    if fmt == "alpaca":
+        rec = {"instruction": row.prompt, "input": "", "output": row.completion}
+        if row.system:
+            rec["system"] = row.system
+        return rec
+    return row.to_record()
+
+
+def _write_csv(fh: io.TextIOBase, rows: Sequence[Example]) -> None:
+    header = ["prompt", "completion"]
+    if any(r.system for r in rows):
+        header.append("system")
+    if any(r.split != "auto" for r in rows):
+        header.append("split")
+    writer = csv.writer(fh)
+    writer.writerow(header)
+    writer.writerows([getattr(r, name) if name != "split" or r.split != "auto" else "" for name in header]
+                     for r in rows)
