@@ -1,0 +1,398 @@
+"""The dataset table: a Qt model over the core :class:`~loradesk.core.dataset.Dataset`.
+
+The core list is the source of truth. The model never stores rows; it follows the dataset's events.
+Because the dataset reports a change *after* making it, the model briefly presents the old layout while
+it announces the change (``beginInsertRows`` and friends): during that window :meth:`_source_row` maps
+the old row numbers onto the new list, so views, proxies and the model tester see a consistent model.
+
+Edits from the view go through a ``QUndoStack`` (:mod:`loradesk.ui.undo`), so everything can be undone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from PySide6.QtCore import (
+    QAbstractItemModel,
+    QAbstractTableModel,
+    QEvent,
+    QModelIndex,
+    QObject,
+    QPersistentModelIndex,
+    QSize,
+    QSortFilterProxyModel,
+    Qt,
+    Signal,
+)
+from PySide6.QtGui import QBrush, QColor, QIcon, QKeyEvent, QPainter, QPixmap, QUndoStack
+from PySide6.QtWidgets import QPlainTextEdit, QStyledItemDelegate, QStyleOptionViewItem, QWidget
+
+from loradesk.core.dataset import Dataset, DatasetEvent, Example, RowProblem
+from loradesk.ui.undo import EditCellCommand, InsertRowsCommand, RemoveRowsCommand, ReplaceAllCommand
+
+PROMPT, COMPLETION, TOKENS, STATUS = range(4)
+HEADERS = ("Prompt", "Completion", "Tokens", "Status")
+FIELD_OF_COLUMN = {PROMPT: "prompt", COMPLETION: "completion"}
+STATUS_TEXT = {"empty": "Empty", "duplicate": "Duplicate", "too_long": "Too long"}
+STATUS_COLOURS = {"ok": "#2e9d58", "empty": "#d64545", "duplicate": "#d08a16", "too_long": "#d08a16"}
+TOOLTIP_LIMIT = 1500
+
+Index = QModelIndex | QPersistentModelIndex
+TokenKey = tuple[str, str, str]
+
+
+def token_key(example: Example) -> TokenKey:
+    """What a token count depends on (besides the tokenizer): the row's texts."""
+    return (example.system, example.prompt, example.completion)
+
+
+def _dot(colour: str) -> QIcon:
+    pixmap = QPixmap(12, 12)
+    pixmap.fill(Qt.GlobalColor.transparent)
+    painter = QPainter(pixmap)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    painter.setPen(Qt.PenStyle.NoPen)
+    painter.setBrush(QColor(colour))
+    painter.drawEllipse(1, 1, 10, 10)
+    painter.end()
+    return QIcon(pixmap)
+
+
+class DatasetTableModel(QAbstractTableModel):
+    """Columns Prompt, Completion (editable), Tokens (when known) and Status (validation)."""
+
+    #: The per-row problems were recomputed (row count or problem count may have changed).
+    summary_changed = Signal()
+
+    def __init__(self, dataset: Dataset, undo_stack: QUndoStack | None = None,
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._dataset = dataset
+        self.undo_stack = undo_stack
+        self._count = len(dataset)
+        self._pending: tuple[str, int, int] | None = None  # (kind, start, count) while announcing a change
+        self._problems: dict[int, list[RowProblem]] | None = None
+        self._tokens: dict[TokenKey, int] = {}
+        self._max_length: int | None = None
+        self._icons: dict[str, QIcon] = {}
+        self._unsubscribe = dataset.subscribe(self._on_event)
+        self.destroyed.connect(self._unsubscribe)
+
+    @property
+    def dataset(self) -> Dataset:
+        return self._dataset
+
+    # --- mapping while a change is announced ----------------------------------------------------------
+    def _source_row(self, row: int) -> int | None:
+        """The dataset row shown at model ``row`` (``None`` for a row that is already gone)."""
+        if self._pending is None:
+            return row
+        kind, start, count = self._pending
+        if row < start:
+            return row
+        if kind == "inserted":
+            return row + count
+        return None if row < start + count else row - count
+
+    def _on_event(self, event: DatasetEvent) -> None:
+        self._problems = None
+        root = QModelIndex()
+        if event.kind == "inserted":
+            self._pending = ("inserted", event.start, event.count)
+            self.beginInsertRows(root, event.start, event.start + event.count - 1)
+            self._pending = None
+            self._count = len(self._dataset)
+            self.endInsertRows()
+        elif event.kind == "removed":
+            self._pending = ("removed", event.start, event.count)
+            self.beginRemoveRows(root, event.start, event.start + event.count - 1)
+            self._pending = None
+            self._count = len(self._dataset)
+            self.endRemoveRows()
+        elif event.kind == "reset":
+            self.beginResetModel()
+            self._count = len(self._dataset)
+            self.endResetModel()
+        else:
+            last = event.start + event.count - 1
+            self.dataChanged.emit(self.index(event.start, PROMPT), self.index(last, TOKENS))
+        if event.kind != "reset" and self._count:
+            # Duplicates can appear or vanish anywhere: refresh the whole status column.
+            self.dataChanged.emit(self.index(0, STATUS), self.index(self._count - 1, STATUS))
+        self.summary_changed.emit()
+
+    # --- Qt model API ----------------------------------------------------------------------------------
+    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008 (Qt's signature)
+        return 0 if parent.isValid() else self._count
+
+    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(HEADERS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
+                   ) -> Any:
+        if role != Qt.ItemDataRole.DisplayRole:
+            return None
+        if orientation == Qt.Orientation.Horizontal:
+            return HEADERS[section] if 0 <= section < len(HEADERS) else None
+        return str(section + 1)
+
+    def flags(self, index: Index) -> Qt.ItemFlag:
+        if not index.isValid():
+            return Qt.ItemFlag.NoItemFlags
+        flags = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemNeverHasChildren
+        if index.column() in FIELD_OF_COLUMN:
+            flags |= Qt.ItemFlag.ItemIsEditable
+        return flags
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or not 0 <= index.row() < self._count:
+            return None
+        src = self._source_row(index.row())
+        if src is None or src >= len(self._dataset):
+            return None
+        example = self._dataset[src]
+        column = index.column()
+        if column in FIELD_OF_COLUMN:
+            return self._text_data(example, FIELD_OF_COLUMN[column], src, role)
+        if column == TOKENS:
+            return self._token_data(example, role)
+        if column == STATUS:
+            return self._status_data(src, role)
+        return None
+
+    def _text_data(self, example: Example, field: str, src: int, role: int) -> Any:
+        text: str = getattr(example, field)
+        if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.EditRole):
+            return text
+        if role == Qt.ItemDataRole.ToolTipRole and text:
+            return text if len(text) <= TOOLTIP_LIMIT else text[:TOOLTIP_LIMIT] + "…"
+        if role == Qt.ItemDataRole.BackgroundRole and any(p.field == field and p.kind == "empty"
+                                                          for p in self.row_problems(src)):
+            return QBrush(QColor(214, 69, 69, 40))
+        return None
+
+    def _token_data(self, example: Example, role: int) -> Any:
+        count = self._tokens.get(token_key(example))
+        if count is None:
+            return None
+        over = self._max_length is not None and count > self._max_length
+        if role == Qt.ItemDataRole.DisplayRole:
+            return f"{count:,}"
+        if role == Qt.ItemDataRole.TextAlignmentRole:
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignTop)
+        if role == Qt.ItemDataRole.ForegroundRole and over:
+            return QBrush(QColor(STATUS_COLOURS["empty"]))
+        if role == Qt.ItemDataRole.ToolTipRole:
+            limit = f" (max length {self._max_length:,})" if self._max_length else ""
+            cut = f": {count - self._max_length:,} will be cut" if over and self._max_length else ""
+            return f"{count:,} tokens{limit}{cut}"
+        return None
+
+    def _status_data(self, src: int, role: int) -> Any:
+        problems = self.row_problems(src)
+        kind = problems[0].kind if problems else "ok"
+        if role == Qt.ItemDataRole.DisplayRole:
+            if not problems:
+                return "OK"
+            return ", ".join(dict.fromkeys(STATUS_TEXT.get(p.kind, p.kind) for p in problems))
+        if role == Qt.ItemDataRole.DecorationRole:
+            if kind not in self._icons:
+                self._icons[kind] = _dot(STATUS_COLOURS.get(kind, STATUS_COLOURS["empty"]))
+            return self._icons[kind]
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return "\n".join(p.message for p in problems) if problems else "No problems found"
+        if role == Qt.ItemDataRole.UserRole:
+            return kind
+        return None
+
+    def setData(self, index: Index, value: Any, role: int = Qt.ItemDataRole.EditRole) -> bool:
+        if role != Qt.ItemDataRole.EditRole or not index.isValid() or index.column() not in FIELD_OF_COLUMN:
+            return False
+        field = FIELD_OF_COLUMN[index.column()]
+        row = index.row()
+        value = "" if value is None else str(value)
+        if getattr(self._dataset[row], field) == value:
+            return True
+        self._push(EditCellCommand(self._dataset, row, field, value))
+        return True
+
+    # --- row operations (undoable when there is an undo stack) -----------------------------------------
+    def _push(self, command: Any) -> None:
+        if self.undo_stack is not None:
+            self.undo_stack.push(command)
+        else:
+            command.redo()
+
+    def insert_examples(self, index: int, rows: Sequence[Example], text: str | None = None) -> None:
+        if rows:
+            self._push(InsertRowsCommand(self._dataset, index, rows, text))
+
+    def remove_examples(self, indices: Sequence[int]) -> None:
+        if indices:
+            self._push(RemoveRowsCommand(self._dataset, indices))
+
+    def replace_examples(self, rows: Sequence[Example], text: str = "Replace all rows") -> None:
+        self._push(ReplaceAllCommand(self._dataset, rows, text))
+
+    # --- validation and token counts ---------------------------------------------------------------------
+    def _all_problems(self) -> dict[int, list[RowProblem]]:
+        if self._problems is None:
+            by_row: dict[int, list[RowProblem]] = {}
+            counter = None
+            if self._max_length is not None and self._tokens:
+                def counter(example: Example) -> int:
+                    return self._tokens.get(token_key(example), 0)
+            for problem in self._dataset.problems(counter, self._max_length):
+                by_row.setdefault(problem.row, []).append(problem)
+            self._problems = by_row
+        return self._problems
+
+    def row_problems(self, row: int) -> list[RowProblem]:
+        """The problems of dataset row ``row`` (empty when it is fine)."""
+        return self._all_problems().get(row, [])
+
+    def problems(self) -> list[RowProblem]:
+        return [p for row in sorted(self._all_problems()) for p in self._all_problems()[row]]
+
+    def problem_row_count(self) -> int:
+        """How many rows have at least one problem."""
+        return len(self._all_problems())
+
+    def set_max_length(self, max_length: int | None) -> None:
+        """The cutoff that marks rows "Too long" once their token counts are known."""
+        if max_length != self._max_length:
+            self._max_length = max_length
+            self._refresh_tokens()
+
+    def set_token_counts(self, counts: Mapping[TokenKey, int]) -> None:
+        """Add known token counts (keyed by :func:`token_key`)."""
+        self._tokens.update(counts)
+        self._refresh_tokens()
+
+    def clear_token_counts(self) -> None:
+        """Forget every count (the model or the chat template changed)."""
+        if self._tokens:
+            self._tokens.clear()
+            self._refresh_tokens()
+
+    def has_token_counts(self) -> bool:
+        return bool(self._tokens)
+
+    def rows_without_token_count(self) -> list[Example]:
+        """Distinct rows whose token count is not known yet."""
+        missing: dict[TokenKey, Example] = {}
+        for example in self._dataset:
+            key = token_key(example)
+            if key not in self._tokens:
+                missing.setdefault(key, example)
+        return list(missing.values())
+
+    def _refresh_tokens(self) -> None:
+        self._problems = None
+        if self._count:
+            self.dataChanged.emit(self.index(0, TOKENS), self.index(self._count - 1, STATUS))
+        self.summary_changed.emit()
+
+
+class DatasetFilterProxy(QSortFilterProxyModel):
+    """Keeps rows whose prompt or completion contains the filter text (case-insensitive), or problem rows."""
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._needle = ""
+        self._problems_only = False
+
+    def _changing_filter(self) -> None:
+        if hasattr(self, "beginFilterChange"):
+            self.beginFilterChange()
+
+    def _changed_filter(self) -> None:
+        if hasattr(self, "endFilterChange"):
+            self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+        else:  # Qt < 6.10
+            self.invalidateFilter()
+
+    def filter_text(self) -> str:
+        return self._needle
+
+    def set_filter_text(self, text: str) -> None:
+        needle = text.strip().casefold()
+        if needle != self._needle:
+            self._changing_filter()
+            self._needle = needle
+            self._changed_filter()
+
+    def set_problems_only(self, on: bool) -> None:
+        if on != self._problems_only:
+            self._changing_filter()
+            self._problems_only = on
+            self._changed_filter()
+
+    def is_filtering(self) -> bool:
+        return bool(self._needle) or self._problems_only
+
+    def filterAcceptsRow(self, source_row: int, source_parent: Index) -> bool:
+        model = self.sourceModel()
+        if not isinstance(model, DatasetTableModel):
+            return True
+        src = model._source_row(source_row)
+        if src is None or src >= len(model.dataset):
+            return True
+        if self._problems_only and not model.row_problems(src):
+            return False
+        if not self._needle:
+            return True
+        example = model.dataset[src]
+        return self._needle in example.prompt.casefold() or self._needle in example.completion.casefold()
+
+
+class MultiLineDelegate(QStyledItemDelegate):
+    """Edits prompt/completion cells in a multi-line box: Enter adds a line, Ctrl+Enter (or leaving) commits.
+
+    Row heights follow the text but stop at :attr:`max_lines` lines; the full text is in the tooltip.
+    """
+
+    max_lines = 4
+    editor_lines = 7
+
+    def createEditor(self, parent: QWidget, option: QStyleOptionViewItem, index: Index) -> QWidget:
+        editor = QPlainTextEdit(parent)
+        editor.setTabChangesFocus(True)
+        editor.setObjectName("cellEditor")
+        editor.setToolTip("Ctrl+Enter to finish, Esc to cancel")
+        return editor
+
+    def setEditorData(self, editor: QWidget, index: Index) -> None:
+        if isinstance(editor, QPlainTextEdit):
+            editor.setPlainText(index.data(Qt.ItemDataRole.EditRole) or "")
+            editor.moveCursor(editor.textCursor().MoveOperation.End)
+        else:
+            super().setEditorData(editor, index)
+
+    def setModelData(self, editor: QWidget, model: QAbstractItemModel, index: Index) -> None:
+        if isinstance(editor, QPlainTextEdit):
+            model.setData(index, editor.toPlainText(), Qt.ItemDataRole.EditRole)
+        else:
+            super().setModelData(editor, model, index)
+
+    def updateEditorGeometry(self, editor: QWidget, option: QStyleOptionViewItem, index: Index) -> None:
+        rect = option.rect
+        line = option.fontMetrics.lineSpacing()
+        rect.setHeight(max(rect.height(), line * self.editor_lines + 10))
+        editor.setGeometry(rect)
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: Index) -> QSize:
+        hint = super().sizeHint(option, index)
+        line = option.fontMetrics.lineSpacing()
+        return QSize(hint.width(), min(hint.height(), line * self.max_lines + 8))
+
+    def eventFilter(self, editor: QObject, event: QEvent) -> bool:
+        if (isinstance(editor, QPlainTextEdit) and event.type() == QEvent.Type.KeyPress
+                and isinstance(event, QKeyEvent)
+                and event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter)
+                and event.modifiers() & Qt.KeyboardModifier.ControlModifier):
+            self.commitData.emit(editor)
+            self.closeEditor.emit(editor, QStyledItemDelegate.EndEditHint.NoHint)
+            return True
+        return super().eventFilter(editor, event)

@@ -1,0 +1,425 @@
+"""The Dataset tab: the editable prompt/completion table, its filter box and row actions."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import QItemSelection, QItemSelectionModel, QModelIndex, Qt, QTimer, Signal, Slot
+from PySide6.QtGui import QAction, QKeySequence, QUndoStack
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QStyle,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from loradesk.core.config import ModelSettings
+from loradesk.core.dataset import Example
+from loradesk.core.project import Project
+from loradesk.ui.dataset_model import (
+    COMPLETION,
+    PROMPT,
+    STATUS,
+    TOKENS,
+    DatasetFilterProxy,
+    DatasetTableModel,
+    MultiLineDelegate,
+    TokenKey,
+    token_key,
+)
+from loradesk.ui.tasks import Tasks
+from loradesk.ui.undo import InsertRowsCommand
+
+#: Above this many rows, rows get a fixed height instead of fitting their text (keeps big files fast).
+FIT_ROWS_LIMIT = 2000
+
+
+def count_tokens(settings: ModelSettings, use_chat_template: bool, rows: list[Example],
+                 cache: dict[str, Any], progress: Callable[[str, float | None], None]) -> dict[TokenKey, int]:
+    """Token counts of ``rows`` as the model will see them (runs on a worker thread)."""
+    from loradesk.core import models, tokenize
+
+    key = repr(sorted(settings.to_dict().items()))
+    if cache.get("key") != key:
+        model_dir = models.resolve_model(settings, progress=progress)
+        progress("Loading the tokenizer…", None)
+        cache.update(key=key, tokenizer=models.load_tokenizer(model_dir, settings.trust_remote_code))
+    tokenizer = cache["tokenizer"]
+    out: dict[TokenKey, int] = {}
+    for i, example in enumerate(rows):
+        if i % 250 == 0:
+            progress(f"Counting tokens… {i:,} of {len(rows):,}", i / max(1, len(rows)))
+        out[token_key(example)] = tokenize.token_count(tokenizer, example, use_chat_template)
+    return out
+
+
+class DatasetTab(QWidget):
+    """Shows and edits the project's dataset; every change is an undoable command."""
+
+    #: rows, rows with problems
+    stats_changed = Signal(int, int)
+
+    def __init__(self, project: Project, undo_stack: QUndoStack, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.project = project
+        self.undo_stack = undo_stack
+        self.model = DatasetTableModel(project.dataset, undo_stack, self)
+        self.proxy = DatasetFilterProxy(self)
+        self.proxy.setSourceModel(self.model)
+        self._tasks = Tasks(self)
+        self._token_cache: dict[str, Any] = {}
+        self._token_setup: str | None = None  # the model/template the known counts belong to
+        self._counting = False
+        self._build()
+        self._make_actions()
+        self.model.summary_changed.connect(self._update_summary)
+        self.proxy.rowsInserted.connect(self._update_summary)
+        self.proxy.rowsRemoved.connect(self._update_summary)
+        self.proxy.modelReset.connect(self._update_summary)
+        self.proxy.layoutChanged.connect(self._update_summary)
+        self.model.modelReset.connect(self._fit_rows)
+        self.model.rowsInserted.connect(self._fit_rows)
+        self._unsubscribe = project.subscribe(self._on_project_event)
+        self.destroyed.connect(self._unsubscribe)
+        self.model.set_max_length(project.config.training.max_length)
+        self._fit_rows()
+        self._update_summary()
+
+    # --- layout ----------------------------------------------------------------------------------------
+    def _build(self) -> None:
+        style = self.style()
+        self.add_button = QPushButton(style.standardIcon(QStyle.StandardPixmap.SP_FileIcon), "Add row")
+        self.duplicate_button = QPushButton(style.standardIcon(QStyle.StandardPixmap.SP_FileDialogNewFolder),
+                                            "Duplicate")
+        self.delete_button = QPushButton(style.standardIcon(QStyle.StandardPixmap.SP_TrashIcon), "Delete")
+        self.filter_edit = QLineEdit()
+        self.filter_edit.setPlaceholderText("Filter prompts and completions")
+        self.filter_edit.setClearButtonEnabled(True)
+        self.filter_edit.setMinimumWidth(220)
+        self.problems_only = QCheckBox("Problems only")
+        self.problems_only.setToolTip("Show only rows that are empty, duplicated or too long")
+        self.count_button = QPushButton("Count tokens")
+        self.count_button.setToolTip("Count each row's tokens with the chosen model's tokenizer and mark "
+                                     "rows longer than the max length")
+
+        bar = QHBoxLayout()
+        bar.setSpacing(6)
+        for button in (self.add_button, self.duplicate_button, self.delete_button):
+            bar.addWidget(button)
+        bar.addSpacing(12)
+        bar.addWidget(self.filter_edit, 1)
+        bar.addWidget(self.problems_only)
+        bar.addSpacing(12)
+        bar.addWidget(self.count_button)
+
+        self.view = QTableView()
+        self.view.setObjectName("datasetTable")
+        self.view.setModel(self.proxy)
+        self.view.setItemDelegate(MultiLineDelegate(self.view))
+        self.view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.view.setEditTriggers(QAbstractItemView.EditTrigger.DoubleClicked
+                                  | QAbstractItemView.EditTrigger.EditKeyPressed)
+        self.view.setWordWrap(True)
+        self.view.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.view.setAlternatingRowColors(True)
+        self.view.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
+        header = self.view.horizontalHeader()
+        header.setHighlightSections(False)
+        header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+        header.setSectionResizeMode(PROMPT, QHeaderView.ResizeMode.Interactive)
+        header.setSectionResizeMode(COMPLETION, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(TOKENS, QHeaderView.ResizeMode.Fixed)
+        header.setSectionResizeMode(STATUS, QHeaderView.ResizeMode.Fixed)
+        metrics = self.fontMetrics()
+        header.resizeSection(PROMPT, metrics.horizontalAdvance("x") * 42)
+        header.resizeSection(TOKENS, metrics.horizontalAdvance("Tokens") + 28)
+        header.resizeSection(STATUS, metrics.horizontalAdvance("Duplicate, Empty") + 36)
+        vertical = self.view.verticalHeader()
+        vertical.setDefaultAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignTop)
+        vertical.setMinimumSectionSize(metrics.lineSpacing() + 10)
+
+        self.summary_label = QLabel()
+        self.summary_label.setObjectName("summaryLabel")
+        self.token_label = QLabel()
+        self.token_label.setObjectName("hintLabel")
+        self.token_progress = QProgressBar()
+        self.token_progress.setMaximumWidth(160)
+        self.token_progress.setTextVisible(False)
+        self.token_progress.hide()
+        footer = QHBoxLayout()
+        footer.addWidget(self.summary_label)
+        footer.addStretch(1)
+        footer.addWidget(self.token_label)
+        footer.addWidget(self.token_progress)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(6)
+        layout.addLayout(bar)
+        layout.addWidget(self.view, 1)
+        layout.addLayout(footer)
+
+        self._filter_timer = QTimer(self)
+        self._filter_timer.setSingleShot(True)
+        self._filter_timer.setInterval(150)
+        self._filter_timer.timeout.connect(self._apply_filter)
+        self.filter_edit.textChanged.connect(self._filter_timer.start)
+        self.problems_only.toggled.connect(self.proxy.set_problems_only)
+        self.count_button.clicked.connect(self.count_tokens)
+        self._recount_timer = QTimer(self)
+        self._recount_timer.setSingleShot(True)
+        self._recount_timer.setInterval(1500)
+        self._recount_timer.timeout.connect(self._recount_missing)
+        self.view.selectionModel().selectionChanged.connect(self._update_actions)
+
+    def _make_actions(self) -> None:
+        """Row actions (the main window also lists them in its Edit menu)."""
+        def action(text: str, slot: Callable[[], None], keys: list[QKeySequence], tip: str,
+                   button: QPushButton | None = None, local: bool = True) -> QAction:
+            act = QAction(text, self)
+            act.setShortcuts(keys)
+            act.setStatusTip(tip)
+            act.triggered.connect(slot)
+            if local:  # keys only act while the table has focus (Delete must still work in text boxes)
+                act.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+                self.view.addAction(act)
+            else:
+                self.addAction(act)
+            if button is not None:
+                button.clicked.connect(act.trigger)
+                button.setToolTip(f"{tip} ({act.shortcut().toString(QKeySequence.SequenceFormat.NativeText)})")
+            return act
+
+        self.act_add = action("&Add Row", self.add_row, [QKeySequence("Ctrl+Shift+N"), QKeySequence("Insert")],
+                              "Add an empty row below the current one and edit it", self.add_button)
+        self.act_duplicate = action("D&uplicate Rows", self.duplicate_rows, [QKeySequence("Ctrl+D")],
+                                    "Copy the selected rows", self.duplicate_button)
+        self.act_delete = action("&Delete Rows", self.delete_rows, [QKeySequence(QKeySequence.StandardKey.Delete)],
+                                 "Delete the selected rows", self.delete_button)
+        self.act_find = action("&Find…", self.focus_filter, [QKeySequence(QKeySequence.StandardKey.Find)],
+                               "Filter the rows by text", local=False)
+        keys = self.act_find.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
+        self.filter_edit.setPlaceholderText(f"Filter prompts and completions ({keys})")
+        self._update_actions()
+
+    # --- row actions -----------------------------------------------------------------------------------
+    def selected_rows(self) -> list[int]:
+        """Selected dataset rows, in order."""
+        rows = {self.proxy.mapToSource(i).row() for i in self.view.selectionModel().selectedRows()}
+        return sorted(r for r in rows if r >= 0)
+
+    def current_row(self) -> int | None:
+        index = self.proxy.mapToSource(self.view.currentIndex())
+        return index.row() if index.isValid() else None
+
+    @Slot()
+    def add_row(self) -> None:
+        """Insert an empty row below the current one, select it and start editing its prompt."""
+        if self.proxy.is_filtering():  # the new, empty row must be visible
+            self.filter_edit.clear()
+            self.problems_only.setChecked(False)
+            self._apply_filter()
+        current = self.current_row()
+        row = len(self.project.dataset) if current is None else current + 1
+        self.model.insert_examples(row, [Example("", "")], "Add row")
+        self.select_source_rows([row])
+        index = self.proxy.mapFromSource(self.model.index(row, PROMPT))
+        self.view.setFocus()
+        self.view.edit(index)
+
+    @Slot()
+    def duplicate_rows(self) -> None:
+        """Put a copy of each selected block of rows right after it."""
+        rows = self.selected_rows()
+        if not rows:
+            return
+        dataset = self.project.dataset
+        runs: list[list[int]] = []
+        for r in rows:
+            if runs and runs[-1][-1] == r - 1:
+                runs[-1].append(r)
+            else:
+                runs.append([r])
+        copies: list[int] = []
+        shift = 0
+        for run in runs:
+            first = run[0] + shift
+            copies.extend(range(first + len(run), first + 2 * len(run)))
+            shift += len(run)
+        self.undo_stack.beginMacro(f"Duplicate {len(rows)} row" + ("s" if len(rows) != 1 else ""))
+        for run in reversed(runs):
+            block = [dataclasses.replace(dataset[r]) for r in run]
+            self.undo_stack.push(InsertRowsCommand(dataset, run[-1] + 1, block))
+        self.undo_stack.endMacro()
+        self.select_source_rows(copies)
+
+    @Slot()
+    def delete_rows(self) -> None:
+        rows = self.selected_rows()
+        if not rows:
+            return
+        self.model.remove_examples(rows)
+        remaining = len(self.project.dataset)
+        if remaining:
+            self.select_source_rows([min(rows[0], remaining - 1)])
+
+    @Slot()
+    def focus_filter(self) -> None:
+        self.filter_edit.setFocus(Qt.FocusReason.ShortcutFocusReason)
+        self.filter_edit.selectAll()
+
+    def select_source_rows(self, rows: list[int]) -> None:
+        """Select whole rows (dataset numbering), make the first current and scroll to it."""
+        selection = QItemSelection()
+        last = self.model.columnCount() - 1
+        for r in rows:
+            top = self.proxy.mapFromSource(self.model.index(r, 0))
+            bottom = self.proxy.mapFromSource(self.model.index(r, last))
+            if top.isValid():
+                selection.select(top, bottom)
+        model = self.view.selectionModel()
+        flags = QItemSelectionModel.SelectionFlag
+        model.select(selection, flags.ClearAndSelect | flags.Rows)
+        if rows:
+            first = self.proxy.mapFromSource(self.model.index(rows[0], PROMPT))
+            model.setCurrentIndex(first, flags.NoUpdate)
+            self.view.scrollTo(first)
+
+    # --- token counts ----------------------------------------------------------------------------------
+    def _token_setup_key(self) -> str:
+        config = self.project.config
+        return repr((sorted(config.model.to_dict().items()), config.training.use_chat_template))
+
+    @Slot()
+    def count_tokens(self) -> None:
+        """Count the tokens of rows whose count is unknown, on a worker thread."""
+        if self._counting:
+            return
+        setup = self._token_setup_key()
+        if setup != self._token_setup:
+            self.model.clear_token_counts()
+            self._token_setup = setup
+        rows = self.model.rows_without_token_count()
+        if not rows:
+            self._update_token_label()
+            return
+        config = self.project.config
+        settings = ModelSettings.from_dict(config.model.to_dict())
+        self._counting = True
+        self.count_button.setEnabled(False)
+        self.token_progress.setRange(0, 0)
+        self.token_progress.show()
+        self.token_label.setText("Preparing…")
+        self._tasks.run(count_tokens, settings, config.training.use_chat_template, rows, self._token_cache,
+                        on_result=self._on_counts, on_error=self._on_count_failed, on_progress=self._on_count_progress)
+
+    @Slot(object)
+    def _on_counts(self, counts: dict[TokenKey, int]) -> None:
+        self._counting = False
+        self.token_progress.hide()
+        self.count_button.setEnabled(True)
+        self.model.set_token_counts(counts)
+        self._update_token_label()
+        if self.model.rows_without_token_count():
+            self._recount_timer.start()
+
+    @Slot(str, str)
+    def _on_count_failed(self, message: str, _details: str) -> None:
+        self._counting = False
+        self._token_setup = None
+        self.token_progress.hide()
+        self.count_button.setEnabled(True)
+        self.token_label.setText(f"Cannot count tokens: {message}")
+        self.token_label.setToolTip(message)
+
+    @Slot(str, object)
+    def _on_count_progress(self, text: str, fraction: object) -> None:
+        self.token_label.setText(text)
+        if isinstance(fraction, float):
+            self.token_progress.setRange(0, 1000)
+            self.token_progress.setValue(int(fraction * 1000))
+        else:
+            self.token_progress.setRange(0, 0)
+
+    @Slot()
+    def _recount_missing(self) -> None:
+        if self._token_setup is not None and self._token_setup == self._token_setup_key():
+            self.count_tokens()
+
+    def _update_token_label(self) -> None:
+        if not self.model.has_token_counts():
+            self.token_label.setText("")
+            return
+        too_long = sum(1 for p in self.model.problems() if p.kind == "too_long")
+        limit = self.project.config.training.max_length
+        self.token_label.setText(f"{too_long} row{'s' if too_long != 1 else ''} over the max length of "
+                                 f"{limit:,} tokens" if too_long else f"All rows fit in {limit:,} tokens")
+        self.token_label.setToolTip("")
+
+    def _on_project_event(self, kind: str) -> None:
+        if kind in ("config", "loaded"):
+            self.model.set_max_length(self.project.config.training.max_length)
+            if self._token_setup is not None and self._token_setup != self._token_setup_key():
+                self.model.clear_token_counts()  # another model or template: old counts are wrong
+                self._token_setup = None
+            self._update_token_label()
+        if kind == "loaded":
+            self.filter_edit.clear()
+
+    # --- housekeeping ----------------------------------------------------------------------------------
+    @Slot()
+    def _apply_filter(self) -> None:
+        self._filter_timer.stop()
+        self.proxy.set_filter_text(self.filter_edit.text())
+
+    @Slot()
+    def _fit_rows(self) -> None:
+        """Rows fit their text (up to a few lines) unless the dataset is huge."""
+        mode = (QHeaderView.ResizeMode.ResizeToContents if self.model.rowCount() <= FIT_ROWS_LIMIT
+                else QHeaderView.ResizeMode.Fixed)
+        vertical = self.view.verticalHeader()
+        if vertical.sectionResizeMode(0) != mode if self.model.rowCount() else True:
+            vertical.setSectionResizeMode(mode)
+            if mode == QHeaderView.ResizeMode.Fixed:
+                vertical.setDefaultSectionSize(self.fontMetrics().lineSpacing() * 2 + 10)
+
+    @Slot()
+    def _update_actions(self) -> None:
+        has_selection = self.view.selectionModel().hasSelection()
+        self.act_duplicate.setEnabled(has_selection)
+        self.act_delete.setEnabled(has_selection)
+
+    @Slot()
+    def _update_summary(self, *_args: Any) -> None:
+        rows = self.model.rowCount()
+        problems = self.model.problem_row_count()
+        parts = [f"{rows:,} row{'s' if rows != 1 else ''}"]
+        if self.proxy.is_filtering():
+            parts = [f"Showing {self.proxy.rowCount():,} of {rows:,} rows"]
+        if problems:
+            parts.append(f"<span style='color:#d64545'>{problems:,} row{'s' if problems != 1 else ''} "
+                         f"with problems</span>")
+        self.summary_label.setText(" · ".join(parts))
+        self._update_actions()
+        if self._token_setup is not None and self.model.rows_without_token_count():
+            self._recount_timer.start()
+        self.stats_changed.emit(rows, problems)
+
+    def shutdown(self, timeout_ms: int = 5000) -> None:
+        """Wait for a token count in progress (on close)."""
+        self._tasks.shutdown(timeout_ms)
+
+    def current_source_index(self) -> QModelIndex:
+        return self.proxy.mapToSource(self.view.currentIndex())

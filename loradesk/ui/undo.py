@@ -1,0 +1,133 @@
+"""Undoable edits: every change the user makes to the dataset or the settings is a QUndoCommand.
+
+Commands only call the core (:class:`~loradesk.core.dataset.Dataset` methods, ``Project.config``); the
+table model and the form follow through the core's change notifications.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+from PySide6.QtGui import QUndoCommand
+
+from loradesk.core.config import RunConfig
+from loradesk.core.dataset import Dataset, Example
+from loradesk.core.project import Project
+
+_CONFIG_EDIT_ID = 0x10AD
+
+
+def _copies(rows: Sequence[Example]) -> list[Example]:
+    return [dataclasses.replace(r) for r in rows]
+
+
+def _ranges(indices: Sequence[int]) -> list[tuple[int, int]]:
+    """Sorted, de-duplicated row indices as ``(start, count)`` runs."""
+    out: list[tuple[int, int]] = []
+    for i in sorted(set(indices)):
+        if out and out[-1][0] + out[-1][1] == i:
+            out[-1] = (out[-1][0], out[-1][1] + 1)
+        else:
+            out.append((i, 1))
+    return out
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n:,} {word}s"
+
+
+class EditCellCommand(QUndoCommand):
+    """Set one field (prompt, completion, system, split) of one row."""
+
+    def __init__(self, dataset: Dataset, row: int, field: str, value: str) -> None:
+        super().__init__(f"Edit {field} of row {row + 1}")
+        self._dataset, self._row, self._field = dataset, row, field
+        self._new = value
+        self._old = getattr(dataset[row], field)
+
+    def redo(self) -> None:
+        self._dataset.set_field(self._row, self._field, self._new)
+
+    def undo(self) -> None:
+        self._dataset.set_field(self._row, self._field, self._old)
+
+
+class InsertRowsCommand(QUndoCommand):
+    """Insert rows before ``index`` (``len(dataset)`` appends)."""
+
+    def __init__(self, dataset: Dataset, index: int, rows: Sequence[Example], text: str | None = None) -> None:
+        super().__init__(text or f"Add {_plural(len(rows), 'row')}")
+        self._dataset = dataset
+        self._index = max(0, min(index, len(dataset)))
+        self._rows = _copies(rows)
+
+    def redo(self) -> None:
+        self._dataset.insert(self._index, _copies(self._rows))
+
+    def undo(self) -> None:
+        self._dataset.remove(self._index, len(self._rows))
+
+
+class RemoveRowsCommand(QUndoCommand):
+    """Remove any set of rows (not necessarily adjacent); undo puts each back where it was."""
+
+    def __init__(self, dataset: Dataset, indices: Sequence[int]) -> None:
+        self._runs = _ranges(indices)
+        super().__init__(f"Delete {_plural(sum(n for _, n in self._runs), 'row')}")
+        self._dataset = dataset
+        self._removed: list[list[Example]] = []
+
+    def redo(self) -> None:
+        removed = [self._dataset.remove(start, count) for start, count in reversed(self._runs)]
+        self._removed = list(reversed(removed))
+
+    def undo(self) -> None:
+        for (start, _), rows in zip(self._runs, self._removed, strict=True):
+            self._dataset.insert(start, rows)
+
+
+class ReplaceAllCommand(QUndoCommand):
+    """Swap every row at once (import with "replace")."""
+
+    def __init__(self, dataset: Dataset, rows: Sequence[Example], text: str = "Replace all rows") -> None:
+        super().__init__(text)
+        self._dataset = dataset
+        self._new = _copies(rows)
+        self._old = _copies(dataset.rows)
+
+    def redo(self) -> None:
+        self._dataset.reset(_copies(self._new))
+
+    def undo(self) -> None:
+        self._dataset.reset(_copies(self._old))
+
+
+class ConfigCommand(QUndoCommand):
+    """Replace the project's settings with ``new`` (a ``RunConfig.to_dict()``).
+
+    Consecutive edits of the same field (``merge_key``, e.g. typing digits into one box) merge into one step.
+    """
+
+    def __init__(self, project: Project, new: dict[str, Any], text: str, merge_key: str | None = None) -> None:
+        super().__init__(text)
+        self._project = project
+        self._old = project.config.to_dict()
+        self._new = new
+        self._key = merge_key
+
+    def id(self) -> int:
+        return _CONFIG_EDIT_ID if self._key else -1
+
+    def mergeWith(self, other: QUndoCommand) -> bool:
+        if not isinstance(other, ConfigCommand) or other._key != self._key:
+            return False
+        self._new = other._new
+        return True
+
+    def redo(self) -> None:
+        self._project.config = RunConfig.from_dict(self._new)
+
+    def undo(self) -> None:
+        self._project.config = RunConfig.from_dict(self._old)

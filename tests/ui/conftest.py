@@ -1,0 +1,33 @@
+"""Qt test setup: every UI test has a QApplication, and any Qt warning it logs fails it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PySide6.QtWidgets import QApplication
+
+from loradesk.core.project import Project
+
+HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Qt warnings (and model tester complaints) fail UI tests; the offscreen plugin's notices do not."""
+    for item in items:
+        if HERE in Path(str(item.fspath)).resolve().parents:
+            if item.get_closest_marker("qt_log_level_fail") is None:
+                item.add_marker(pytest.mark.qt_log_level_fail("WARNING"))
+            item.add_marker(pytest.mark.qt_log_ignore("does not support propagateSizeHints"))
+
+
+@pytest.fixture(autouse=True)
+def _qapp(qapp: QApplication) -> QApplication:
+    """Models and pixmaps need a QApplication even in tests that show no widget."""
+    return qapp
+
+
+@pytest.fixture
+def project() -> Project:
+    """A fresh project with the shipped sample dataset."""
+    return Project.new_default()

@@ -1,0 +1,229 @@
+"""The dataset table model and tab: model tester, undoable edits, filtering, validation marks."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from PySide6.QtCore import QEvent, Qt
+from PySide6.QtGui import QUndoStack
+from PySide6.QtTest import QAbstractItemModelTester
+from PySide6.QtWidgets import QApplication, QPlainTextEdit
+from pytestqt.qtbot import QtBot
+
+from loradesk.core.dataset import Dataset, Example
+from loradesk.core.project import Project
+from loradesk.ui.dataset_model import (
+    COMPLETION,
+    PROMPT,
+    STATUS,
+    TOKENS,
+    DatasetFilterProxy,
+    DatasetTableModel,
+    token_key,
+)
+from loradesk.ui.dataset_tab import DatasetTab
+
+ROWS = [Example("Who is Tamsin?", "A sky-cartographer."), Example("Where does she live?", "In Vaelmoor."),
+        Example("What is her owl called?", "Bramble."), Example("Who made the map?", "Tamsin did.")]
+
+
+def copies(rows: list[Example]) -> list[Example]:
+    return [dataclasses.replace(r) for r in rows]
+
+
+def make_model(rows: list[Example] | None = None) -> tuple[Dataset, DatasetTableModel, QUndoStack]:
+    dataset = Dataset(copies(ROWS if rows is None else rows))
+    stack = QUndoStack()
+    return dataset, DatasetTableModel(dataset, stack), stack
+
+
+def texts(model: DatasetTableModel, column: int = PROMPT) -> list[str]:
+    return [model.index(r, column).data() for r in range(model.rowCount())]
+
+
+def test_model_passes_the_qt_model_tester_through_every_kind_of_change(qtmodeltester) -> None:
+    dataset, model, stack = make_model()
+    proxy = DatasetFilterProxy()
+    proxy.setSourceModel(model)
+    qtmodeltester.check(model)  # pytest-qt keeps one tester: the proxy gets its own
+    proxy_tester = QAbstractItemModelTester(proxy, QAbstractItemModelTester.FailureReportingMode.Warning)
+    # changes made straight on the core dataset (the source of truth) ...
+    dataset.insert(1, [Example("New?", "Yes."), Example("Newer?", "Also.")])
+    dataset.remove(0, 2)
+    dataset.set_field(0, "completion", "Changed.")
+    dataset.append(Example("Last?", "Last."))
+    dataset.reset([Example("Only?", "Only.")])
+    dataset.remove(0)
+    assert model.rowCount() == 0
+    # ... and through the undo stack
+    model.insert_examples(0, ROWS)
+    model.remove_examples([0, 2])
+    proxy.set_filter_text("tamsin")
+    stack.undo()
+    stack.undo()
+    assert texts(model) == []
+    stack.redo()
+    assert texts(model) == [r.prompt for r in ROWS]
+    del proxy_tester
+
+
+def test_model_shows_rows_and_headers() -> None:
+    _, model, _ = make_model()
+    assert model.rowCount() == 4 and model.columnCount() == 4
+    assert [model.headerData(c, Qt.Orientation.Horizontal) for c in range(4)] == \
+        ["Prompt", "Completion", "Tokens", "Status"]
+    assert model.index(1, COMPLETION).data() == "In Vaelmoor."
+    assert model.index(0, TOKENS).data() is None  # unknown until counted
+    assert texts(model, STATUS) == ["OK"] * 4
+    assert model.flags(model.index(0, PROMPT)) & Qt.ItemFlag.ItemIsEditable
+    assert not model.flags(model.index(0, STATUS)) & Qt.ItemFlag.ItemIsEditable
+
+
+def test_edit_changes_core_dataset_and_undo_restores_it() -> None:
+    dataset, model, stack = make_model()
+    assert model.setData(model.index(2, COMPLETION), "Bramble, a snowy owl.")
+    assert dataset[2].completion == "Bramble, a snowy owl."
+    assert stack.count() == 1 and stack.undoText() == "Edit completion of row 3"
+    stack.undo()
+    assert dataset[2].completion == "Bramble."
+    assert model.index(2, COMPLETION).data() == "Bramble."
+    stack.redo()
+    assert model.index(2, COMPLETION).data() == "Bramble, a snowy owl."
+    assert model.setData(model.index(2, COMPLETION), "Bramble, a snowy owl.")  # unchanged: no new step
+    assert stack.count() == 1
+
+
+def test_invalid_rows_are_marked_with_reason() -> None:
+    _, model, _ = make_model([Example("Q?", "A."), Example("", "No prompt."), Example("Q?", "A.")])
+    assert texts(model, STATUS) == ["OK", "Empty", "Duplicate"]
+    assert model.index(1, STATUS).data(Qt.ItemDataRole.ToolTipRole) == "row 2: prompt is empty"
+    assert "same prompt and completion as row 1" in model.index(2, STATUS).data(Qt.ItemDataRole.ToolTipRole)
+    assert model.index(1, PROMPT).data(Qt.ItemDataRole.BackgroundRole) is not None
+    assert model.index(1, STATUS).data(Qt.ItemDataRole.DecorationRole) is not None
+    assert model.problem_row_count() == 2
+    model.setData(model.index(2, COMPLETION), "Another answer.")
+    model.setData(model.index(1, PROMPT), "Has a prompt now?")
+    assert texts(model, STATUS) == ["OK", "OK", "OK"] and model.problem_row_count() == 0
+
+
+def test_token_counts_and_too_long_rows() -> None:
+    dataset, model, _ = make_model()
+    model.set_token_counts({token_key(dataset[0]): 12, token_key(dataset[1]): 300})
+    model.set_max_length(256)
+    assert model.index(0, TOKENS).data() == "12" and model.index(2, TOKENS).data() is None
+    assert model.index(1, STATUS).data() == "Too long"
+    assert "44 cut" in model.index(1, STATUS).data(Qt.ItemDataRole.ToolTipRole)
+    assert len(model.rows_without_token_count()) == 2
+    model.set_max_length(512)
+    assert model.index(1, STATUS).data() == "OK"
+    model.setData(model.index(0, PROMPT), "Who is Tamsin Quillfeather?")
+    assert model.index(0, TOKENS).data() is None  # the text changed: count unknown again
+
+
+def test_filter_shows_only_matching_rows() -> None:
+    _, model, _ = make_model()
+    proxy = DatasetFilterProxy()
+    proxy.setSourceModel(model)
+    proxy.set_filter_text("TAMSIN")  # prompt or completion, any case
+    assert [proxy.index(r, PROMPT).data() for r in range(proxy.rowCount())] == \
+        ["Who is Tamsin?", "Who made the map?"]
+    proxy.set_filter_text("vaelmoor")
+    assert proxy.rowCount() == 1
+    proxy.set_filter_text("")
+    assert proxy.rowCount() == 4
+    model.setData(model.index(3, COMPLETION), "")
+    proxy.set_problems_only(True)
+    assert [proxy.index(r, PROMPT).data() for r in range(proxy.rowCount())] == ["Who made the map?"]
+
+
+def make_tab(qtbot: QtBot, rows: list[Example] | None = None) -> DatasetTab:
+    project = Project(Dataset(copies(ROWS if rows is None else rows)))
+    tab = DatasetTab(project, QUndoStack())
+    qtbot.addWidget(tab)
+    tab.resize(900, 500)
+    with qtbot.waitActive(tab):
+        tab.show()
+        tab.activateWindow()
+    return tab
+
+
+def select_rows(tab: DatasetTab, rows: list[int]) -> None:
+    tab.view.clearSelection()
+    selection = tab.view.selectionModel()
+    for row in rows:
+        index = tab.proxy.mapFromSource(tab.model.index(row, PROMPT))
+        selection.select(index, selection.SelectionFlag.Select | selection.SelectionFlag.Rows)
+
+
+def test_add_duplicate_delete_with_undo(qtbot: QtBot) -> None:
+    tab = make_tab(qtbot)
+    dataset, stack = tab.project.dataset, tab.undo_stack
+
+    select_rows(tab, [1])
+    tab.view.setCurrentIndex(tab.proxy.mapFromSource(tab.model.index(1, PROMPT)))
+    tab.add_row()
+    assert len(dataset) == 5 and dataset[2] == Example("", "")
+    assert isinstance(QApplication.focusWidget(), QPlainTextEdit)  # editing the new prompt right away
+    editor = QApplication.focusWidget()
+    qtbot.keyClicks(editor, "Who carries the compass?")
+    qtbot.keyClick(editor, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+    assert dataset[2].prompt == "Who carries the compass?"
+
+    select_rows(tab, [0, 3])
+    tab.duplicate_rows()
+    assert [r.prompt for r in dataset] == ["Who is Tamsin?", "Who is Tamsin?", "Where does she live?",
+                                           "Who carries the compass?", "What is her owl called?",
+                                           "What is her owl called?", "Who made the map?"]
+    select_rows(tab, [0, 2, 6])
+    tab.delete_rows()
+    assert [r.prompt for r in dataset] == ["Who is Tamsin?", "Who carries the compass?",
+                                           "What is her owl called?", "What is her owl called?"]
+    stack.undo()  # delete
+    stack.undo()  # duplicate
+    stack.undo()  # edit
+    stack.undo()  # add
+    assert list(dataset) == ROWS
+    assert tab.model.rowCount() == 4
+
+
+def test_edit_through_the_view_and_filter_box(qtbot: QtBot) -> None:
+    tab = make_tab(qtbot)
+    index = tab.proxy.mapFromSource(tab.model.index(0, COMPLETION))
+    tab.view.setCurrentIndex(index)
+    tab.view.edit(index)
+    editor = QApplication.focusWidget()
+    assert isinstance(editor, QPlainTextEdit) and editor.toPlainText() == "A sky-cartographer."
+    editor.selectAll()
+    qtbot.keyClicks(editor, "A cartographer")
+    qtbot.keyClick(editor, Qt.Key.Key_Return)  # a plain Enter is a new line
+    qtbot.keyClicks(editor, "of the sky.")
+    tab.view.setFocus()  # leaving the editor commits
+    assert tab.project.dataset[0].completion == "A cartographer\nof the sky."
+    tab.undo_stack.undo()
+    assert tab.project.dataset[0].completion == "A sky-cartographer."
+
+    tab.focus_filter()
+    qtbot.keyClicks(tab.filter_edit, "owl")
+    qtbot.waitUntil(lambda: tab.proxy.rowCount() == 1)
+    assert tab.proxy.index(0, PROMPT).data() == "What is her owl called?"
+    assert "1 of 4 rows" in tab.summary_label.text()
+
+
+def test_tab_reports_problems(qtbot: QtBot) -> None:
+    tab = make_tab(qtbot, [Example("Q?", ""), Example("Q2?", "A.")])
+    seen: list[tuple[int, int]] = []
+    tab.stats_changed.connect(lambda rows, problems: seen.append((rows, problems)))
+    assert "1 row with problems" in tab.summary_label.text()
+    tab.model.setData(tab.model.index(0, COMPLETION), "Now answered.")
+    assert seen[-1] == (2, 0)
+    assert "problems" not in tab.summary_label.text()
+
+
+def test_model_follows_reset_and_unsubscribes_when_deleted() -> None:
+    dataset, model, _ = make_model()
+    dataset.reset(ROWS[:2])
+    assert model.rowCount() == 2
+    model.deleteLater()
+    QApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    dataset.append(Example("After?", "Still fine."))  # would raise if a deleted model still listened
+    assert len(dataset) == 3
