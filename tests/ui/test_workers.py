@@ -1,0 +1,238 @@
+"""Workers on their threads: signals arrive on the GUI thread, errors become ``failed``, threads end."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QObject, QThread, Slot
+
+from loradesk.core import runs, training
+from loradesk.core.config import ModelSettings, RunConfig
+from loradesk.core.formats import read_dataset
+from loradesk.core.generation import GenerationSettings
+from loradesk.ui.workers import (
+    AnswererCache,
+    CallWorker,
+    CompareAllWorker,
+    GenerateWorker,
+    GenerationRequest,
+    Job,
+    TrainWorker,
+)
+
+
+def tiny_config(model_dir: Path, steps: int = 4, lr: float = 5e-3) -> RunConfig:
+    config = RunConfig(model=ModelSettings(kind="local", name=str(model_dir)))
+    t = config.training
+    t.max_steps, t.batch_size, t.logging_steps, t.learning_rate = steps, 4, 1, lr
+    return config
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished run of the tiny model on the sample data (trained once for this module)."""
+    rows = read_dataset(Path(__file__).resolve().parents[2] / "data" / "sample.json")
+    result = training.run(tiny_config(tiny_model_dir, steps=8), rows,
+                          runs_dir=tmp_path_factory.mktemp("runs"))
+    return result.run_dir
+
+
+class Recorder(QObject):
+    """Collects signal arguments in slots, noting whether each arrived on the GUI thread."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: dict[str, list[tuple]] = {}
+        self.off_thread: list[str] = []
+
+    def _note(self, name: str, *args: object) -> None:
+        if QThread.currentThread() is not self.thread():
+            self.off_thread.append(name)
+        self.calls.setdefault(name, []).append(args)
+
+    @Slot(str)
+    def status(self, text: str) -> None:
+        self._note("status", text)
+
+    @Slot(object)
+    def progress(self, p: object) -> None:
+        self._note("progress", p)
+
+    @Slot(str)
+    def log(self, text: str) -> None:
+        self._note("log", text)
+
+    @Slot(object)
+    def finished(self, result: object) -> None:
+        self._note("finished", result)
+
+    @Slot(str, str)
+    def failed(self, message: str, details: str) -> None:
+        self._note("failed", message, details)
+
+    @Slot(str, str)
+    def token(self, side: str, text: str) -> None:
+        self._note("token", side, text)
+
+    @Slot(object)
+    def row(self, row: object) -> None:
+        self._note("row", row)
+
+    def get(self, name: str) -> list[tuple]:
+        return self.calls.get(name, [])
+
+
+def connect_all(worker: QObject, rec: Recorder) -> None:
+    for name in ("status", "progress", "log", "finished", "failed", "token", "row"):
+        signal = getattr(worker, name, None)
+        if signal is not None and hasattr(signal, "connect"):
+            signal.connect(getattr(rec, name))
+
+
+def run_job(qtbot, worker, timeout: int = 120_000) -> Recorder:
+    rec = Recorder()
+    connect_all(worker, rec)
+    job = Job(worker)
+    with qtbot.waitSignal(job.finished, timeout=timeout):
+        job.start()
+    assert not job.is_running()
+    assert job.thread.isFinished()
+    return rec
+
+
+def test_train_worker_reports_on_gui_thread_and_finishes(qtbot, tiny_model_dir, project, tmp_path):
+    worker = TrainWorker(tiny_config(tiny_model_dir), project.dataset.copy(), tmp_path)
+    rec = run_job(qtbot, worker)
+
+    assert rec.off_thread == []
+    assert not rec.get("failed")
+    (result,), = rec.get("finished")
+    assert result.status == "completed" and result.steps == 4
+    steps = [p.step for (p,) in rec.get("progress") if p.loss is not None]
+    assert steps == [1, 2, 3, 4]
+    assert "Training" in [s for (s,) in rec.get("status")]
+    assert any("Adapter saved" in line for (line,) in rec.get("log"))
+    assert (result.run_dir / "adapter_model.safetensors").is_file()
+    assert result.run_dir.parent == tmp_path
+
+
+def test_train_worker_error_becomes_failed_signal(qtbot, project, tmp_path):
+    missing = tmp_path / "no-such-model"
+    config = RunConfig(model=ModelSettings(kind="local", name=str(missing)))
+    rec = run_job(qtbot, TrainWorker(config, project.dataset.copy(), tmp_path / "runs"))
+
+    (message, details), = rec.get("failed")
+    assert str(missing) in message
+    assert "ModelError" in details and "Traceback" in details
+    assert not rec.get("finished")
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_stopping_a_train_worker_keeps_a_usable_adapter(qtbot, tiny_model_dir, project, tmp_path):
+    worker = TrainWorker(tiny_config(tiny_model_dir, steps=500), project.dataset.copy(), tmp_path)
+    rec = Recorder()
+    connect_all(worker, rec)
+    job = Job(worker)
+    job.start()
+    qtbot.waitUntil(lambda: len(rec.get("progress")) >= 2, timeout=60_000)
+    assert job.shutdown(30_000)
+    assert not job.is_running()
+    qtbot.waitUntil(lambda: bool(rec.get("finished")), timeout=5_000)
+    (result,), = rec.get("finished")
+    assert result.status == "stopped" and 2 <= result.steps < 500
+    assert (result.run_dir / "adapter_model.safetensors").is_file()
+    assert runs.latest_checkpoint(result.run_dir) is not None  # resumable
+
+
+def test_generate_worker_streams_both_sides_and_caches_the_model(qtbot, trained_run):
+    cache = AnswererCache()
+    request = GenerationRequest(run_dir=trained_run, settings=GenerationSettings(max_new_tokens=12))
+    rec = run_job(qtbot, GenerateWorker(cache, request, "Who is Tamsin Quillfeather?"))
+
+    assert rec.off_thread == [] and not rec.get("failed")
+    (answers,), = rec.get("finished")
+    tuned_pieces = "".join(text for side, text in rec.get("token") if side == "tuned")
+    assert answers["tuned"] and tuned_pieces.strip() == answers["tuned"]
+    assert answers["tuned"] != answers["base"]
+    assert "Loading model…" in [s for (s,) in rec.get("status")]
+    assert cache.loads == 1
+
+    rec = run_job(qtbot, GenerateWorker(cache, request, "What is the name of Tamsin's owl?"))
+    assert not rec.get("failed") and rec.get("finished")
+    assert cache.loads == 1  # same (model, adapter): not loaded again
+    assert "Loading model…" not in [s for (s,) in rec.get("status")]
+
+
+def test_generate_worker_stop_ends_the_answer_early(qtbot, trained_run):
+    cache = AnswererCache()
+    request = GenerationRequest(run_dir=trained_run, settings=GenerationSettings(max_new_tokens=4000))
+    worker = GenerateWorker(cache, request, "Who is Tamsin Quillfeather?")
+    stopped = threading.Event()
+
+    class StopOnFirstToken(QObject):
+        @Slot(str, str)
+        def token(self, side: str, text: str) -> None:
+            worker.request_stop()
+            stopped.set()
+
+    stopper = StopOnFirstToken()
+    worker.token.connect(stopper.token)
+    rec = run_job(qtbot, worker, timeout=60_000)
+    (answers,), = rec.get("finished")
+    assert stopped.is_set() and answers["stopped"]
+    assert len(rec.get("token")) < 200
+
+
+def test_compare_all_worker_emits_a_row_per_question(qtbot, trained_run, heldout_path):
+    request = GenerationRequest(run_dir=trained_run, settings=GenerationSettings(max_new_tokens=8))
+    rec = run_job(qtbot, CompareAllWorker(AnswererCache(), request, heldout_path, batch_size=6))
+
+    rows = [r for (r,) in rec.get("row")]
+    (summary,), = rec.get("finished")
+    pairs = runs_heldout(heldout_path)
+    assert [r.index for r in rows] == list(range(len(pairs)))
+    assert [(r.prompt, r.expected) for r in rows] == pairs
+    assert all(r.tuned is not None for r in rows)
+    assert summary.total == summary.answered == len(pairs)
+    assert summary.tuned_correct == sum(r.tuned_ok for r in rows)
+    assert summary.text().startswith(f"tuned {summary.tuned_correct}/{len(pairs)} vs base ")
+
+
+def runs_heldout(path: Path) -> list[tuple[str, str]]:
+    from loradesk.core.formats import read_heldout
+
+    return read_heldout(path)
+
+
+def test_compare_all_worker_reports_a_bad_file(qtbot, tmp_path):
+    bad = tmp_path / "questions.json"
+    bad.write_text('[{"prompt": "Who?", "expected": "x"}, {"prompt": "Where?"}]', encoding="utf-8")
+    request = GenerationRequest(model=ModelSettings(kind="local", name=str(tmp_path / "unused")))
+    rec = run_job(qtbot, CompareAllWorker(AnswererCache(), request, bad))
+    (message, _details), = rec.get("failed")
+    assert "questions.json" in message and "row 2" in message and "expected" in message
+    assert not rec.get("row") and not rec.get("finished")
+
+
+def test_call_worker_returns_the_value(qtbot, trained_run, tmp_path):
+    rec = run_job(qtbot, CallWorker(runs.export_adapter, trained_run, tmp_path / "out"))
+    (path,), = rec.get("finished")
+    assert path == tmp_path / "out" and (path / "adapter_model.safetensors").is_file()
+
+
+def test_job_wait_does_not_deadlock_when_gui_thread_blocks(qtbot):
+    gate = threading.Event()
+
+    def slow() -> str:
+        gate.wait(5)
+        return "ok"
+
+    job = Job(CallWorker(slow))
+    job.start()
+    qtbot.waitUntil(job.is_running, timeout=5_000)
+    gate.set()
+    # the GUI thread blocks here without running its event loop: the thread must still end
+    assert job.wait(5_000)
+    assert job.thread.isFinished()
