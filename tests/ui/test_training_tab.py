@@ -1,0 +1,165 @@
+"""The Train tab with the tiny real model: start, live progress, stop/shutdown, resume, failures."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt
+
+from loradesk.core import runs
+from loradesk.core.config import ModelSettings
+from loradesk.ui.training_tab import TrainingTab, epoch_text, format_duration
+
+
+def use_tiny_model(project, model_dir: Path, steps: int, lr: float = 5e-3) -> None:
+    project.config.model = ModelSettings(kind="local", name=str(model_dir))
+    t = project.config.training
+    t.max_steps, t.batch_size, t.logging_steps, t.learning_rate = steps, 4, 1, lr
+
+
+@pytest.fixture
+def tab(qtbot, project, tmp_path) -> TrainingTab:
+    widget = TrainingTab(project)
+    widget.runs_dir = tmp_path / "runs"
+    qtbot.addWidget(widget)
+    widget.resize(900, 700)
+    widget.show()
+    yield widget
+    widget.shutdown()
+
+
+def test_a_run_fills_the_plot_progress_and_stats(qtbot, tab, project, tiny_model_dir):
+    use_tiny_model(project, tiny_model_dir, steps=5)
+    changes: list[bool] = []
+    tab.running_changed.connect(changes.append)
+    with qtbot.waitSignal(tab.run_finished, timeout=120_000) as finished:
+        qtbot.mouseClick(tab.start_button, Qt.MouseButton.LeftButton)
+        assert tab.is_running()
+        assert not tab.start_button.isEnabled() and tab.stop_button.isEnabled()
+    run_dir = Path(finished.args[0])
+
+    assert changes == [True, False]
+    assert not tab.is_running() and tab.start_button.isEnabled() and not tab.stop_button.isEnabled()
+    x, y = tab.plot.raw_curve.getData()
+    assert list(x) == [1, 2, 3, 4, 5] and all(v > 0 for v in y)
+    sx, _ = tab.plot.smooth_curve.getData()
+    assert len(sx) == 5
+    lx, _ = tab.plot.lr_curve.getData()
+    assert len(lx) == 5
+    assert tab.progress_bar.value() == tab.progress_bar.maximum() == 5
+    assert "step 5/5" in tab.progress_bar.text() and "100%" in tab.progress_bar.text()
+    assert tab.phase_label.text() == "Completed"
+    assert tab.device_stat.value.text().startswith("CPU")
+    assert tab.speed_stat.value.text() != "—"
+    assert str(run_dir) in tab.result_label.text()
+    assert "Adapter saved" in tab.log_view.toPlainText()
+    assert (run_dir / "adapter_model.safetensors").is_file()
+    assert run_dir.parent == tab.runs_dir
+
+
+def test_the_dataset_is_snapshot_at_start(qtbot, tab, project, tiny_model_dir):
+    use_tiny_model(project, tiny_model_dir, steps=2)
+    rows_before = len(project.dataset)
+    with qtbot.waitSignal(tab.run_finished, timeout=120_000) as finished:
+        tab.start()
+        project.dataset.remove(0, 10)  # edits while training do not reach the run
+        project.config.training.max_steps = 99
+    trained = runs.load_dataset_snapshot(Path(finished.args[0]))
+    assert len(trained) == rows_before
+    assert runs.read_run(Path(finished.args[0])).config.training.max_steps == 2
+
+
+def test_shutdown_while_training_stops_quickly_and_keeps_an_adapter(qtbot, tab, project, tiny_model_dir):
+    use_tiny_model(project, tiny_model_dir, steps=2000)
+    tab.start()
+    qtbot.waitUntil(lambda: tab.plot.point_count() >= 2, timeout=60_000)
+    started = time.monotonic()
+    tab.shutdown()
+    assert time.monotonic() - started < 15
+    assert not tab.is_running()
+    found = runs.list_runs(tab.runs_dir)
+    assert len(found) == 1 and found[0].status == "stopped"
+    assert (found[0].path / "adapter_model.safetensors").is_file()
+    assert runs.latest_checkpoint(found[0].path) is not None
+    qtbot.waitUntil(lambda: tab.resume_button.isEnabled(), timeout=5_000)  # the queued end arrives
+
+
+def test_stop_then_resume_continues_the_same_run(qtbot, tab, project, tiny_model_dir):
+    use_tiny_model(project, tiny_model_dir, steps=12)
+    with qtbot.waitSignal(tab.run_finished, timeout=120_000) as stopped:
+        tab.start()
+        qtbot.waitUntil(lambda: tab.plot.point_count() >= 3, timeout=60_000)
+        qtbot.mouseClick(tab.stop_button, Qt.MouseButton.LeftButton)
+        assert tab.phase_label.text() == "Stopping…" and not tab.stop_button.isEnabled()
+    run_dir = Path(stopped.args[0])
+    assert tab.last_result.status == "stopped" and tab.phase_label.text() == "Stopped"
+    assert tab.resume_dir == run_dir and tab.resume_button.isEnabled()
+    stopped_at = tab.last_result.steps
+
+    with qtbot.waitSignal(tab.run_finished, timeout=120_000) as finished:
+        qtbot.mouseClick(tab.resume_button, Qt.MouseButton.LeftButton)
+    assert Path(finished.args[0]) == run_dir
+    assert tab.last_result.status == "completed" and tab.last_result.steps == 12
+    x, _ = tab.plot.raw_curve.getData()
+    assert list(x) == list(range(1, 13))  # earlier points reloaded, later ones streamed
+    assert stopped_at < 12
+    assert not tab.resume_button.isEnabled()
+
+
+def test_a_new_tab_offers_to_resume_the_last_stopped_run(qtbot, tab, project, tiny_model_dir):
+    use_tiny_model(project, tiny_model_dir, steps=500)
+    with qtbot.waitSignal(tab.run_finished, timeout=120_000) as stopped:
+        tab.start()
+        qtbot.waitUntil(lambda: tab.plot.point_count() >= 1, timeout=60_000)
+        tab.stop()
+    again = TrainingTab(project)
+    qtbot.addWidget(again)
+    assert again.resume_dir is None  # the user's own runs folder is empty
+    again.runs_dir = tab.runs_dir
+    assert again.resume_button.isEnabled()
+    assert again.resume_dir == Path(stopped.args[0])
+
+
+def test_a_missing_model_folder_shows_the_failure(qtbot, tab, project, tmp_path):
+    missing = tmp_path / "gone"
+    project.config.model = ModelSettings(kind="local", name=str(missing))
+    rows = project.dataset.records()
+    with qtbot.waitSignal(tab.running_changed, timeout=60_000, check_params_cb=lambda running: not running):
+        tab.start()
+    box = tab.error_box
+    assert box is not None and box.isVisible()
+    assert str(missing) in box.text() and "ModelError" in box.detailedText()
+    assert tab.phase_label.text() == "Failed" and tab.progress_bar.text() == "Failed"
+    assert str(missing) in tab.result_label.text()
+    assert project.dataset.records() == rows and project.config.model.name == str(missing)
+    assert tab.start_button.isEnabled() and tab.last_result is None
+    box.close()
+
+
+def test_invalid_settings_are_refused_before_starting(qtbot, tab, project):
+    project.config.lora.r = 0
+    tab.start()
+    assert not tab.is_running()
+    assert tab.error_box is not None and "lora.r" in tab.error_box.text() + tab.error_box.informativeText()
+    tab.error_box.close()
+
+
+def test_set_blocked_disables_start_with_the_reason(qtbot, tab):
+    tab.set_blocked("Learning rate: must be at most 1.0")
+    assert not tab.start_button.isEnabled()
+    assert tab.blocked_label.isVisible() and "Learning rate" in tab.blocked_label.text()
+    tab.start()
+    assert not tab.is_running()
+    tab.set_blocked(None)
+    assert tab.start_button.isEnabled() and not tab.blocked_label.isVisible()
+
+
+def test_text_helpers():
+    assert format_duration(None) == "—"
+    assert format_duration(42) == "0:42"
+    assert format_duration(3729) == "1:02:09"
+    assert epoch_text(1.4, 20, 45, 3.0) == "epoch 2/3 · step 20/45"
+    assert epoch_text(3.0, 45, 45, 3.0) == "epoch 3/3 · step 45/45"
+    assert epoch_text(0.5, 5, 10, None) == "epoch 1/1 · step 5/10"
