@@ -1,0 +1,128 @@
+"""Turn rows into training tensors: chat template (or plain text), completion-only labels, dynamic padding.
+
+A row is rendered as two strings whose concatenation is the full training text: the *prompt part*
+(system + user turn + the assistant header) and the *completion part* (the answer and the end-of-turn /
+EOS token). They are tokenized separately, so the boundary between "no loss" and "loss" is exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from loradesk.core.dataset import Example
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class Encoded:
+    """One tokenized row: ``labels`` is -100 where no loss is taken; ``cut`` counts tokens lost to max_length."""
+
+    input_ids: list[int]
+    labels: list[int]
+    cut: int = 0
+
+    @property
+    def trained_tokens(self) -> int:
+        return sum(1 for t in self.labels if t != IGNORE_INDEX)
+
+
+def has_chat_template(tokenizer: Any) -> bool:
+    return bool(getattr(tokenizer, "chat_template", None))
+
+
+def chat_messages(example: Example | str, system: str = "") -> list[dict[str, str]]:
+    """The chat messages for a row's prompt (or a bare prompt string)."""
+    prompt = example.prompt if isinstance(example, Example) else example
+    system = example.system if isinstance(example, Example) else system
+    msgs = [{"role": "system", "content": system}] if system else []
+    msgs.append({"role": "user", "content": prompt})
+    return msgs
+
+
+def render_prompt(tokenizer: Any, example: Example | str, use_chat_template: bool = True) -> str:
+    """The text the model sees before it answers (what generation feeds it too)."""
+    if use_chat_template and has_chat_template(tokenizer):
+        return tokenizer.apply_chat_template(chat_messages(example), tokenize=False, add_generation_prompt=True)
+    prompt = example.prompt if isinstance(example, Example) else example
+    system = example.system if isinstance(example, Example) else ""
+    return (f"{system}\n" if system else "") + prompt + "\n"
+
+
+def render(tokenizer: Any, example: Example, use_chat_template: bool = True) -> tuple[str, str]:
+    """``(prompt_part, completion_part)``; the completion part always ends with the EOS token."""
+    eos = tokenizer.eos_token or ""
+    prompt_part = render_prompt(tokenizer, example, use_chat_template)
+    if use_chat_template and has_chat_template(tokenizer):
+        msgs = [*chat_messages(example), {"role": "assistant", "content": example.completion}]
+        full = tokenizer.apply_chat_template(msgs, tokenize=False)
+        if full.startswith(prompt_part):
+            completion_part = full[len(prompt_part):]
+            if eos and eos not in completion_part:
+                completion_part += eos
+            return prompt_part, completion_part
+    return prompt_part, example.completion + eos
+
+
+def encode(tokenizer: Any, example: Example, max_length: int, completion_only: bool = True,
+           use_chat_template: bool = True) -> Encoded:
+    """Token ids and labels for one row, cut to ``max_length`` from the end."""
+    prompt_part, completion_part = render(tokenizer, example, use_chat_template)
+    templated = use_chat_template and has_chat_template(tokenizer)
+    # A chat template writes its own BOS; the plain format gets the tokenizer's usual special tokens.
+    prompt_ids = tokenizer(prompt_part, add_special_tokens=not templated)["input_ids"]
+    completion_ids = tokenizer(completion_part, add_special_tokens=False)["input_ids"]
+    input_ids = [*prompt_ids, *completion_ids]
+    prompt_labels = [IGNORE_INDEX] * len(prompt_ids) if completion_only else list(prompt_ids)
+    labels = [*prompt_labels, *completion_ids]
+    cut = max(0, len(input_ids) - max_length)
+    if cut:
+        input_ids, labels = input_ids[:max_length], labels[:max_length]
+    return Encoded(input_ids, labels, cut)
+
+
+def token_count(tokenizer: Any, example: Example, use_chat_template: bool = True) -> int:
+    """How many tokens the full training text of a row takes, before any cut."""
+    prompt_part, completion_part = render(tokenizer, example, use_chat_template)
+    templated = use_chat_template and has_chat_template(tokenizer)
+    return (len(tokenizer(prompt_part, add_special_tokens=not templated)["input_ids"])
+            + len(tokenizer(completion_part, add_special_tokens=False)["input_ids"]))
+
+
+class DataCollator:
+    """Pads each batch to its own longest row (never to max_length); labels are padded with -100.
+
+    It also counts the loss-bearing tokens it hands out, for the tokens-per-second figure.
+    """
+
+    def __init__(self, pad_token_id: int, pad_to_multiple_of: int | None = None) -> None:
+        self.pad_token_id = pad_token_id
+        self.pad_to_multiple_of = pad_to_multiple_of
+        self.trained_tokens = 0
+        self.padded_tokens = 0
+        self.total_tokens = 0
+
+    def __call__(self, features: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        longest = max(len(f["input_ids"]) for f in features)
+        if self.pad_to_multiple_of:
+            m = self.pad_to_multiple_of
+            longest = (longest + m - 1) // m * m
+        ids, labels, mask = [], [], []
+        for f in features:
+            n = len(f["input_ids"])
+            pad = longest - n
+            ids.append([*f["input_ids"], *[self.pad_token_id] * pad])
+            labels.append([*f["labels"], *[IGNORE_INDEX] * pad])
+            mask.append([1] * n + [0] * pad)
+            self.trained_tokens += sum(1 for t in f["labels"] if t != IGNORE_INDEX)
+            self.padded_tokens += pad
+        self.total_tokens += longest * len(features)
+        return {
+            "input_ids": torch.tensor(ids, dtype=torch.long),
+            "labels": torch.tensor(labels, dtype=torch.long),
+            "attention_mask": torch.tensor(mask, dtype=torch.long),
+        }

@@ -1,0 +1,403 @@
+"""The whole training job as one headless function: ``run(config, dataset, sink, stop) -> RunResult``.
+
+It resolves the model, tokenizes the rows, wraps the model with a peft LoRA adapter and trains it with the
+transformers ``Trainer``. A callback forwards each logged step to a small :class:`Sink` and watches a
+``threading.Event``: when it is set the run saves a checkpoint and a usable adapter, then returns. The GUI's
+worker only turns the sink's calls into Qt signals; the CLI prints them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import random
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from loradesk import __version__
+from loradesk.core import runs
+from loradesk.core.config import RunConfig
+from loradesk.core.dataset import Dataset, Example
+from loradesk.core.paths import default_runs_dir
+
+
+class TrainingError(RuntimeError):
+    """Training cannot start or failed; the message says what to fix."""
+
+
+@dataclass
+class TrainProgress:
+    """One progress report: sent after every logged step and every evaluation."""
+
+    step: int
+    max_steps: int
+    epoch: float
+    loss: float | None = None
+    learning_rate: float | None = None
+    grad_norm: float | None = None
+    eval_loss: float | None = None
+    tokens_per_second: float | None = None
+    elapsed: float = 0.0
+    eta: float | None = None
+
+    @property
+    def fraction(self) -> float:
+        return self.step / self.max_steps if self.max_steps else 0.0
+
+
+class Sink(Protocol):
+    """Where a run reports. All methods are called on the training thread."""
+
+    def status(self, text: str) -> None: ...
+    def progress(self, p: TrainProgress) -> None: ...
+    def log(self, text: str) -> None: ...
+
+
+class NullSink:
+    """A sink that ignores everything."""
+
+    def status(self, text: str) -> None:
+        pass
+
+    def progress(self, p: TrainProgress) -> None:
+        pass
+
+    def log(self, text: str) -> None:
+        pass
+
+
+@dataclass
+class RunResult:
+    """What a finished or stopped run produced."""
+
+    run_dir: Path
+    status: str  # "completed" | "stopped"
+    steps: int
+    final_loss: float | None
+    seconds: float
+    device: str
+    cut_rows: int = 0
+    precision: str = ""
+    train_rows: int = 0
+    eval_rows: int = 0
+    tokens_per_second: float | None = None
+
+
+# --- data --------------------------------------------------------------------------------------------------
+def split_rows(rows: Sequence[Example], fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
+    """Train and validation rows: pinned rows keep their split; ``fraction`` of the rest is drawn, seeded.
+
+    The draw depends only on the seed and the row's text, so adding a row does not reshuffle the others.
+    """
+    train, val = [], []
+    for row in rows:
+        if row.split == "validation":
+            val.append(row)
+        elif row.split == "train" or fraction <= 0:
+            train.append(row)
+        else:
+            key = f"{seed}\x00{row.system}\x00{row.prompt}\x00{row.completion}"
+            (val if random.Random(key).random() < fraction else train).append(row)
+    return train, val
+
+
+def check_rows(rows: Sequence[Example]) -> None:
+    """Refuse to train on rows with an empty prompt or completion, naming them."""
+    bad = [i + 1 for i, r in enumerate(rows) if not r.prompt.strip() or not r.completion.strip()]
+    if not rows:
+        raise TrainingError("The dataset is empty: add some prompt/completion rows first")
+    if bad:
+        shown = ", ".join(map(str, bad[:10])) + (" …" if len(bad) > 10 else "")
+        raise TrainingError(f"{len(bad)} row(s) have an empty prompt or completion (row {shown}): "
+                            f"fill them in or delete them before training")
+
+
+# --- the run -----------------------------------------------------------------------------------------------
+def run(config: RunConfig, dataset: Dataset | Sequence[Example], sink: Sink | None = None,
+        stop: threading.Event | None = None, runs_dir: Path | None = None,
+        resume_from: Path | None = None, out_dir: Path | None = None) -> RunResult:
+    """Train a LoRA adapter; return when done or stopped. Raises on errors, leaving earlier runs untouched.
+
+    With ``resume_from`` (an earlier run folder), the run continues in that folder from its latest complete
+    checkpoint, with the config and rows it was started with (``config`` and ``dataset`` are ignored).
+    ``out_dir`` names the run folder exactly (it must be empty or new); by default a new folder is made
+    under ``runs_dir``.
+    """
+    sink = sink or NullSink()
+    stop = stop or threading.Event()
+    if resume_from is not None:
+        run_dir = Path(resume_from)
+        checkpoint = runs.latest_checkpoint(run_dir)
+        if checkpoint is None:
+            raise TrainingError(f"{run_dir} has no complete checkpoint to resume from")
+        data = runs.read_run_file(run_dir)
+        config = RunConfig.from_dict(data["config"])
+        rows = runs.load_dataset_snapshot(run_dir)
+    else:
+        config.check()
+        rows = [dataclasses.replace(r) for r in dataset]
+        checkpoint = None
+        run_dir = None
+        if out_dir is not None:
+            run_dir = Path(out_dir)
+            if run_dir.exists() and any(run_dir.iterdir()):
+                raise TrainingError(f"{run_dir} already exists and is not empty: choose a new folder")
+    check_rows(rows)
+    return _Job(config, rows, sink, stop).run(runs_dir or default_runs_dir(), run_dir, checkpoint)
+
+
+class _Job:
+    def __init__(self, config: RunConfig, rows: list[Example], sink: Sink, stop: threading.Event) -> None:
+        self.config, self.rows, self.sink, self.stop = config, rows, sink, stop
+
+    def run(self, runs_dir: Path, run_dir: Path | None, checkpoint: Path | None) -> RunResult:
+        import torch
+
+        from loradesk.core import models
+
+        cfg, t = self.config, self.config.training
+        sink = self.sink
+        started = time.monotonic()
+        sink.status("Preparing the model…")
+        model_dir = models.resolve_model(cfg.model, lambda text, _f: sink.status(text))
+        device = models.pick_device()
+        precision = models.resolve_precision(device, t.precision)
+        if t.threads:
+            torch.set_num_threads(t.threads)
+        sink.log(f"Model: {model_dir}")
+        sink.log(f"Device: {models.device_description(device)}, precision {precision}")
+
+        sink.status("Loading the tokenizer…")
+        tokenizer = models.load_tokenizer(model_dir, cfg.model.trust_remote_code)
+        train_rows, eval_rows = split_rows(self.rows, t.validation_fraction, t.seed)
+        if not train_rows:
+            raise TrainingError("Every row is in the validation split: lower the validation fraction")
+        train_data, cut_rows = self._encode(tokenizer, train_rows)
+        eval_data, _ = self._encode(tokenizer, eval_rows) if eval_rows else (None, 0)
+        if cut_rows:
+            sink.log(f"{cut_rows} training row(s) are longer than max length {t.max_length} and were cut")
+        sink.log(f"{len(train_rows)} training rows, {len(eval_rows)} validation rows")
+
+        sink.status("Loading the model…")
+        model = models.load_model(model_dir, device, models.weights_dtype(device, precision),
+                                  cfg.model.trust_remote_code)
+        model = self._wrap_lora(model)
+
+        if checkpoint is None:
+            if run_dir is None:
+                run_dir = runs.new_run_dir(runs_dir, self._model_label(model_dir))
+            run_dir.mkdir(parents=True, exist_ok=True)
+            runs.save_dataset_snapshot(run_dir, self.rows)
+        else:
+            runs.truncate_metrics(run_dir, int(checkpoint.name.split("-")[-1]) if checkpoint else 0)
+        base_record = {
+            "app": f"LoRA Desk {__version__}", "created": datetime.now().isoformat(timespec="seconds"),
+            "model": self._model_label(model_dir), "base_model_dir": str(model_dir),
+            "config": cfg.to_dict(), "result": {"status": "running"},
+        }
+        if checkpoint is not None:
+            previous = runs.read_run_file(run_dir)
+            base_record["created"] = previous.get("created", base_record["created"])
+            base_record["score"] = None
+        runs.write_run_file(run_dir, base_record)
+
+        trainer, _collator, callback = self._trainer(model, tokenizer, train_data, eval_data, run_dir,
+                                                    device, precision, started)
+        status = "completed"
+        if self.stop.is_set():
+            status = "stopped"
+        else:
+            sink.status("Training")
+            trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+            if callback.stopped:
+                status = "stopped"
+
+        sink.status("Saving the adapter…")
+        model.save_pretrained(run_dir, safe_serialization=True)
+        tokenizer.save_pretrained(run_dir)
+        seconds = time.monotonic() - started
+        result = RunResult(
+            run_dir=run_dir, status=status, steps=trainer.state.global_step, final_loss=callback.last_loss,
+            seconds=seconds, device=models.device_description(device), cut_rows=cut_rows,
+            precision=precision, train_rows=len(train_rows), eval_rows=len(eval_rows),
+            tokens_per_second=callback.tokens_per_second(),
+        )
+        record = {**base_record, "result": {k: (str(v) if isinstance(v, Path) else v)
+                                            for k, v in dataclasses.asdict(result).items()}}
+        runs.write_run_file(run_dir, record)
+        sink.status("Stopped: adapter saved" if status == "stopped" else "Done")
+        sink.log(f"Adapter saved to {run_dir}")
+        return result
+
+    # -- pieces --
+    def _encode(self, tokenizer: Any, rows: list[Example]) -> tuple[Any, int]:
+        from datasets import Dataset as HFDataset
+
+        from loradesk.core.tokenize import encode
+
+        t = self.config.training
+        encoded = [encode(tokenizer, r, t.max_length, t.completion_only_loss, t.use_chat_template) for r in rows]
+        cut = sum(1 for e in encoded if e.cut)
+        data = HFDataset.from_dict({
+            "input_ids": [e.input_ids for e in encoded],
+            "labels": [e.labels for e in encoded],
+            "length": [len(e.input_ids) for e in encoded],
+        })
+        return data, cut
+
+    def _wrap_lora(self, model: Any) -> Any:
+        from peft import LoraConfig, get_peft_model
+
+        from loradesk.core.models import linear_module_names
+
+        lora = self.config.lora
+        targets = lora.target_modules
+        if targets == ["auto"] or "auto" in targets:
+            targets = linear_module_names(model)
+        else:
+            present = set(linear_module_names(model))
+            missing = [m for m in targets if m not in present]
+            if missing:
+                raise TrainingError(f"The model has no layer named {', '.join(missing)}; "
+                                    f"its linear layers are: {', '.join(sorted(present))}")
+        peft_config = LoraConfig(
+            r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets,
+            bias=lora.bias, use_rslora=lora.use_rslora, use_dora=lora.use_dora, task_type="CAUSAL_LM",
+        )
+        model = get_peft_model(model, peft_config)
+        trainable, total = model.get_nb_trainable_parameters()
+        self.sink.log(f"LoRA on {', '.join(targets)}: {trainable:,} trainable of {total:,} parameters "
+                      f"({100 * trainable / total:.2f} %)")
+        return model
+
+    @staticmethod
+    def _model_label(model_dir: Path) -> str:
+        from loradesk.core.models import DEFAULT_MODEL_NAME, default_model_dir
+
+        if model_dir == default_model_dir():
+            return DEFAULT_MODEL_NAME
+        parts = model_dir.parts
+        if "snapshots" in parts:  # HF cache: models--org--name/snapshots/<rev>
+            repo = parts[parts.index("snapshots") - 1]
+            return repo.removeprefix("models--").replace("--", "/")
+        return model_dir.name
+
+    def _trainer(self, model: Any, tokenizer: Any, train_data: Any, eval_data: Any, run_dir: Path,
+                 device: str, precision: str, started: float) -> tuple[Any, Any, Any]:
+        from transformers import PrinterCallback, Trainer, TrainingArguments
+
+        from loradesk.core.tokenize import DataCollator
+
+        t = self.config.training
+        has_eval = eval_data is not None and len(eval_data) > 0
+        per_epoch = max(1, math.ceil(len(train_data) / t.batch_size / t.grad_accum))
+        interval = "steps" if t.save_steps else "epoch"
+        args = TrainingArguments(
+            output_dir=str(run_dir / runs.CHECKPOINTS),
+            per_device_train_batch_size=t.batch_size,
+            per_device_eval_batch_size=t.batch_size,
+            gradient_accumulation_steps=t.grad_accum,
+            num_train_epochs=t.epochs,
+            max_steps=t.max_steps if t.max_steps > 0 else -1,
+            learning_rate=t.learning_rate,
+            lr_scheduler_type=t.scheduler,
+            warmup_steps=t.warmup_ratio,
+            weight_decay=t.weight_decay,
+            seed=t.seed,
+            data_seed=t.seed,
+            bf16=precision == "bf16",
+            fp16=precision == "fp16",
+            use_cpu=device == "cpu",
+            logging_steps=t.logging_steps,
+            logging_first_step=True,
+            eval_strategy=("steps" if t.eval_steps else "epoch") if has_eval else "no",
+            eval_steps=t.eval_steps or None,
+            save_strategy=interval,
+            save_steps=t.save_steps or per_epoch,
+            save_total_limit=2,
+            train_sampling_strategy="group_by_length" if t.group_by_length else "random",
+            optim="adamw_torch_fused" if device == "cuda" else "adamw_torch",
+            report_to="none",
+            disable_tqdm=True,
+            dataloader_num_workers=0,
+            dataloader_pin_memory=device == "cuda",
+            remove_unused_columns=False,
+        )
+        collator = DataCollator(tokenizer.pad_token_id, pad_to_multiple_of=8 if device == "cuda" else None)
+        callback = _make_callback_class()(self.sink, self.stop, run_dir, collator, started)
+        trainer = Trainer(model=model, args=args, data_collator=collator, train_dataset=train_data,
+                          eval_dataset=eval_data if has_eval else None, processing_class=tokenizer,
+                          callbacks=[callback])
+        trainer.remove_callback(PrinterCallback)  # progress goes to the sink, not stdout
+        return trainer, collator, callback
+
+
+@functools.cache
+def _make_callback_class() -> type:
+    """The TrainerCallback subclass, built on first use so importing this module stays cheap."""
+    from transformers import TrainerCallback
+
+    class ReportingCallback(TrainerCallback):
+        """Forwards logs to the sink and metrics.jsonl; honours the stop flag; marks complete checkpoints."""
+
+        def __init__(self, sink: Sink, stop: threading.Event, run_dir: Path, collator: Any,
+                     started: float) -> None:
+            self.sink, self.stop, self.run_dir, self.collator = sink, stop, run_dir, collator
+            self.started = started
+            self.train_started: float | None = None
+            self.tokens_at_start = 0
+            self.last_loss: float | None = None
+            self.stopped = False
+
+        def tokens_per_second(self) -> float | None:
+            if self.train_started is None:
+                return None
+            elapsed = time.monotonic() - self.train_started
+            tokens = self.collator.trained_tokens - self.tokens_at_start
+            return tokens / elapsed if elapsed > 0 and tokens else None
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            self.train_started = time.monotonic()
+            self.tokens_at_start = self.collator.trained_tokens
+            self.first_step = state.global_step
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if self.stop.is_set() and not self.stopped:
+                self.stopped = True
+                control.should_training_stop = True
+                control.should_save = True
+
+        def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if folder.is_dir():
+                (folder / runs.COMPLETE_MARKER).write_text(str(state.global_step), encoding="utf-8")
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None,
+                   **kw: Any) -> None:
+            logs = logs or {}
+            if "loss" not in logs and "eval_loss" not in logs:
+                return
+            now = time.monotonic()
+            elapsed = now - self.started
+            steps_done = state.global_step - getattr(self, "first_step", 0)
+            eta = None
+            if self.train_started and steps_done > 0 and state.max_steps:
+                eta = (now - self.train_started) / steps_done * (state.max_steps - state.global_step)
+            if "loss" in logs:
+                self.last_loss = float(logs["loss"])
+            p = TrainProgress(
+                step=state.global_step, max_steps=state.max_steps, epoch=float(state.epoch or 0.0),
+                loss=logs.get("loss"), learning_rate=logs.get("learning_rate"),
+                grad_norm=logs.get("grad_norm"), eval_loss=logs.get("eval_loss"),
+                tokens_per_second=self.tokens_per_second(), elapsed=elapsed, eta=eta,
+            )
+            runs.append_metrics(self.run_dir, {k: v for k, v in dataclasses.asdict(p).items() if v is not None})
+            self.sink.progress(p)
+
+    return ReportingCallback
