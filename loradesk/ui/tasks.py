@@ -7,6 +7,7 @@ result that arrives after its widget is gone is simply dropped.
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -16,8 +17,16 @@ from PySide6.QtCore import QObject, Signal, Slot
 from loradesk.ui.workers import Job, Worker
 
 
+class Cancelled(Exception):
+    """Raised inside a task's progress callback once the task was asked to stop."""
+
+
 class TaskWorker(Worker):
-    """Calls ``fn(*args, **kwargs)``; with ``report_progress`` it also passes ``progress=(text, fraction)``."""
+    """Calls ``fn(*args, **kwargs)``; with ``report_progress`` it also passes ``progress=(text, fraction)``.
+
+    The progress callback is also the cancellation point: after :meth:`request_stop` it raises
+    :class:`Cancelled`, which unwinds the call (a download, a conversion) at its next report.
+    """
 
     result = Signal(object)
     progress = Signal(str, object)  # text, fraction in [0, 1] or None
@@ -28,6 +37,8 @@ class TaskWorker(Worker):
         self._report_progress = report_progress
 
     def _progress(self, text: str, fraction: float | None = None) -> None:
+        if self.stop_requested:
+            raise Cancelled("cancelled")
         self.progress.emit(text, fraction)
 
     def work(self) -> None:
@@ -43,6 +54,8 @@ class Tasks(QObject):
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._jobs: list[Job] = []
+        # If the owner goes away first, its threads are stopped and waited for, never left running.
+        self.destroyed.connect(functools.partial(_stop_and_wait, self._jobs))
 
     def run(self, fn: Callable[..., Any], *args: Any, on_result: Callable[[Any], None] | None = None,
             on_error: Callable[[str, str], None] | None = None,
@@ -77,3 +90,9 @@ class Tasks(QObject):
     @Slot(str, str)
     def _unhandled(self, message: str, details: str) -> None:
         print(f"LoRA Desk background task failed: {message}\n{details}", file=sys.stderr)
+
+
+def _stop_and_wait(jobs: list[Job], *_args: Any) -> None:
+    for job in list(jobs):
+        job.shutdown(-1)
+    jobs.clear()

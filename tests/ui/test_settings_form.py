@@ -1,0 +1,169 @@
+"""The settings form: generated fields, undoable edits, refused values, inline problems, presets, layers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QUndoStack
+from PySide6.QtWidgets import QCheckBox, QComboBox
+from pytestqt.qtbot import QtBot
+
+from loradesk.core.config import PRESETS, RunConfig, describe_fields
+from loradesk.core.project import Project
+from loradesk.ui.settings_form import SciSpinBox, SettingsForm, SpinBox
+
+
+def make_form(qtbot: QtBot, project: Project | None = None) -> SettingsForm:
+    form = SettingsForm(project or Project(), QUndoStack())
+    qtbot.addWidget(form)
+    form.resize(480, 900)
+    form.show()
+    return form
+
+
+def test_form_has_an_editor_with_help_for_every_setting(qtbot: QtBot) -> None:
+    form = make_form(qtbot)
+    for section in ("lora", "training"):
+        for info in describe_fields(section):
+            field = form.fields[info.path]
+            assert field.widget.toolTip() == info.help
+            assert field.get() == info.default
+    assert isinstance(form.fields["training.scheduler"].widget, QComboBox)
+    assert isinstance(form.fields["lora.use_dora"].widget, QCheckBox)
+    rank = form.fields["lora.r"].widget
+    assert isinstance(rank, SpinBox) and (rank.minimum(), rank.maximum()) == (1, 1024)
+    assert form.fields["training.max_steps"].widget.text() == "Off (use epochs)"
+
+
+def test_edits_write_project_settings_and_undo(qtbot: QtBot) -> None:
+    form = make_form(qtbot)
+    project, stack = form.project, form.undo_stack
+    rank = form.fields["lora.r"].widget
+    rank.selectAll()
+    qtbot.keyClicks(rank, "16")
+    assert project.config.lora.r == 16 and project.dirty
+    assert stack.count() == 1  # typing "1" then "6" is one step
+    form.fields["training.scheduler"].widget.setCurrentText("cosine")
+    assert project.config.training.scheduler == "cosine"
+    stack.undo()
+    stack.undo()
+    assert project.config.lora.r == 8 and project.config.training.scheduler == "linear"
+    assert rank.value() == 8 and form.fields["training.scheduler"].widget.currentText() == "linear"
+
+
+def test_learning_rate_accepts_scientific_notation(qtbot: QtBot) -> None:
+    form = make_form(qtbot)
+    rate = form.fields["training.learning_rate"].widget
+    assert isinstance(rate, SciSpinBox)
+    rate.selectAll()
+    qtbot.keyClicks(rate, "2e-4")
+    qtbot.keyClick(rate, Qt.Key.Key_Return)
+    assert form.project.config.training.learning_rate == 2e-4
+    rate.stepBy(1)
+    assert form.project.config.training.learning_rate == 5e-4
+    assert rate.text() == "0.0005"
+
+
+def test_out_of_range_value_is_refused_with_reason(qtbot: QtBot) -> None:
+    form = make_form(qtbot)
+    rank = form.fields["lora.r"].widget
+    message = form.fields["lora.r"].message
+    rank.selectAll()
+    qtbot.keyClicks(rank, "0")
+    assert form.project.config.lora.r == 8  # not taken
+    assert message.isVisible() and message.text() == "Not accepted: must be at least 1"
+    rate = form.fields["training.learning_rate"].widget
+    rate.selectAll()
+    qtbot.keyClicks(rate, "3")
+    assert form.project.config.training.learning_rate == 1e-3
+    assert form.fields["training.learning_rate"].message.text() == "Not accepted: must be at most 1"
+
+
+def test_invalid_settings_are_marked_and_reported(qtbot: QtBot) -> None:
+    form = make_form(qtbot)
+    reports: list[tuple[bool, str]] = []
+    form.validity_changed.connect(lambda ok, reason: reports.append((ok, reason)))
+    assert form.is_valid()
+
+    form.source_combo.setCurrentIndex(form.source_combo.findData("hub"))
+    assert form.project.config.model.kind == "hub"
+    assert reports[-1] == (False, "Model: a hub model needs a name or path")
+    assert form.name_edit.property("invalid") is True
+    assert form.name_message.isVisible() and "needs a name" in form.name_message.text()
+    assert form.download_button.isVisible() and not form.download_button.isEnabled()
+
+    qtbot.keyClicks(form.name_edit, "HuggingFaceTB/SmolLM2-360M-Instruct")
+    assert reports[-1] == (True, "") and form.name_edit.property("invalid") is False
+    assert form.download_button.isEnabled()
+
+    form.source_combo.setCurrentIndex(form.source_combo.findData("gguf"))
+    assert reports[-1] == (False, "Model: a GGUF model must be a .gguf file")
+    form.undo_stack.undo()
+    assert form.source_combo.currentData() == "hub" and reports[-1] == (True, "")
+
+    form.target_modules.auto.setChecked(False)  # no layer picked: invalid until some are
+    assert not form.is_valid() and "Target modules" in form.reason()
+    assert form.fields["lora.target_modules"].message.isVisible()
+
+
+def test_presets_and_reset(qtbot: QtBot) -> None:
+    form = make_form(qtbot)
+    form.project.config.model.kind = "local"
+    form.project.config.model.name = "/models/mine"
+    form.project.config_changed()
+    form.preset_combo.setCurrentText("Thorough")
+    form.preset_combo.activated.emit(form.preset_combo.currentIndex())
+    config = form.project.config
+    assert config.lora.r == PRESETS["Thorough"]["lora"]["r"] == 32
+    assert config.training.validation_fraction == 0.1 and config.model.name == "/models/mine"
+    assert form.fields["lora.r"].widget.value() == 32
+    assert form.fields["training.epochs"].widget.value() == 6.0
+    assert form.preset_combo.currentText() == "Thorough"
+    form.fields["lora.r"].widget.setValue(20)
+    assert form.preset_combo.currentText() == "Custom"
+
+    form.reset_to_defaults()
+    defaults = RunConfig()
+    assert form.project.config.lora == defaults.lora and form.project.config.training == defaults.training
+    assert form.project.config.model.name == "/models/mine"
+    form.undo_stack.undo()
+    assert form.project.config.lora.r == 20
+
+
+def test_form_follows_a_project_that_changes_elsewhere(qtbot: QtBot, tmp_path: Path) -> None:
+    form = make_form(qtbot)
+    other = RunConfig()
+    other.lora.r = 64
+    other.training.use_chat_template = False
+    Project(config=other).save(tmp_path / "o.loradesk")
+    form.project.replace_with(Project.load(tmp_path / "o.loradesk"))
+    assert form.fields["lora.r"].widget.value() == 64
+    assert form.fields["training.use_chat_template"].widget.isChecked() is False
+
+
+def test_layers_are_found_in_the_model(qtbot: QtBot, tiny_model_dir: Path) -> None:
+    form = make_form(qtbot)
+    form.source_combo.setCurrentIndex(form.source_combo.findData("local"))
+    form.name_edit.setText(str(tiny_model_dir))
+    form.name_edit.textEdited.emit(str(tiny_model_dir))
+    assert form.browse_button.isVisible() and not form.download_button.isVisible()
+    form.target_modules.auto.setChecked(False)  # asks the model for its layers, on a worker thread
+    qtbot.waitUntil(lambda: not form.is_busy() and bool(form.target_modules.names()), timeout=60_000)
+    names = form.target_modules.names()
+    assert {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"} <= set(names)
+    assert form.project.config.lora.target_modules == names and form.is_valid()
+    form.target_modules._boxes["k_proj"].setChecked(False)
+    assert "k_proj" not in form.project.config.lora.target_modules
+    assert form.model_status.text().startswith("Ready:")
+
+
+def test_model_errors_show_inline(qtbot: QtBot, tmp_path: Path) -> None:
+    form = make_form(qtbot)
+    form.source_combo.setCurrentIndex(form.source_combo.findData("local"))
+    form.name_edit.setText(str(tmp_path))
+    form.name_edit.textEdited.emit(str(tmp_path))
+    form.find_layers()
+    qtbot.waitUntil(lambda: not form.is_busy(), timeout=30_000)
+    assert form.model_status.property("error") is True
+    assert "has no config.json" in form.model_status.text()
