@@ -1,0 +1,330 @@
+"""The Runs tab: every finished or stopped run, its settings, loss curve and score; open and export them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QItemSelection, Qt, QUrl, Signal
+from PySide6.QtGui import QBrush, QColor, QDesktopServices, QStandardItem, QStandardItemModel
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QSplitter,
+    QStyle,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from loradesk.ui.plots import LossPlot
+from loradesk.ui.training_tab import open_error_box
+from loradesk.ui.workers import CallWorker, Job
+
+COLUMNS = ("Date", "Model", "r / alpha", "Learning rate", "Epochs", "Steps", "Status", "Final loss", "Score")
+STATUS_COLORS = {"completed": "#1e7b34", "stopped": "#9a6700", "running": "#1f6fb5", "failed": "#b3261e"}
+PATH_ROLE = Qt.ItemDataRole.UserRole + 1
+
+
+def _model_label(name: str) -> str:
+    return Path(name).name if ("/" in name or "\\" in name) and Path(name).name else name
+
+
+def _item(text: str, sort: Any = None, align_right: bool = False) -> QStandardItem:
+    item = QStandardItem(text)
+    item.setData(sort if sort is not None else text, Qt.ItemDataRole.UserRole)
+    if align_right:
+        item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+    return item
+
+
+class RunsTab(QWidget):
+    """The list of runs with their curves. Embedded by the main window."""
+
+    run_selected = Signal(str)  # "Compare this run": the run folder
+    busy_changed = Signal(bool)  # an export started (True) or ended (False)
+
+    def __init__(self, project: Any, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.project = project
+        self._runs_dir: Path | None = None  # None: the user's runs folder
+        self.error_box: QMessageBox | None = None
+        self._job: Job | None = None
+        self._runs: list[Any] = []
+        self.last_export: Path | None = None
+        self._build()
+        self.refresh()
+
+    # --- layout ------------------------------------------------------------------------------------
+    def _build(self) -> None:
+        style = self.style()
+        self.model = QStandardItemModel(0, len(COLUMNS), self)
+        self.model.setHorizontalHeaderLabels(list(COLUMNS))
+        self.model.setSortRole(Qt.ItemDataRole.UserRole)
+        self.table = QTableView()
+        self.table.setModel(self.model)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setAlternatingRowColors(True)
+        self.table.setSortingEnabled(True)
+        self.table.verticalHeader().setVisible(False)
+        self.table.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 10)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        self.table.selectionModel().selectionChanged.connect(self._on_selection)
+        self.table.doubleClicked.connect(self.compare_selected)
+
+        self.refresh_button = QPushButton(style.standardIcon(QStyle.StandardPixmap.SP_BrowserReload), "Refresh")
+        self.refresh_button.clicked.connect(self.refresh)
+        self.open_button = QPushButton(style.standardIcon(QStyle.StandardPixmap.SP_DirOpenIcon), "Open folder")
+        self.open_button.setToolTip("Show the run folder (adapter, tokenizer, metrics) in the file manager")
+        self.open_button.clicked.connect(self.open_folder)
+        self.export_adapter_button = QPushButton("Export adapter…")
+        self.export_adapter_button.setToolTip("Copy the LoRA adapter and tokenizer to a folder of your choice")
+        self.export_adapter_button.clicked.connect(lambda: self.export_adapter())
+        self.export_merged_button = QPushButton("Export merged model…")
+        self.export_merged_button.setToolTip("Fold the adapter into the base model and save a standalone model")
+        self.export_merged_button.clicked.connect(lambda: self.export_merged())
+        self.compare_button = QPushButton(style.standardIcon(QStyle.StandardPixmap.SP_ArrowRight),
+                                          "Compare this run")
+        self.compare_button.clicked.connect(self.compare_selected)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.refresh_button)
+        buttons.addWidget(self.open_button)
+        buttons.addWidget(self.export_adapter_button)
+        buttons.addWidget(self.export_merged_button)
+        buttons.addStretch(1)
+        buttons.addWidget(self.compare_button)
+
+        self.detail_label = QLabel("Select a run to see its loss curve.")
+        self.detail_label.setWordWrap(True)
+        self.detail_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.plot = LossPlot()
+        self.plot.setMinimumHeight(200)
+        detail = QWidget()
+        detail_layout = QVBoxLayout(detail)
+        detail_layout.setContentsMargins(0, 0, 0, 0)
+        detail_layout.addWidget(self.detail_label)
+        detail_layout.addWidget(self.plot, 1)
+
+        splitter = QSplitter(Qt.Orientation.Vertical)
+        splitter.addWidget(self.table)
+        splitter.addWidget(detail)
+        splitter.setStretchFactor(0, 2)
+        splitter.setStretchFactor(1, 3)
+        splitter.setChildrenCollapsible(False)
+
+        self.status_label = QLabel()
+        self.status_label.setEnabled(False)
+        self.busy = QProgressBar()
+        self.busy.setRange(0, 0)
+        self.busy.setMaximumWidth(220)
+        self.busy.setMaximumHeight(14)
+        self.busy.setTextVisible(False)
+        self.busy.hide()
+        status = QHBoxLayout()
+        status.addWidget(self.status_label, 1)
+        status.addWidget(self.busy)
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(buttons)
+        layout.addWidget(splitter, 1)
+        layout.addLayout(status)
+
+    # --- the list ------------------------------------------------------------------------------------
+    @property
+    def runs_dir(self) -> Path | None:
+        """Where runs are listed from (None: the user's runs folder)."""
+        return self._runs_dir
+
+    @runs_dir.setter
+    def runs_dir(self, value: str | Path | None) -> None:
+        self._runs_dir = Path(value) if value else None
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Re-read the runs folder, keeping the selected run selected."""
+        from loradesk.core import runs
+
+        selected = self.selected_run()
+        try:
+            self._runs = runs.list_runs(self.runs_dir)
+        except OSError as exc:
+            self._runs = []
+            self.status_label.setText(f"Cannot read the runs folder: {exc}")
+        self.table.setSortingEnabled(False)
+        self.model.removeRows(0, self.model.rowCount())
+        for info in self._runs:
+            self.model.appendRow(self._row(info))
+        self.table.setSortingEnabled(True)
+        if not self._runs:
+            self.detail_label.setText("No runs yet: train one on the Train tab.")
+            self.plot.clear()
+        row = self._row_of(selected) if selected is not None else None
+        self.table.selectRow(row if row is not None else 0)
+        self._update_buttons()
+
+    def _row(self, info: Any) -> list[QStandardItem]:
+        t, lora = info.config.training, info.config.lora
+        epochs = f"{t.epochs:g}" if t.max_steps <= 0 else "—"
+        loss = info.final_loss
+        status = _item(info.status)
+        status.setForeground(QBrush(QColor(STATUS_COLORS.get(info.status, "#555555"))))
+        cells = [
+            _item(info.created.replace("T", " ")[:16], info.created),
+            _item(_model_label(info.model)),
+            _item(f"{lora.r} / {lora.alpha}", (lora.r, lora.alpha)),
+            _item(f"{t.learning_rate:g}", t.learning_rate, True),
+            _item(epochs, t.epochs, True),
+            _item(str(info.steps), info.steps, True),
+            status,
+            _item(f"{loss:.4f}" if loss is not None else "—", loss if loss is not None else float("inf"), True),
+            _item(f"{info.score:.0%}" if info.score is not None else "—",
+                  info.score if info.score is not None else -1.0, True),
+        ]
+        cells[0].setData(str(info.path), PATH_ROLE)
+        cells[0].setToolTip(str(info.path))
+        return cells
+
+    def _row_of(self, run_dir: Path) -> int | None:
+        for row in range(self.model.rowCount()):
+            if self.model.item(row, 0).data(PATH_ROLE) == str(run_dir):
+                return row
+        return None
+
+    def selected_run(self) -> Path | None:
+        rows = self.table.selectionModel().selectedRows()
+        if not rows:
+            return None
+        path = self.model.item(rows[0].row(), 0).data(PATH_ROLE)
+        return Path(path) if path else None
+
+    def select_run(self, run_dir: str | Path) -> bool:
+        """Select the row of ``run_dir``; False when it is not listed."""
+        row = self._row_of(Path(run_dir))
+        if row is None:
+            return False
+        self.table.selectRow(row)
+        return True
+
+    def _info(self, run_dir: Path | None) -> Any:
+        return next((i for i in self._runs if i.path == run_dir), None)
+
+    def _on_selection(self, *_: QItemSelection) -> None:
+        run_dir = self.selected_run()
+        info = self._info(run_dir)
+        self._update_buttons()
+        if info is None or run_dir is None:
+            self.plot.clear()
+            return
+        from loradesk.core import runs
+
+        self.plot.set_metrics(runs.read_metrics(run_dir))
+        t = info.config.training
+        parts = [f"<b>{info.name}</b>", f"{_model_label(info.model)}",
+                 f"r={info.config.lora.r}, alpha={info.config.lora.alpha}, lr={t.learning_rate:g}, "
+                 f"batch {t.batch_size}×{t.grad_accum}, {t.scheduler} schedule"]
+        if info.seconds:
+            parts.append(f"{info.seconds:.0f} s on {info.device}" if info.device else f"{info.seconds:.0f} s")
+        self.detail_label.setText(" · ".join(parts))
+
+    # --- actions -------------------------------------------------------------------------------------
+    def compare_selected(self, *_: Any) -> None:
+        run_dir = self.selected_run()
+        if run_dir is not None:
+            self.run_selected.emit(str(run_dir))
+
+    def open_folder(self) -> None:
+        run_dir = self.selected_run()
+        if run_dir is not None:
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(run_dir)))
+
+    def export_adapter(self, dest: str | Path | None = None) -> None:
+        """Copy the selected run's adapter to ``dest`` (asks for a folder when None), in the background."""
+        run_dir = self.selected_run()
+        if run_dir is None:
+            return
+        dest = dest or self._ask_folder("Export adapter to", f"{run_dir.name}-adapter")
+        if dest:
+            from loradesk.core import runs
+
+            self._run_export(runs.export_adapter, run_dir, Path(dest), "Exporting the adapter…")
+
+    def export_merged(self, dest: str | Path | None = None) -> None:
+        """Save base model + adapter folded together to ``dest`` (a standalone transformers model)."""
+        run_dir = self.selected_run()
+        if run_dir is None:
+            return
+        dest = dest or self._ask_folder("Export merged model to", f"{run_dir.name}-merged")
+        if dest:
+            from loradesk.core import runs
+
+            self._run_export(runs.export_merged, run_dir, Path(dest), "Merging and saving the model…")
+
+    def _ask_folder(self, title: str, name: str) -> Path | None:
+        """A new folder ``name`` inside the folder the user picks."""
+        parent = QFileDialog.getExistingDirectory(self, title)
+        return Path(parent) / name if parent else None
+
+    def _run_export(self, fn: Any, run_dir: Path, dest: Path, text: str) -> None:
+        if self.is_busy():
+            return
+        worker = CallWorker(fn, run_dir, dest)
+        worker.finished.connect(self._on_exported)
+        worker.failed.connect(self._on_failed)
+        job = Job(worker, self)
+        job.finished.connect(self._on_thread_finished)
+        self._job = job
+        self.status_label.setText(text)
+        self.busy.show()
+        job.start()
+        self._update_buttons()
+        self.busy_changed.emit(True)
+
+    def is_busy(self) -> bool:
+        return self._job is not None and self._job.is_running()
+
+    def shutdown(self, timeout_ms: int = 60_000) -> None:
+        """Wait for a running export to finish (exports cannot be interrupted half-way)."""
+        if self._job is not None:
+            self._job.wait(timeout_ms)
+
+    def _on_exported(self, path: Any) -> None:
+        self.last_export = Path(path)
+        self.status_label.setText(f"Exported to {path}")
+
+    def _on_failed(self, message: str, details: str) -> None:
+        self.status_label.setText(f"Export failed: {message}")
+        self.show_error("Export failed", message, details)
+
+    def _on_thread_finished(self) -> None:
+        job, self._job = self._job, None
+        if job is not None:
+            job.deleteLater()
+        self.busy.hide()
+        self._update_buttons()
+        self.busy_changed.emit(False)
+
+    def _update_buttons(self) -> None:
+        info = self._info(self.selected_run())
+        has_adapter = info is not None and (info.path / "adapter_config.json").is_file()
+        busy = self.is_busy()
+        self.open_button.setEnabled(info is not None)
+        self.export_adapter_button.setEnabled(has_adapter and not busy)
+        self.export_merged_button.setEnabled(has_adapter and not busy)
+        self.compare_button.setEnabled(has_adapter)
+        self.refresh_button.setEnabled(not busy)
+
+    def show_error(self, title: str, message: str, details: str = "") -> None:
+        """A non-blocking error dialog (``error_box``); ``details`` hold the traceback."""
+        if self.error_box is not None:
+            self.error_box.close()
+        self.error_box = open_error_box(self, title, message, details)
