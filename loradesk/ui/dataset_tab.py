@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import QItemSelection, QItemSelectionModel, QModelIndex, Qt, QTimer, Signal, Slot
-from PySide6.QtGui import QAction, QKeySequence, QUndoStack
+from PySide6.QtGui import QAction, QIcon, QKeySequence, QUndoStack
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -17,7 +17,6 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QProgressBar,
     QPushButton,
-    QStyle,
     QTableView,
     QVBoxLayout,
     QWidget,
@@ -97,11 +96,10 @@ class DatasetTab(QWidget):
 
     # --- layout ----------------------------------------------------------------------------------------
     def _build(self) -> None:
-        style = self.style()
-        self.add_button = QPushButton(style.standardIcon(QStyle.StandardPixmap.SP_FileIcon), "Add row")
-        self.duplicate_button = QPushButton(style.standardIcon(QStyle.StandardPixmap.SP_FileDialogNewFolder),
-                                            "Duplicate")
-        self.delete_button = QPushButton(style.standardIcon(QStyle.StandardPixmap.SP_TrashIcon), "Delete")
+        theme = QIcon.ThemeIcon
+        self.add_button = QPushButton(QIcon.fromTheme(theme.ListAdd), "Add row")
+        self.duplicate_button = QPushButton(QIcon.fromTheme(theme.EditCopy), "Duplicate")
+        self.delete_button = QPushButton(QIcon.fromTheme(theme.EditDelete), "Delete")
         self.filter_edit = QLineEdit()
         self.filter_edit.setPlaceholderText("Filter prompts and completions")
         self.filter_edit.setClearButtonEnabled(True)

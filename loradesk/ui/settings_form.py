@@ -307,19 +307,29 @@ class SettingsForm(QWidget):
         body_layout.addWidget(self._group("Training", [f for f in training if f.name in MAIN_TRAINING]))
         body_layout.addWidget(self._group("Advanced", [f for f in training if f.name not in MAIN_TRAINING]))
         body_layout.addStretch(1)
+        labels = [label for label in body.findChildren(QLabel) if label.buddy() is not None] + [self.name_label]
+        width = max(label.sizeHint().width() for label in labels)
+        for label in [*labels, *self._plain_labels]:
+            label.setMinimumWidth(width)
+            label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
 
         self.scroll = QScrollArea()
         self.scroll.setWidget(body)
         self.scroll.setWidgetResizable(True)
         self.scroll.setFrameShape(QFrame.Shape.NoFrame)
         self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        for combo in body.findChildren(QComboBox):
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(12)
+        bar = self.scroll.verticalScrollBar().sizeHint().width()
+        self.scroll.setMinimumWidth(body.minimumSizeHint().width() + bar + 4)
         self.problems_label = QLabel()
         self.problems_label.setObjectName("fieldMessage")
         self.problems_label.setWordWrap(True)
         self.problems_label.hide()
 
         layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setContentsMargins(8, 0, 0, 0)
         layout.setSpacing(8)
         layout.addLayout(top)
         layout.addWidget(self.problems_label)
@@ -461,10 +471,13 @@ class SettingsForm(QWidget):
         self.model_status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.model_status.hide()
 
-        form.addRow("Source:", self.source_combo)
+        source_label = QLabel("Source:")
+        revision_label = QLabel("Revision:")
+        self._plain_labels = [source_label, revision_label]
+        form.addRow(source_label, self.source_combo)
         self.name_label = QLabel("Model:")
         form.addRow(self.name_label, self._cell(name_widget, self.name_message))
-        form.addRow("Revision:", self.revision_edit)
+        form.addRow(revision_label, self.revision_edit)
         form.addRow("", self.trust_check)
         form.addRow("", self.model_progress)
         form.addRow("", self.model_status)

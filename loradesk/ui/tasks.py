@@ -7,6 +7,7 @@ result that arrives after its widget is gone is simply dropped.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
 from collections.abc import Callable
@@ -76,9 +77,12 @@ class Tasks(QObject):
     def busy(self) -> bool:
         return any(job.is_running() for job in self._jobs)
 
-    def shutdown(self, timeout_ms: int = 5000) -> bool:
-        """Ask every call to stop and wait for its thread; True when all have ended."""
-        return all([job.shutdown(timeout_ms) for job in list(self._jobs)])
+    def shutdown(self, timeout_ms: int = 30_000) -> bool:
+        """Ask every call to stop and wait for its thread (``-1``: no limit); True when all have ended."""
+        ended = [job for job in list(self._jobs) if job.shutdown(timeout_ms)]
+        for job in ended:
+            self._jobs.remove(job)
+        return len(self._jobs) == 0
 
     @Slot()
     def _reap(self) -> None:
@@ -94,5 +98,6 @@ class Tasks(QObject):
 
 def _stop_and_wait(jobs: list[Job], *_args: Any) -> None:
     for job in list(jobs):
-        job.shutdown(-1)
+        with contextlib.suppress(RuntimeError):  # its thread object is already gone (at exit)
+            job.shutdown(-1)
     jobs.clear()

@@ -1,0 +1,104 @@
+"""Start the desktop app: QApplication, the project to open, the main window.
+
+Nothing here imports torch: the window is on screen before the ML stack loads (it loads on worker
+threads when first needed).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
+
+from loradesk import __version__
+from loradesk.core.project import (
+    Project,
+    ProjectError,
+    RecoveryInfo,
+    discard_recovery,
+    find_recovery,
+    recover,
+    recovery_path,
+)
+from loradesk.ui.main_window import APP_NAME, MainWindow, recent_projects
+from loradesk.ui.style import apply_style
+
+
+def create_app(argv: Sequence[str] = ()) -> QApplication:
+    """The QApplication (created once), named and styled."""
+    existing = QApplication.instance()
+    app = existing if isinstance(existing, QApplication) else QApplication([sys.argv[0], *argv])
+    app.setApplicationName(APP_NAME)
+    app.setOrganizationName(APP_NAME)
+    app.setApplicationVersion(__version__)
+    app.setDesktopFileName("loradesk")
+    apply_style(app)
+    return app
+
+
+def ask_restore(info: RecoveryInfo, parent: QWidget | None = None) -> bool:
+    """Offer the unsaved work a previous session left behind."""
+    source = info.source.name if info.source else "an untitled project"
+    when = info.saved.replace("T", " ")[:16] if info.saved else "an earlier session"
+    answer = QMessageBox.question(
+        parent, "Restore unsaved work?",
+        f"LoRA Desk did not close normally. Unsaved changes to {source} ({info.rows:,} rows, saved "
+        f"{when}) can be restored.\n\nRestore them? (If not, they are kept in {recovery_path().name}.bak.)",
+        QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.Yes)
+    return answer == QMessageBox.StandardButton.Yes
+
+
+def startup_project(paths: Sequence[str], restore: Callable[[RecoveryInfo], bool] = ask_restore
+                    ) -> tuple[Project, str]:
+    """The project to open and a status message: the file given, else recovery, else last, else the sample."""
+    info = find_recovery()
+    if paths:
+        path = Path(paths[0])
+        if info is not None:
+            discard_recovery()  # kept as .bak: opening a file never overwrites unsaved work
+        try:
+            return Project.load(path), f"Opened {path}"
+        except ProjectError as exc:
+            QMessageBox.warning(None, "Cannot open the project", str(exc))
+    elif info is not None:
+        if restore(info):
+            try:
+                return recover(), "Restored unsaved work"
+            except ProjectError as exc:
+                QMessageBox.warning(None, "Cannot restore the unsaved work", str(exc))
+        discard_recovery()
+    for recent in recent_projects()[:1]:
+        if Path(recent).is_file():
+            try:
+                return Project.load(recent), f"Opened {recent}"
+            except ProjectError:
+                pass
+    try:
+        return Project.new_default(), "A sample dataset to start with: press Train, or edit the rows"
+    except (FileNotFoundError, ProjectError):
+        return Project(), ""
+
+
+def build_window(argv: Sequence[str] = (), restore: Callable[[RecoveryInfo], bool] = ask_restore) -> MainWindow:
+    """Create the app and its main window (shown), without entering the event loop."""
+    app = create_app(argv)
+    project, message = startup_project([a for a in app.arguments()[1:] if not a.startswith("-")], restore)
+    window = MainWindow(project)
+    if project.path is not None:
+        window.add_recent(project.path)
+    window.show()
+    if message:
+        window.statusBar().showMessage(message, 8000)
+    return window
+
+
+def run_gui(argv: Sequence[str] | None = None) -> int:
+    """Run the desktop app; ``argv`` are the arguments after the program name (a project file, Qt options)."""
+    window = build_window(sys.argv[1:] if argv is None else list(argv))
+    app = QApplication.instance()
+    assert app is not None
+    code = app.exec()
+    del window
+    return code
