@@ -258,10 +258,10 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from loradesk.core.generation import compare_all, load_heldout
+    from loradesk.core.paths import sample_data_dir
     from loradesk.core.runs import RUN_FILE, record_score
 
-    heldout = Path(args.heldout) if args.heldout else Path(__file__).resolve().parent.parent / "data" / \
-        "sample_heldout.json"
+    heldout = Path(args.heldout) if args.heldout else sample_data_dir() / "sample_heldout.json"
     questions = load_heldout(heldout)
     answerer = _answerer(args.adapter)
     rows = compare_all(answerer, questions, _settings(args))
