@@ -40,11 +40,6 @@ from loradesk.core.dataset import Example  # noqa: E402  (after the path set-up 
 TUTORIAL_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 TUTORIAL_MAX_LENGTH = 128
 TUTORIAL_EPOCHS = 10
-CHATML = (
-    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content']"
-    " + '<|im_end|>' + '\n' }}{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
 
 
 # --- data and models ---------------------------------------------------------------------------------------
@@ -67,41 +62,11 @@ def build_tiny_model(folder: Path, vocab_size: int = 512) -> Path:
     """A tiny random-weight Llama (2 layers, hidden 64) with a BPE tokenizer trained on the sample data."""
     import json
 
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from loradesk.core.tiny_model import build_tiny_model as build
 
     texts = [str(v) for name in ("sample.json", "sample_heldout.json")
              for rec in json.loads((DATA / name).read_text(encoding="utf-8")) for v in rec.values()]
-    fast = build_tokenizer(texts, vocab_size)
-    fast.save_pretrained(folder)
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(fast), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                      eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id, bos_token_id=None,
-                      tie_word_embeddings=True)
-    model = LlamaForCausalLM(cfg)
-    model.generation_config.eos_token_id = fast.eos_token_id
-    model.generation_config.pad_token_id = fast.pad_token_id
-    model.save_pretrained(folder)
-    return folder
-
-
-def build_tokenizer(texts: Sequence[str], vocab_size: int = 512) -> Any:
-    """A byte-level BPE tokenizer trained on ``texts``, with ChatML specials and template."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(list(texts), trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=None, eos_token="<|im_end|>",
-                                   pad_token="<|endoftext|>", unk_token=None)
-    fast.chat_template = CHATML
-    return fast
+    return build(folder, texts, vocab_size)
 
 
 # --- the tutorial's recipe ---------------------------------------------------------------------------------

@@ -202,7 +202,9 @@ def recipes_study(shape: str, rows_n: int, min_len: int, max_len: int, batch: in
     device = peaks.device
     config = Qwen2Config(**SHAPES[shape], max_position_embeddings=max(4096, max_len),
                          attn_implementation="sdpa", tie_word_embeddings=False)
-    tokenizer = C.build_tokenizer([r.prompt + " " + r.completion for r in C.sample_rows()], 512)
+    from loradesk.core.tiny_model import build_tokenizer
+
+    tokenizer = build_tokenizer([r.prompt + " " + r.completion for r in C.sample_rows()], 512)
     eos = tokenizer.eos_token_id
     rows = synthetic_rows(rows_n, min_len, max_len, config.vocab_size)
     if rows_n < batch * (warmup + steps + 1):

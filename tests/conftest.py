@@ -20,13 +20,6 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-CHATML = (
-    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content']"
-    " + '<|im_end|>' + '\n' }}{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark every test under tests/ui as ``gui`` so ``pytest -m "not gui"`` runs the core alone."""
     for item in items:
@@ -55,34 +48,11 @@ def sample_texts() -> list[str]:
     return texts or ["Who is the wizard? The wizard lives in the tower by the sea."]
 
 
-def build_tiny_model(folder: Path, vocab_size: int = 512) -> Path:
-    """Write a tiny random-weight Llama model and a trained BPE tokenizer to ``folder``."""
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+def build_tiny_model(folder: Path) -> Path:
+    """Write a tiny random-weight Llama model and a BPE tokenizer trained on the sample data to ``folder``."""
+    from loradesk.core.tiny_model import build_tiny_model as build
 
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(sample_texts(), trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=None, eos_token="<|im_end|>",
-                                   pad_token="<|endoftext|>", unk_token=None)
-    fast.chat_template = CHATML
-    fast.save_pretrained(folder)
-
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(fast), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                      eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id, bos_token_id=None,
-                      tie_word_embeddings=True)
-    model = LlamaForCausalLM(cfg)
-    model.generation_config.eos_token_id = fast.eos_token_id
-    model.generation_config.pad_token_id = fast.pad_token_id
-    model.save_pretrained(folder)
-    return folder
+    return build(folder, sample_texts())
 
 
 @pytest.fixture(scope="session")
