@@ -108,7 +108,7 @@ def loradesk_job(config: Any, rows: Sequence[Example]) -> Any:
     """The job object ``training.run`` drives; its pieces encode, wrap and build the Trainer."""
     from loradesk.core import training
 
-    return training._Job(config, list(rows), training.NullSink(), threading.Event())
+    return training.TrainingJob(config, list(rows), training.NullSink(), threading.Event())
 
 
 def loradesk_trainer(job: Any, model: Any, tokenizer: Any, data: Any, run_dir: Path, device: str,
@@ -119,7 +119,7 @@ def loradesk_trainer(job: Any, model: Any, tokenizer: Any, data: Any, run_dir: P
     from transformers import PrinterCallback, Trainer
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    trainer, collator, callback = job._trainer(model, tokenizer, data, None, run_dir, device, precision,
+    trainer, collator, callback = job.build_trainer(model, tokenizer, data, None, run_dir, device, precision,
                                                time.monotonic())
     if extra_args:
         args = dataclasses.replace(trainer.args, **extra_args)

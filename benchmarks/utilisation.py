@@ -157,11 +157,11 @@ def settings_study(model_dir: Path | None, rows_limit: int | None, steps: int, w
         torch.set_num_threads(cfg.training.threads or default_threads)
         precision = models.resolve_precision(device, cfg.training.precision)
         job = C.loradesk_job(cfg, rows)
-        data, _cut = job._encode(tokenizer, rows)
+        data, _cut = job.encode(tokenizer, rows)
         set_seed(42)
         model = models.load_model(resolved, device, models.weights_dtype(device, precision))
         n_params = C.matmul_params(model)
-        model = job._wrap_lora(model)
+        model = job.wrap_lora(model)
         trainer = C.loradesk_trainer(job, model, tokenizer, data, work / f"settings-{i}", device, precision)
         peak = peaks.get(precision)
         m = measure(trainer, model, n_params, device, warmup, steps)
@@ -268,7 +268,7 @@ def recipes_study(shape: str, rows_n: int, min_len: int, max_len: int, batch: in
         variant_cfg.training.max_steps = variant_warmup + steps
         job = C.loradesk_job(variant_cfg, [])
         model, n_params = make_model(models.weights_dtype(device, precision))
-        model = job._wrap_lora(model)
+        model = job.wrap_lora(model)
         trainer = C.loradesk_trainer(job, model, tokenizer, ours_data, work / f"ours-{i}", device, precision,
                                      **extra)
         m = measure(trainer, model, n_params, device, variant_warmup, steps)

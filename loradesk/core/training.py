@@ -149,10 +149,13 @@ def run(config: RunConfig, dataset: Dataset | Sequence[Example], sink: Sink | No
             if run_dir.exists() and any(run_dir.iterdir()):
                 raise TrainingError(f"{run_dir} already exists and is not empty: choose a new folder")
     check_rows(rows)
-    return _Job(config, rows, sink, stop).run(runs_dir or default_runs_dir(), run_dir, checkpoint)
+    return TrainingJob(config, rows, sink, stop).run(runs_dir or default_runs_dir(), run_dir, checkpoint)
 
 
-class _Job:
+class TrainingJob:
+    """One training run's steps. :func:`run` drives them; the benchmarks reuse the same pieces
+    (``encode``, ``wrap_lora``, ``build_trainer``) so what they measure is exactly what the app runs."""
+
     def __init__(self, config: RunConfig, rows: list[Example], sink: Sink, stop: threading.Event) -> None:
         self.config, self.rows, self.sink, self.stop = config, rows, sink, stop
 
@@ -178,8 +181,8 @@ class _Job:
         train_rows, eval_rows = split_rows(self.rows, t.validation_fraction, t.seed)
         if not train_rows:
             raise TrainingError("Every row is in the validation split: lower the validation fraction")
-        train_data, cut_rows = self._encode(tokenizer, train_rows)
-        eval_data, _ = self._encode(tokenizer, eval_rows) if eval_rows else (None, 0)
+        train_data, cut_rows = self.encode(tokenizer, train_rows)
+        eval_data, _ = self.encode(tokenizer, eval_rows) if eval_rows else (None, 0)
         if cut_rows:
             sink.log(f"{cut_rows} training row(s) are longer than max length {t.max_length} and were cut")
         sink.log(f"{len(train_rows)} training rows, {len(eval_rows)} validation rows")
@@ -187,7 +190,7 @@ class _Job:
         sink.status("Loading the model…")
         model = models.load_model(model_dir, device, models.weights_dtype(device, precision),
                                   cfg.model.trust_remote_code)
-        model = self._wrap_lora(model)
+        model = self.wrap_lora(model)
 
         if checkpoint is None:
             if run_dir is None:
@@ -207,7 +210,7 @@ class _Job:
             base_record["score"] = None
         runs.write_run_file(run_dir, base_record)
 
-        trainer, _collator, callback = self._trainer(model, tokenizer, train_data, eval_data, run_dir,
+        trainer, _collator, callback = self.build_trainer(model, tokenizer, train_data, eval_data, run_dir,
                                                     device, precision, started)
         status = "completed"
         if self.stop.is_set():
@@ -236,7 +239,8 @@ class _Job:
         return result
 
     # -- pieces --
-    def _encode(self, tokenizer: Any, rows: list[Example]) -> tuple[Any, int]:
+    def encode(self, tokenizer: Any, rows: list[Example]) -> tuple[Any, int]:
+        """Rows as a tokenized datasets.Dataset (input_ids, labels, length) and how many were cut."""
         from datasets import Dataset as HFDataset
 
         from loradesk.core.tokenize import encode
@@ -251,7 +255,8 @@ class _Job:
         })
         return data, cut
 
-    def _wrap_lora(self, model: Any) -> Any:
+    def wrap_lora(self, model: Any) -> Any:
+        """The model with a fresh LoRA adapter from the config ('auto' targets every block Linear layer)."""
         from peft import LoraConfig, get_peft_model
 
         from loradesk.core.models import linear_module_names
@@ -288,8 +293,9 @@ class _Job:
             return repo.removeprefix("models--").replace("--", "/")
         return model_dir.name
 
-    def _trainer(self, model: Any, tokenizer: Any, train_data: Any, eval_data: Any, run_dir: Path,
-                 device: str, precision: str, started: float) -> tuple[Any, Any, Any]:
+    def build_trainer(self, model: Any, tokenizer: Any, train_data: Any, eval_data: Any, run_dir: Path,
+                      device: str, precision: str, started: float) -> tuple[Any, Any, Any]:
+        """The transformers Trainer for this run, with its collator and the reporting callback."""
         from transformers import PrinterCallback, Trainer, TrainingArguments
 
         from loradesk.core.tokenize import DataCollator
