@@ -1,0 +1,300 @@
+"""The main window and start-up: sample data without torch, files, import/export, autosave, closing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDropEvent, QKeySequence
+from PySide6.QtWidgets import QDialog, QFileDialog, QMessageBox
+from pytestqt.qtbot import QtBot
+
+from loradesk.core.dataset import Example
+from loradesk.core.paths import default_runs_dir, sample_data_dir
+from loradesk.core.project import Project, find_recovery, recovery_path
+from loradesk.ui import main_window as mw
+from loradesk.ui.app import startup_project
+from loradesk.ui.dataset_model import COMPLETION, PROMPT
+from loradesk.ui.main_window import ColumnMappingDialog, MainWindow
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE_ROWS = len(json.loads((sample_data_dir() / "sample.json").read_text(encoding="utf-8")))
+
+
+def make_window(qtbot: QtBot, project: Project | None = None) -> MainWindow:
+    window = MainWindow(project or Project.new_default(), probe_device=False)
+    qtbot.addWidget(window, before_close_func=save_before_teardown)
+    window.show()
+    return window
+
+
+def save_before_teardown(window: MainWindow) -> None:
+    """Closing a window with unsaved changes asks first: save them so the test's teardown cannot block."""
+    if window.isVisible() and window.project.dirty:
+        window.project.save(Path(tempfile.mkdtemp()) / "teardown.loradesk")
+
+
+def test_window_opens_with_the_sample_before_torch_is_imported(loradesk_home: Path) -> None:
+    """The real start-up path, in a fresh interpreter so no other test's imports count."""
+    script = textwrap.dedent("""
+        import json, sys
+        from PySide6.QtCore import QTimer
+        from PySide6.QtWidgets import QApplication
+        from loradesk.ui.app import build_window
+        window = build_window([])
+        heavy_at_show = [m for m in ("torch", "transformers", "peft") if m in sys.modules]
+        visible = window.isVisible()
+        QTimer.singleShot(300, QApplication.quit)  # paint and settle; the device probe starts later
+        QApplication.instance().exec()
+        heavy = sorted(set(heavy_at_show) | {m for m in ("torch", "transformers", "peft") if m in sys.modules})
+        model = window.dataset_tab.model
+        print(json.dumps({"heavy": heavy, "rows": model.rowCount(), "first": model.index(0, 0).data(),
+                          "title": window.windowTitle(), "visible": visible,
+                          "tabs": [window.tabs.tabText(i) for i in range(window.tabs.count())],
+                          "status": window.rows_label.text()}))
+        window.close()
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    sample = json.loads((sample_data_dir() / "sample.json").read_text(encoding="utf-8"))
+    assert result["heavy"] == []
+    assert result["rows"] == len(sample) and result["first"] == sample[0]["prompt"]
+    assert result["title"] == "Untitled[*] — LoRA Desk" and result["visible"]
+    assert result["tabs"] == ["Dataset", "Train", "Compare", "Runs"]
+    assert result["status"] == f"{len(sample)} rows"
+
+
+def test_menus_and_standard_shortcuts(qtbot: QtBot) -> None:
+    window = make_window(qtbot)
+    menus = [a.text() for a in window.menuBar().actions()]
+    assert menus == ["&File", "&Edit", "&Run", "&Help"]
+    key = QKeySequence.StandardKey
+    assert window.act_save.shortcut() == QKeySequence(key.Save)
+    assert window.act_open.shortcut() == QKeySequence(key.Open)
+    assert window.act_undo.shortcut() == QKeySequence(key.Undo)
+    assert window.dataset_tab.act_find.shortcut() == QKeySequence(key.Find)
+    edit = window.menuBar().actions()[1].menu()
+    assert window.dataset_tab.act_delete in edit.actions() and window.act_redo in edit.actions()
+    assert window.act_train.isEnabled() and not window.act_stop.isEnabled()
+
+
+def test_title_tracks_dirty_state_and_undo(qtbot: QtBot) -> None:
+    window = make_window(qtbot)
+    assert window.windowTitle() == "Untitled[*] — LoRA Desk" and not window.isWindowModified()
+    model = window.dataset_tab.model
+    model.setData(model.index(0, COMPLETION), "Changed.")
+    assert window.isWindowModified()
+    assert window.act_undo.isEnabled()
+    window.act_undo.trigger()
+    assert window.project.dataset[0].completion != "Changed."
+
+
+def test_save_and_open_through_the_file_menu(qtbot: QtBot, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    window = make_window(qtbot)
+    window.dataset_tab.model.setData(window.dataset_tab.model.index(0, PROMPT), "Who is she?")
+    target = tmp_path / "fact"  # the suffix is added
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), ""))
+    window.act_save.trigger()
+    saved = tmp_path / "fact.loradesk"
+    assert json.loads(saved.read_text(encoding="utf-8"))["dataset"][0]["prompt"] == "Who is she?"
+    assert window.windowTitle() == "fact[*] — LoRA Desk" and not window.isWindowModified()
+    assert mw.recent_projects()[0] == str(saved.resolve())
+
+    window.new_project()
+    assert len(window.project.dataset) == 0 and window.project.path is None
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(saved), ""))
+    window.act_open.trigger()
+    assert window.project.dataset[0].prompt == "Who is she?" and window.project.path == saved
+    assert window.undo_stack.count() == 0
+
+
+def test_open_error_names_file_and_row(qtbot: QtBot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    window = make_window(qtbot)
+    broken = tmp_path / "broken.loradesk"
+    broken.write_text('{"format": "loradesk-project", "version": 1, "dataset": [{"prompt": "a"}]}')
+    shown: list[str] = []
+    monkeypatch.setattr(QMessageBox, "critical", lambda parent, title, text, *a: shown.append(text))
+    assert not window.open_project(broken)
+    assert shown == [f"{broken}, row 1, field 'completion': missing"]
+    assert len(window.project.dataset) == SAMPLE_ROWS  # nothing lost
+
+
+def test_import_in_the_background_then_undo(qtbot: QtBot, tmp_path: Path) -> None:
+    window = make_window(qtbot)
+    csv = tmp_path / "more.csv"
+    csv.write_text("prompt,completion\nWhat colour is Bramble?,Copper.\nWhere is Vaelmoor?,In the sky.\n",
+                   encoding="utf-8")
+    window.import_file(csv, mode="append")
+    assert window.is_importing() and window.busy_bar.isVisible()
+    qtbot.waitUntil(lambda: not window.is_importing(), timeout=10_000)
+    assert not window.busy_bar.isVisible()
+    assert len(window.project.dataset) == SAMPLE_ROWS + 2
+    assert window.project.dataset[SAMPLE_ROWS + 1] == Example("Where is Vaelmoor?", "In the sky.")
+    window.import_file(csv, mode="replace")
+    qtbot.waitUntil(lambda: not window.is_importing(), timeout=10_000)
+    assert len(window.project.dataset) == 2
+    window.undo_stack.undo()
+    window.undo_stack.undo()
+    assert len(window.project.dataset) == SAMPLE_ROWS
+
+
+def test_import_asks_for_columns_it_cannot_guess(qtbot: QtBot, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    window = make_window(qtbot, Project())
+    csv = tmp_path / "odd.csv"
+    csv.write_text("q,a,note\nWho is Tamsin?,A cartographer.,x\n", encoding="utf-8")
+    asked: list[list[str]] = []
+
+    def choose(dialog: ColumnMappingDialog) -> int:
+        asked.append([dialog.prompt.itemText(i) for i in range(dialog.prompt.count())])
+        return QDialog.DialogCode.Accepted  # the first two columns, as proposed
+
+    monkeypatch.setattr(ColumnMappingDialog, "exec", choose)
+    window.import_file(csv)
+    qtbot.waitUntil(lambda: len(window.project.dataset) == 1, timeout=10_000)
+    assert asked == [["q", "a", "note"]]
+    assert window.project.dataset[0] == Example("Who is Tamsin?", "A cartographer.")
+
+
+def test_import_error_is_reported(qtbot: QtBot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    window = make_window(qtbot)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "a", "completion": "b"}\n{"prompt": 3, "completion": "c"}\n', encoding="utf-8")
+    shown: list[str] = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda parent, title, text, *a: shown.append(text))
+    window.import_file(bad, mode="append")
+    qtbot.waitUntil(lambda: bool(shown), timeout=10_000)
+    assert "bad.jsonl" in shown[0] and "2" in shown[0] and "prompt" in shown[0]
+    assert len(window.project.dataset) == SAMPLE_ROWS
+
+
+def test_dropping_a_dataset_file_imports_it(qtbot: QtBot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    window = make_window(qtbot)
+    data = tmp_path / "dropped.jsonl"
+    data.write_text('{"prompt": "Dropped?", "completion": "Yes."}\n', encoding="utf-8")
+    asked: list[tuple[str, int]] = []
+    monkeypatch.setattr(window, "ask_import_mode", lambda name, count: asked.append((name, count)) or "append")
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(data))])
+    event = QDropEvent(QPointF(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                       Qt.KeyboardModifier.NoModifier)
+    window.dropEvent(event)
+    qtbot.waitUntil(lambda: len(window.project.dataset) == SAMPLE_ROWS + 1, timeout=10_000)
+    assert asked == [("dropped.jsonl", 1)] and window.project.dataset[-1].prompt == "Dropped?"
+
+
+def test_export_writes_a_snapshot_in_the_background(qtbot: QtBot, tmp_path: Path) -> None:
+    window = make_window(qtbot)
+    target = tmp_path / "out.jsonl"
+    window.export_file(target, "jsonl")
+    qtbot.waitUntil(lambda: not window.busy_bar.isVisible(), timeout=10_000)
+    lines = target.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == SAMPLE_ROWS
+    assert json.loads(lines[0])["prompt"] == window.project.dataset[0].prompt
+
+
+def test_unsaved_work_is_autosaved_for_recovery(qtbot: QtBot, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mw, "AUTOSAVE_MS", 50)
+    window = make_window(qtbot)
+    window.dataset_tab.model.insert_examples(0, [Example("Autosaved?", "Yes.")])
+    qtbot.waitUntil(recovery_path().exists, timeout=5000)
+    info = find_recovery()
+    assert info is not None and info.rows == SAMPLE_ROWS + 1
+
+    project, message = startup_project([], restore=lambda found: found.rows == SAMPLE_ROWS + 1)
+    assert message == "Restored unsaved work" and project.dirty
+    assert project.dataset[0].prompt == "Autosaved?"
+
+
+def test_startup_opens_given_file_or_last_project(tmp_path: Path) -> None:
+    saved = tmp_path / "last.loradesk"
+    Project(config=None).save(saved)
+    project, _ = startup_project([str(saved)])
+    assert project.path == saved
+    mw.window_settings().setValue("recentProjects", [str(saved)])
+    project, message = startup_project([])
+    assert project.path == saved and message == f"Opened {saved}"
+    mw.window_settings().setValue("recentProjects", [])
+    project, _ = startup_project([])
+    assert project.path is None and len(project.dataset) == SAMPLE_ROWS
+
+
+def test_close_asks_to_save_unsaved_changes(qtbot: QtBot, monkeypatch: pytest.MonkeyPatch) -> None:
+    window = make_window(qtbot)
+    window.dataset_tab.model.insert_examples(0, [Example("Keep me?", "Yes.")])
+    window.autosave()
+    answers = [QMessageBox.StandardButton.Cancel, QMessageBox.StandardButton.Discard]
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: answers.pop(0))
+    assert not window.close() and window.isVisible()
+    assert window.close() and not window.isVisible()
+    assert find_recovery() is None  # discarded on purpose, but kept once as a backup
+    assert recovery_path().with_name(recovery_path().name + ".bak").is_file()
+    assert mw.window_settings().value("geometry") is not None
+
+
+def test_train_is_blocked_with_the_reason(qtbot: QtBot) -> None:
+    window = make_window(qtbot)
+    form = window.settings_form
+    form.source_combo.setCurrentIndex(form.source_combo.findData("hub"))
+    assert not window.act_train.isEnabled()
+    assert "needs a name" in window.train_blocked_reason()
+    assert window.training_tab.blocked_label.text() == window.train_blocked_reason()
+    window.undo_stack.undo()
+    assert window.act_train.isEnabled() and not window.training_tab.blocked_label.isVisibleTo(window)
+    window.dataset_tab.model.replace_examples([])
+    assert window.train_blocked_reason() == "Add some rows to the dataset first"
+    assert not window.act_train.isEnabled()
+
+
+def test_about_lists_versions(qtbot: QtBot) -> None:
+    window = make_window(qtbot)
+    text = window.about_text()
+    for name in ("LoRA Desk", "Python", "Qt", "Torch", "Transformers", "PEFT", "Device"):
+        assert f"<b>{name}</b>" in text
+    window._on_device("CPU (2 threads)")
+    assert "CPU (2 threads)" in window.about_text() and window.device_label.text() == "Device: CPU (2 threads)"
+
+
+def test_device_is_probed_in_the_background(qtbot: QtBot) -> None:
+    window = make_window(qtbot)
+    window.probe_device()
+    qtbot.waitUntil(lambda: window.device_label.text() != "Device: …", timeout=60_000)
+    assert window.device_label.text().startswith("Device: ")
+    assert "unknown" not in window.device_label.text()
+
+
+def test_closing_during_training_stops_it_and_keeps_the_adapter(qtbot: QtBot, tiny_model_dir: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    project = Project.new_default()
+    project.config.model.kind = "local"
+    project.config.model.name = str(tiny_model_dir)
+    project.config.training.max_steps = 1000
+    project.config_changed()
+    window = make_window(qtbot, project)
+    window.act_train.trigger()
+    assert window.tabs.currentWidget() is window.training_tab
+    qtbot.waitUntil(window.act_stop.isEnabled, timeout=10_000)
+    assert not window.act_train.isEnabled()
+    runs = default_runs_dir()
+    qtbot.waitUntil(lambda: any(p.stat().st_size for p in runs.glob("*/metrics.jsonl")), timeout=60_000)
+    asked: list[str] = []
+
+    def answer(parent: object, title: str, *args: object, **kwargs: object) -> QMessageBox.StandardButton:
+        asked.append(title)
+        running = title == "Training is running"
+        return QMessageBox.StandardButton.Yes if running else QMessageBox.StandardButton.Discard
+
+    monkeypatch.setattr(QMessageBox, "question", answer)
+    assert window.close()
+    assert asked == ["Training is running", "Save changes?"]  # the project had unsaved settings
+    assert not window.training_tab.is_running()
+    (run_dir,) = [p.parent for p in runs.glob("*/metrics.jsonl")]
+    assert (run_dir / "adapter_model.safetensors").is_file()
