@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 from PySide6.QtCore import QEvent, Qt
 from PySide6.QtGui import QUndoStack
@@ -227,3 +228,32 @@ def test_model_follows_reset_and_unsubscribes_when_deleted() -> None:
     QApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
     dataset.append(Example("After?", "Still fine."))  # would raise if a deleted model still listened
     assert len(dataset) == 3
+
+
+def test_count_tokens_with_the_model_tokenizer(qtbot: QtBot, tiny_model_dir: Path) -> None:
+    tab = make_tab(qtbot)
+    config = tab.project.config
+    config.model.kind = "local"
+    config.model.name = str(tiny_model_dir)
+    config.training.max_length = 26
+    tab.project.config_changed()
+    tab.count_button.click()
+    qtbot.waitUntil(lambda: tab.model.index(3, TOKENS).data() is not None, timeout=60_000)
+    from loradesk.core import models, tokenize
+
+    tokenizer = models.load_tokenizer(tiny_model_dir)
+    counts = [tokenize.token_count(tokenizer, row) for row in tab.project.dataset]
+    assert [int(tab.model.index(r, TOKENS).data()) for r in range(4)] == counts
+    too_long = [r for r in range(4) if counts[r] > 26]
+    assert 0 < len(too_long) < 4, counts
+    assert [tab.model.index(r, STATUS).data() == "Too long" for r in range(4)] == \
+        [r in too_long for r in range(4)]
+    assert tab.token_label.text()
+
+    tab.model.setData(tab.model.index(0, PROMPT), "A new question that was never counted?")
+    assert tab.model.index(0, TOKENS).data() is None
+    qtbot.waitUntil(lambda: tab.model.index(0, TOKENS).data() is not None, timeout=30_000)  # recounted
+
+    config.training.use_chat_template = False  # another text layout: the counts are stale
+    tab.project.config_changed()
+    assert tab.model.index(1, TOKENS).data() is None
