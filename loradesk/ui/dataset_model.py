@@ -47,6 +47,17 @@ def token_key(example: Example) -> TokenKey:
     return (example.system, example.prompt, example.completion)
 
 
+def _runs(rows: list[int]) -> list[tuple[int, int]]:
+    """Sorted row numbers as ``(start, count)`` runs."""
+    out: list[tuple[int, int]] = []
+    for r in rows:
+        if out and out[-1][0] + out[-1][1] == r:
+            out[-1] = (out[-1][0], out[-1][1] + 1)
+        else:
+            out.append((r, 1))
+    return out
+
+
 def _dot(colour: str) -> QIcon:
     pixmap = QPixmap(12, 12)
     pixmap.fill(Qt.GlobalColor.transparent)
@@ -96,6 +107,7 @@ class DatasetTableModel(QAbstractTableModel):
         return None if row < start + count else row - count
 
     def _on_event(self, event: DatasetEvent) -> None:
+        before = self._problems
         self._problems = None
         root = QModelIndex()
         if event.kind == "inserted":
@@ -116,11 +128,25 @@ class DatasetTableModel(QAbstractTableModel):
             self.endResetModel()
         else:
             last = event.start + event.count - 1
-            self.dataChanged.emit(self.index(event.start, PROMPT), self.index(last, TOKENS))
-        if event.kind != "reset" and self._count:
-            # Duplicates can appear or vanish anywhere: refresh the whole status column.
-            self.dataChanged.emit(self.index(0, STATUS), self.index(self._count - 1, STATUS))
+            self.dataChanged.emit(self.index(event.start, PROMPT), self.index(last, STATUS))
+        if event.kind != "reset" and before is not None:
+            self._refresh_statuses(before, event)
         self.summary_changed.emit()
+
+    def _refresh_statuses(self, before: dict[int, list[RowProblem]], event: DatasetEvent) -> None:
+        """Duplicates can appear or vanish anywhere: repaint the rows whose problems changed."""
+        def moved(row: int) -> int | None:
+            if event.kind == "inserted" and row >= event.start:
+                return row + event.count
+            if event.kind == "removed" and row >= event.start:
+                return None if row < event.start + event.count else row - event.count
+            return row
+
+        after = self._all_problems()
+        old = {new: problems for row, problems in before.items() if (new := moved(row)) is not None}
+        rows = sorted(r for r in set(old) | set(after) if old.get(r) != after.get(r) and r < self._count)
+        for start, count in _runs(rows):
+            self.dataChanged.emit(self.index(start, PROMPT), self.index(start + count - 1, STATUS))
 
     # --- Qt model API ----------------------------------------------------------------------------------
     def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008 (Qt's signature)

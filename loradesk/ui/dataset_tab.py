@@ -39,8 +39,9 @@ from loradesk.ui.dataset_model import (
 from loradesk.ui.tasks import Tasks
 from loradesk.ui.undo import InsertRowsCommand
 
-#: Above this many rows, rows get a fixed height instead of fitting their text (keeps big files fast).
-FIT_ROWS_LIMIT = 2000
+#: Up to this many rows, every row is fitted to its text on load and when columns resize; in bigger
+#: files rows start two lines high and only rows that change are fitted (keeps big files fast).
+FIT_ROWS_LIMIT = 3000
 
 
 def count_tokens(settings: ModelSettings, use_chat_template: bool, rows: list[Example],
@@ -86,12 +87,15 @@ class DatasetTab(QWidget):
         self.proxy.rowsRemoved.connect(self._update_summary)
         self.proxy.modelReset.connect(self._update_summary)
         self.proxy.layoutChanged.connect(self._update_summary)
-        self.model.modelReset.connect(self._fit_rows)
-        self.model.rowsInserted.connect(self._fit_rows)
+        self.proxy.modelReset.connect(self._fit_timer.start)
+        self.proxy.layoutChanged.connect(self._fit_timer.start)
+        self.proxy.rowsInserted.connect(self._fit_new_rows)
+        self.proxy.dataChanged.connect(self._fit_changed_rows)
+        self.view.horizontalHeader().sectionResized.connect(self._fit_timer.start)
         self._unsubscribe = project.subscribe(self._on_project_event)
         self.destroyed.connect(self._unsubscribe)
         self.model.set_max_length(project.config.training.max_length)
-        self._fit_rows()
+        self._fit_timer.start()
         self._update_summary()
 
     # --- layout ----------------------------------------------------------------------------------------
@@ -147,6 +151,12 @@ class DatasetTab(QWidget):
         vertical = self.view.verticalHeader()
         vertical.setDefaultAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignTop)
         vertical.setMinimumSectionSize(metrics.lineSpacing() + 10)
+        vertical.setDefaultSectionSize(metrics.lineSpacing() * 2 + 10)
+        vertical.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        self._fit_timer = QTimer(self)
+        self._fit_timer.setSingleShot(True)
+        self._fit_timer.setInterval(100)  # coalesces the resizes of a window drag
+        self._fit_timer.timeout.connect(self._fit_rows)
 
         self.summary_label = QLabel()
         self.summary_label.setObjectName("summaryLabel")
@@ -384,14 +394,18 @@ class DatasetTab(QWidget):
 
     @Slot()
     def _fit_rows(self) -> None:
-        """Rows fit their text (up to a few lines) unless the dataset is huge."""
-        mode = (QHeaderView.ResizeMode.ResizeToContents if self.model.rowCount() <= FIT_ROWS_LIMIT
-                else QHeaderView.ResizeMode.Fixed)
-        vertical = self.view.verticalHeader()
-        if vertical.sectionResizeMode(0) != mode if self.model.rowCount() else True:
-            vertical.setSectionResizeMode(mode)
-            if mode == QHeaderView.ResizeMode.Fixed:
-                vertical.setDefaultSectionSize(self.fontMetrics().lineSpacing() * 2 + 10)
+        """Fit every row to its text (up to a few lines), unless the file is huge."""
+        if self.proxy.rowCount() <= FIT_ROWS_LIMIT:
+            self.view.resizeRowsToContents()
+
+    def _fit_new_rows(self, _parent: QModelIndex, first: int, last: int) -> None:
+        for row in range(first, last + 1):
+            self.view.resizeRowToContents(row)
+
+    def _fit_changed_rows(self, top_left: QModelIndex, bottom_right: QModelIndex, *_roles: Any) -> None:
+        if top_left.column() <= COMPLETION:
+            for row in range(top_left.row(), bottom_right.row() + 1):
+                self.view.resizeRowToContents(row)
 
     @Slot()
     def _update_actions(self) -> None:

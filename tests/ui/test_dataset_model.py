@@ -106,6 +106,14 @@ def test_invalid_rows_are_marked_with_reason() -> None:
     model.setData(model.index(1, PROMPT), "Has a prompt now?")
     assert texts(model, STATUS) == ["OK", "OK", "OK"] and model.problem_row_count() == 0
 
+    repainted: list[tuple[int, int]] = []
+    model.dataChanged.connect(lambda top, bottom, *_: repainted.extend(
+        (r, bottom.column()) for r in range(top.row(), bottom.row() + 1)))
+    model.setData(model.index(0, COMPLETION), "Another answer.")
+    model.setData(model.index(0, PROMPT), "Q?")  # now row 3 repeats row 1: row 3's status must repaint
+    assert texts(model, STATUS) == ["OK", "OK", "Duplicate"]
+    assert (2, STATUS) in repainted
+
 
 def test_token_counts_and_too_long_rows() -> None:
     dataset, model, _ = make_model()
@@ -257,3 +265,18 @@ def test_count_tokens_with_the_model_tokenizer(qtbot: QtBot, tiny_model_dir: Pat
     config.training.use_chat_template = False  # another text layout: the counts are stale
     tab.project.config_changed()
     assert tab.model.index(1, TOKENS).data() is None
+
+
+def test_deleting_a_scattered_selection_and_undo(qtmodeltester) -> None:
+    rows = [Example(f"Question {i}?", f"Answer {i}.") for i in range(200)]
+    dataset, model, stack = make_model(rows)
+    qtmodeltester.check(model)
+    model.remove_examples(list(range(0, 200, 2)))  # 100 separate blocks
+    assert [r.prompt for r in dataset] == [f"Question {i}?" for i in range(1, 200, 2)]
+    assert model.rowCount() == 100
+    stack.undo()
+    assert list(dataset) == rows and model.rowCount() == 200
+    model.remove_examples([3, 4, 9])  # a few blocks go one by one
+    assert len(dataset) == 197 and dataset[3].prompt == "Question 5?"
+    stack.undo()
+    assert list(dataset) == rows
