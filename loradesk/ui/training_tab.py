@@ -148,7 +148,8 @@ class TrainingTab(QWidget):
         buttons.addWidget(self.resume_button)
         buttons.addSpacing(12)
         buttons.addWidget(self.blocked_label, 1)
-        buttons.addWidget(self.phase_label)
+        buttons.addStretch(0)
+        buttons.addWidget(self.phase_label, 1)
 
         self.progress_bar = QProgressBar()
         self.progress_bar.setRange(0, 1)
@@ -413,6 +414,43 @@ class TrainingTab(QWidget):
         if found and found[0].status == "stopped" and runs.latest_checkpoint(found[0].path) is not None:
             self._resume_dir = found[0].path
         self._update_buttons()
+        if found and self._result is None and self._error is None:
+            self.show_run(found[0].path)  # curves survive a restart
+
+    def show_run(self, run_dir: str | Path) -> None:
+        """Show an earlier run's curves, progress and result (not while a run is going)."""
+        from loradesk.core import runs
+
+        if self.is_running():
+            return
+        try:
+            info = runs.read_run(Path(run_dir))
+            metrics = runs.read_metrics(info.path)
+        except (OSError, ValueError):
+            return
+        self.plot.set_metrics(metrics)
+        last = next((m for m in reversed(metrics) if m.get("max_steps")), {})
+        t = info.config.training
+        max_steps = int(last.get("max_steps") or info.steps or 1)
+        self.progress_bar.setRange(0, max_steps)
+        self.progress_bar.setValue(min(info.steps, max_steps))
+        self.progress_bar.setFormat(epoch_text(float(last.get("epoch") or 0.0), info.steps, max_steps,
+                                               None if t.max_steps > 0 else t.epochs) + " · %p%")
+        status = {"running": "interrupted"}.get(info.status, info.status)
+        self._set_phase(f"Last run: {status}")
+        self.elapsed_stat.set(format_duration(info.seconds))
+        self.eta_stat.set("—")
+        speed = last.get("tokens_per_second")
+        self.speed_stat.set(f"{speed:,.0f}" if speed else "—")
+        self.loss_stat.set(f"{info.final_loss:.4f}" if info.final_loss is not None else "—")
+        self.device_stat.set(info.device or "—")
+        created = info.created.replace("T", " ")[:16]
+        loss = f", final loss {info.final_loss:.4f}" if info.final_loss is not None else ""
+        self.result_label.setText(f"<b>Last run</b> ({created}, {status}): {info.steps} steps"
+                                  + (f" in {format_duration(info.seconds)}" if info.seconds else "")
+                                  + f"{loss} — {info.path}")
+        self.result_label.setStyleSheet("")
+        self.result_label.show()
 
     def _set_phase(self, text: str) -> None:
         self.phase_label.setStyleSheet("")

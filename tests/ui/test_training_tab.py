@@ -120,6 +120,12 @@ def test_a_new_tab_offers_to_resume_the_last_stopped_run(qtbot, tab, project, ti
     again.runs_dir = tab.runs_dir
     assert again.resume_button.isEnabled()
     assert again.resume_dir == Path(stopped.args[0])
+    # the stopped run's curves and progress are back too
+    logged = [m["step"] for m in runs.read_metrics(again.resume_dir) if "loss" in m]
+    x, _ = again.plot.raw_curve.getData()
+    assert list(x) == logged and logged
+    assert again.phase_label.text() == "Last run: stopped"
+    assert again.progress_bar.value() == tab.last_result.steps and again.progress_bar.maximum() == 500
 
 
 def test_a_missing_model_folder_shows_the_failure(qtbot, tab, project, tmp_path):
