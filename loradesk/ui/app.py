@@ -13,6 +13,7 @@ from pathlib import Path
 from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
 from loradesk import __version__
+from loradesk.core.dataset import Dataset
 from loradesk.core.project import (
     Project,
     ProjectError,
@@ -22,7 +23,7 @@ from loradesk.core.project import (
     recover,
     recovery_path,
 )
-from loradesk.ui.main_window import APP_NAME, MainWindow, recent_projects
+from loradesk.ui.main_window import APP_NAME, DATASET_SUFFIXES, MainWindow, recent_projects
 from loradesk.ui.style import apply_style
 
 
@@ -52,16 +53,28 @@ def ask_restore(info: RecoveryInfo, parent: QWidget | None = None) -> bool:
 
 def startup_project(paths: Sequence[str], restore: Callable[[RecoveryInfo], bool] = ask_restore
                     ) -> tuple[Project, str]:
-    """The project to open and a status message: the file given, else recovery, else last, else the sample."""
+    """The project to open and a status message: the file given (a project, or a dataset to start from),
+    else the unsaved work of a crashed session, else the last project, else the sample dataset."""
     info = find_recovery()
     if paths:
         path = Path(paths[0])
         if info is not None:
             discard_recovery()  # kept as .bak: opening a file never overwrites unsaved work
-        try:
-            return Project.load(path), f"Opened {path}"
-        except ProjectError as exc:
-            QMessageBox.warning(None, "Cannot open the project", str(exc))
+        if path.suffix.lower() in DATASET_SUFFIXES:
+            from loradesk.core.formats import FormatError, read_dataset
+
+            try:
+                project = Project(Dataset(read_dataset(path)))
+                project.mark_dirty()  # new rows, no project file yet
+                count = len(project.dataset)
+                return project, f"Imported {count:,} row{'s' if count != 1 else ''} from {path.name}"
+            except (FormatError, OSError) as exc:
+                QMessageBox.warning(None, "Cannot import the dataset", str(exc))
+        else:
+            try:
+                return Project.load(path), f"Opened {path}"
+            except ProjectError as exc:
+                QMessageBox.warning(None, "Cannot open the project", str(exc))
     elif info is not None:
         if restore(info):
             try:

@@ -226,6 +226,12 @@ def test_startup_opens_given_file_or_last_project(tmp_path: Path) -> None:
     project, _ = startup_project([])
     assert project.path is None and len(project.dataset) == SAMPLE_ROWS
 
+    data = tmp_path / "rows.jsonl"
+    data.write_text('{"prompt": "From the command line?", "completion": "Yes."}\n', encoding="utf-8")
+    project, message = startup_project([str(data)])
+    assert project.dataset.rows == (Example("From the command line?", "Yes."),) and project.dirty
+    assert message == "Imported 1 row from rows.jsonl"
+
 
 def test_close_asks_to_save_unsaved_changes(qtbot: QtBot, monkeypatch: pytest.MonkeyPatch) -> None:
     window = make_window(qtbot)
