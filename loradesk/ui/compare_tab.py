@@ -148,7 +148,7 @@ class CompareTab(QWidget):
 
         self.prompt_edit = QPlainTextEdit(DEFAULT_PROBE)
         self.prompt_edit.setPlaceholderText("Ask both models a question…")
-        self.prompt_edit.setMaximumHeight(72)
+        self.prompt_edit.setMaximumHeight(64)
         self.prompt_edit.setTabChangesFocus(True)
         self.ask_button = QPushButton(style.standardIcon(QStyle.StandardPixmap.SP_MediaPlay), "Ask")
         self.ask_button.setDefault(True)
@@ -243,8 +243,9 @@ class CompareTab(QWidget):
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(ask_box)
         splitter.addWidget(all_box)
-        splitter.setStretchFactor(0, 1)
-        splitter.setStretchFactor(1, 1)
+        splitter.setStretchFactor(0, 2)
+        splitter.setStretchFactor(1, 3)
+        splitter.setSizes([300, 420])
         splitter.setChildrenCollapsible(False)
 
         layout = QVBoxLayout(self)
@@ -387,6 +388,11 @@ class CompareTab(QWidget):
         return GenerationRequest(run_dir=self.current_run(), model=config.model,
                                  use_chat_template=config.training.use_chat_template,
                                  settings=self.generation_settings())
+
+    @property
+    def last_summary(self) -> Any:
+        """The score of the last Compare all (a ``CompareSummary``), None before one finished."""
+        return self._summary
 
     def is_busy(self) -> bool:
         return self._job is not None and self._job.is_running()

@@ -56,13 +56,15 @@ class Worker(QObject):
         try:
             self.work()
         except Exception as exc:
-            self.failed.emit(error_message(exc), traceback.format_exc())
+            with contextlib.suppress(RuntimeError):  # the C++ side is gone (interpreter shutting down)
+                self.failed.emit(error_message(exc), traceback.format_exc())
         finally:
-            # Hand the object back to the GUI thread so it is deleted there once the job is dropped.
-            app = QCoreApplication.instance()
-            if app is not None:
-                self.moveToThread(app.thread())
-            self.done.emit()
+            with contextlib.suppress(RuntimeError):
+                # Hand the object back to the GUI thread so it is deleted there once the job is dropped.
+                app = QCoreApplication.instance()
+                if app is not None:
+                    self.moveToThread(app.thread())
+                self.done.emit()
 
     def work(self) -> None:
         raise NotImplementedError
