@@ -315,7 +315,8 @@ class CompareTab(QWidget):
         self._update_buttons()
 
     def showEvent(self, event: Any) -> None:
-        self._fill_sources()  # the dataset's validation rows may have changed
+        if not self.is_busy():  # runs made elsewhere (the CLI) and new validation rows show up
+            self.refresh_runs()
         super().showEvent(event)
 
     # --- settings and sources ------------------------------------------------------------------------

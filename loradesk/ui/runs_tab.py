@@ -139,6 +139,11 @@ class RunsTab(QWidget):
         layout.addWidget(splitter, 1)
         layout.addLayout(status)
 
+    def showEvent(self, event: Any) -> None:
+        if not self.is_busy():
+            self.refresh()  # runs made elsewhere (the CLI) show up
+        super().showEvent(event)
+
     # --- the list ------------------------------------------------------------------------------------
     @property
     def runs_dir(self) -> Path | None:
