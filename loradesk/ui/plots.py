@@ -49,7 +49,7 @@ class LossPlot(QWidget):
         self.loss_plot: pg.PlotItem = self.loss_widget.getPlotItem()
         self.lr_plot: pg.PlotItem = self.lr_widget.getPlotItem()
         for item in (self.loss_plot, self.lr_plot):
-            item.showGrid(x=True, y=True, alpha=0.15)
+            item.showGrid(x=True, y=True, alpha=0.12)
             item.getViewBox().setMouseEnabled(x=True, y=False)
             item.setMenuEnabled(False)
             for name in ("left", "bottom"):
