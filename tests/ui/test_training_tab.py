@@ -169,3 +169,25 @@ def test_text_helpers():
     assert epoch_text(1.4, 20, 45, 3.0) == "epoch 2/3 · step 20/45"
     assert epoch_text(3.0, 45, 45, 3.0) == "epoch 3/3 · step 45/45"
     assert epoch_text(0.5, 5, 10, None) == "epoch 1/1 · step 5/10"
+
+
+def test_plot_buffers_points_and_draws_them_on_a_timer(qtbot):
+    from loradesk.ui.plots import FLUSH_MS, LossPlot
+
+    plot = LossPlot()
+    qtbot.addWidget(plot)
+    curves = (plot.raw_curve, plot.smooth_curve, plot.eval_curve, plot.lr_curve)
+    for step in range(1, 51):
+        plot.add_point(step, loss=2.0 / step, learning_rate=1e-3, eval_loss=1.0 if step % 10 == 0 else None)
+    x, _ = plot.raw_curve.getData()
+    assert x is None or len(x) == 0  # nothing drawn per point
+    qtbot.waitUntil(lambda: plot.raw_curve.getData()[0] is not None
+                    and len(plot.raw_curve.getData()[0]) == 50, timeout=10 * FLUSH_MS)
+    assert (plot.raw_curve, plot.smooth_curve, plot.eval_curve, plot.lr_curve) == curves  # created once
+    ex, ey = plot.eval_curve.getData()
+    assert list(ex) == [10, 20, 30, 40, 50] and list(ey) == [1.0] * 5
+    _, smooth = plot.smooth_curve.getData()
+    assert smooth[0] == 2.0 and smooth[-1] > 2.0 / 50  # EMA lags the raw loss, starting unbiased
+    plot.add_point(51, loss=float("nan"))  # ignored, no crash
+    plot.flush()
+    assert plot.point_count() == 50
