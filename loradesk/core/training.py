@@ -211,13 +211,19 @@ class TrainingJob:
         runs.write_run_file(run_dir, base_record)
 
         trainer, _collator, callback = self.build_trainer(model, tokenizer, train_data, eval_data, run_dir,
-                                                    device, precision, started)
+                                                          device, precision, started)
         status = "completed"
         if self.stop.is_set():
             status = "stopped"
         else:
             sink.status("Training")
-            trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+            try:
+                trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+            except Exception as exc:  # record the failure in the run folder, then let the caller report it
+                runs.write_run_file(run_dir, {**base_record, "result": {
+                    "status": "failed", "error": f"{type(exc).__name__}: {exc}",
+                    "steps": trainer.state.global_step, "seconds": time.monotonic() - started}})
+                raise
             if callback.stopped:
                 status = "stopped"
 

@@ -199,3 +199,17 @@ def test_run_record_is_json(trained) -> None:
     data = json.loads((result.run_dir / "loradesk_run.json").read_text())
     assert data["result"]["status"] == "completed"
     assert Path(data["base_model_dir"]).is_dir()
+
+
+def test_a_failure_mid_run_is_recorded_in_the_run_folder(tiny_model_dir, rows, tmp_path) -> None:
+    class Exploding(RecordingSink):
+        def progress(self, p: training.TrainProgress) -> None:
+            if p.step >= 2:
+                raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        training.run(tiny_config(tiny_model_dir, max_steps=6), rows, Exploding(), runs_dir=tmp_path)
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    info = runs.read_run(run_dir)
+    assert info.status == "failed"
+    assert runs.read_run_file(run_dir)["result"]["error"] == "RuntimeError: disk full"
