@@ -132,7 +132,8 @@ class LoraSettings(_Settings):
                 min=1, max=1024, label="Rank (r)")
     alpha: int = _f(32, "Scaling of the update (effective scale = alpha / r, or alpha / sqrt(r) with rsLoRA).",
                     min=1, max=4096, label="Alpha")
-    dropout: float = _f(0.05, "Dropout on the LoRA input during training; 0 disables it.",
+    dropout: float = _f(0.0, "Dropout on the LoRA input during training; 0 disables it (and trains about 10 % "
+                        "faster). Try 0.05-0.1 against overfitting on larger datasets.",
                         min=0.0, max=0.9, step=0.01, label="Dropout")
     target_modules: list[str] = _f(["auto"], "Linear layers that get an adapter. 'auto' picks every attention "
                                    "and MLP projection the model has (q/k/v/o, gate/up/down, ...).",
