@@ -147,12 +147,15 @@ def settings_study(model_dir: Path | None, rows_limit: int | None, steps: int, w
         *[(f"{n} thread{'s' if n > 1 else ''}", {"threads": n})
           for n in thread_counts if n != default_threads],
         ("group_by_length off", {"group_by_length": False}),
+        ("LoRA dropout 0", {"lora.dropout": 0.0}),
+        ("batch 16", {"batch_size": 16}),
     ]
     lines = []
     for i, (name, change) in enumerate(variants):
         cfg = copy.deepcopy(base)
         for key, value in change.items():
-            setattr(cfg.training, key, value)
+            section, _, field_name = key.rpartition(".")
+            setattr(getattr(cfg, section or "training"), field_name, value)
         cfg.training.max_steps = warmup + steps
         torch.set_num_threads(cfg.training.threads or default_threads)
         precision = models.resolve_precision(device, cfg.training.precision)
