@@ -110,8 +110,10 @@ def measure_lateness(quick: bool, max_steps: int | None, work: Path) -> dict[str
         now = clock.nsecsElapsed()
         late = (now - last[0]) / 1e6 - TICK_MS
         last[0] = now
-        if state["recording"]:
-            phase = "training" if tab.progress_bar.value() > 0 else "loading"
+        if not state["recording"]:
+            samples.setdefault("start-up (warm-up, before Train)", []).append(max(0.0, late))
+        else:
+            phase = "training" if tab.progress_bar.value() > 0 else "loading (after Train)"
             if not tab.is_running():
                 phase = "finishing"
             samples.setdefault(phase, []).append(max(0.0, late))
@@ -129,7 +131,14 @@ def measure_lateness(quick: bool, max_steps: int | None, work: Path) -> dict[str
         state["recording"] = True
         QTest.mouseClick(tab.start_button, Qt.MouseButton.LeftButton)
 
-    QTimer.singleShot(500, press)
+    # Like a user who looks at the window first: press Train once the start-up warm-up (device check and
+    # ML imports on a worker thread) is done. Its lateness is reported as its own phase.
+    warm = time.perf_counter()
+    while window.device_label.text().endswith("…") and time.perf_counter() - warm < 120:
+        QTest.qWait(50)
+    QTest.qWait(300)
+    print(f"start-up warm-up took {time.perf_counter() - warm:.1f} s")
+    press()
     started = time.perf_counter()
     while not done["flag"]:
         QTest.qWait(50)  # runs the real event loop; the ticks are measured inside it
@@ -139,7 +148,7 @@ def measure_lateness(quick: bool, max_steps: int | None, work: Path) -> dict[str
     timer.stop()
     print(f"run: {tab.last_result.steps} steps, {tab.last_result.status}, "
           f"{time.perf_counter() - started:.0f} s from the click")
-    window.close()
+    window.hide()  # not close(): that would ask whether to save the (changed) project
     return samples
 
 
@@ -147,11 +156,11 @@ def report(samples: dict[str, list[float]], launch: list[float]) -> None:
     print(f"\nLaunch to main window shown: median {statistics.median(launch):.2f} s, worst {max(launch):.2f} s "
           f"over {len(launch)} launches (target <= 1.5 s)")
     print(f"\nEvent-loop lateness of a {TICK_MS} ms timer (ms):")
-    print(f"{'phase':<12}{'ticks':>8}{'p50':>8}{'p99':>8}{'max':>8}")
-    everything = [v for vs in samples.values() for v in vs]
-    for phase, values in [*samples.items(), ("all", everything)]:
+    print(f"{'phase':<34}{'ticks':>8}{'p50':>8}{'p99':>8}{'max':>8}")
+    everything = [v for phase, vs in samples.items() if not phase.startswith("start-up") for v in vs]
+    for phase, values in [*samples.items(), ("Train to end", everything)]:
         if values:
-            print(f"{phase:<12}{len(values):>8}{percentile(values, 50):>8.1f}{percentile(values, 99):>8.1f}"
+            print(f"{phase:<34}{len(values):>8}{percentile(values, 50):>8.1f}{percentile(values, 99):>8.1f}"
                   f"{max(values):>8.1f}")
     if everything:
         p99, worst = percentile(everything, 99), max(everything)
@@ -164,13 +173,15 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="tiny model, a few steps (a smoke run)")
     parser.add_argument("--max-steps", type=int, help="train this many steps instead of the default epochs")
     parser.add_argument("--launches", type=int, default=5, help="how many launches to time")
+    parser.add_argument("--home", type=Path, help="keep the run in this LoRA Desk home (default: a temporary one)")
     parser.add_argument("--child-launch", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child_launch:
         child_launch()
         return 0
     with tempfile.TemporaryDirectory() as tmp:
-        os.environ["LORADESK_HOME"] = str(Path(tmp) / "home")  # no recovery prompt, no recent project
+        # a fresh home: no recovery prompt, no recent project
+        os.environ["LORADESK_HOME"] = str(args.home or Path(tmp) / "home")
         env = {**os.environ}
         launch = measure_launch(2 if args.quick else args.launches, env)
         samples = measure_lateness(args.quick, args.max_steps, Path(tmp))

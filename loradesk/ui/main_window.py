@@ -86,9 +86,16 @@ def library_versions() -> dict[str, str]:
 
 
 def device_text() -> str:
+    """The training device; on the way, import the training stack (on a worker thread, shortly after start-up)
+    so that pressing Train later does not stall the window on multi-second imports holding the GIL."""
     from loradesk.core import models
 
-    return models.device_description()
+    text = models.device_description()
+    import datasets  # noqa: F401
+    import peft  # noqa: F401
+    from transformers import Trainer  # noqa: F401  (resolves transformers' lazy training modules)
+
+    return text
 
 
 class ColumnMappingDialog(QDialog):
