@@ -37,20 +37,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
     """Let the event loop run until ``predicate()`` holds."""
-    from PySide6.QtTest import QTest
-
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
-        QTest.qWait(50)
+        spin(50)
 
 
 def settle(ms: int = 400) -> None:
     """Let layouts, the plot timer and repaints catch up before a grab."""
-    from PySide6.QtTest import QTest
+    spin(ms)
 
-    QTest.qWait(ms)
+
+def spin(ms: int) -> None:
+    """Run the real event loop for ``ms`` ms (QTest.qWait keeps the GIL while it sleeps, starving workers)."""
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    loop = QEventLoop()
+    QTimer.singleShot(ms, loop.quit)
+    loop.exec()
 
 
 def main(argv: list[str] | None = None) -> int:
