@@ -136,8 +136,8 @@ class TerminalSink:
     def progress(self, p: Any) -> None:
         from tqdm import tqdm
 
-        if self.bar is None:
-            self.bar = tqdm(total=p.max_steps, unit="step", file=sys.stderr, dynamic_ncols=True)
+        if self.bar is None:  # starts at the first reported step, so the rate is not skewed by it
+            self.bar = tqdm(total=p.max_steps, initial=p.step, unit="step", file=sys.stderr, dynamic_ncols=True)
         self.bar.update(p.step - self.bar.n)
         post = {}
         if p.loss is not None:
