@@ -214,17 +214,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 # --- ask / eval --------------------------------------------------------------------------------------------
 def _answerer(adapter: str) -> Any:
     from loradesk.core.generation import Answerer
-    from loradesk.core.runs import RUN_FILE
 
-    path = Path(adapter).expanduser()
-    if not (path / "adapter_config.json").is_file():
-        raise ValueError(f"{path} is not an adapter folder (no adapter_config.json)")
-    if (path / RUN_FILE).is_file():
-        return Answerer.from_run(path)
-    import json
-
-    base = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))["base_model_name_or_path"]
-    return Answerer(Path(base), path)
+    return Answerer.from_adapter(Path(adapter).expanduser())
 
 
 def _settings(args: argparse.Namespace) -> Any:

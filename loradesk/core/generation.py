@@ -81,6 +81,22 @@ class Answerer:
                    use_chat_template=info.config.training.use_chat_template,
                    trust_remote_code=info.config.model.trust_remote_code)
 
+    @classmethod
+    def from_adapter(cls, path: Path, device: str | None = None) -> Answerer:
+        """A run folder, or any peft adapter folder (e.g. an exported one) on top of the base model it names."""
+        import json
+
+        from loradesk.core.runs import RUN_FILE
+
+        path = Path(path)
+        config = path / "adapter_config.json"
+        if not config.is_file():
+            raise ValueError(f"{path} is not an adapter folder (no adapter_config.json)")
+        if (path / RUN_FILE).is_file():
+            return cls.from_run(path, device)
+        base = json.loads(config.read_text(encoding="utf-8"))["base_model_name_or_path"]
+        return cls(Path(base), path, device)
+
     def _prompt_text(self, prompt: str | Example) -> str:
         from loradesk.core.tokenize import render_prompt
 

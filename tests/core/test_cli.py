@@ -47,6 +47,8 @@ def test_export_adapter_and_merged(trained_run: Path, tmp_path: Path, tiny_model
     assert main(["export", str(trained_run), "--out", str(tmp_path / "adapter")]) == 0
     assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
     assert not (tmp_path / "adapter" / "checkpoints").exists()
+    (tmp_path / "adapter" / "loradesk_run.json").unlink()  # a plain peft folder: the base comes from its config
+    assert main(["ask", "--adapter", str(tmp_path / "adapter"), "--max-new-tokens", "4", "Who?"]) == 0
     assert main(["export", str(trained_run), "--out", str(tmp_path / "merged"), "--merged"]) == 0
     merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged")
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
