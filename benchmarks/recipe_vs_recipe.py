@@ -37,8 +37,9 @@ def run_recipe(recipe: str, model_dir: Path | None, rows_limit: int | None, max_
     import torch
     from transformers import set_seed
 
-    from loradesk.core import models, training
+    from loradesk.core import models
     from loradesk.core.config import RunConfig
+    from loradesk.core.dataset import split_rows
     from loradesk.core.tokenize import has_chat_template, render_prompt
 
     rows = C.sample_rows(rows_limit)
@@ -66,7 +67,7 @@ def run_recipe(recipe: str, model_dir: Path | None, rows_limit: int | None, max_
         if t.threads:
             torch.set_num_threads(t.threads)
         job = C.loradesk_job(config, rows)
-        train_rows, _ = training.split_rows(rows, t.validation_fraction, t.seed)
+        train_rows, _ = split_rows(rows, t.validation_fraction, t.seed)
         data, _cut = job.encode(tokenizer, train_rows)
         model = job.wrap_lora(models.load_model(model_dir, device, models.weights_dtype(device, precision)))
         trainer = C.loradesk_trainer(job, model, tokenizer, data, work / "run", device, precision)

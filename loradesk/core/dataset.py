@@ -7,6 +7,7 @@ goes through a method here and emits one :class:`DatasetEvent`, so any view (or 
 from __future__ import annotations
 
 import dataclasses
+import random
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -129,6 +130,26 @@ class Dataset:
             self._emit(DatasetEvent("changed", index, 1, field))
         return old
 
+    def set_fields(self, changes: Sequence[tuple[int, str, str]]) -> list[tuple[int, str, str]]:
+        """Set many ``(row, field, value)`` at once with one "changed" event; returns the old values (for undo).
+
+        Used by bulk edits (find and replace, fixes), so a change to 100,000 rows costs one notification.
+        """
+        old: list[tuple[int, str, str]] = []
+        for index, field, _value in changes:
+            if field not in FIELDS:
+                raise KeyError(f"unknown field {field!r}")
+            row = self._rows[index]
+            old.append((index, field, getattr(row, field)))
+        for index, field, value in changes:
+            setattr(self._rows[index], field, value)
+        if changes:
+            first = min(i for i, _, _ in changes)
+            last = max(i for i, _, _ in changes)
+            fields = {f for _, f, _ in changes}
+            self._emit(DatasetEvent("changed", first, last - first + 1, fields.pop() if len(fields) == 1 else None))
+        return old
+
     def replace_row(self, index: int, row: Example) -> Example:
         """Swap a whole row; returns the old one."""
         old = self._rows[index]
@@ -168,3 +189,27 @@ class Dataset:
                                           f"row {i + 1}: {n} tokens, over the max length of {max_tokens} "
                                           f"({n - max_tokens} cut)"))
         return out
+
+
+# --- train/validation split ------------------------------------------------------------------------------
+def draw_split(row: Example, fraction: float, seed: int) -> str:
+    """``"train"`` or ``"validation"``: a pinned row keeps its split; ``fraction`` of the others is drawn.
+
+    The draw depends only on the seed and the row's text (not its position), so adding, removing or moving
+    rows never reshuffles the others, and the table, the trainer and the Compare tab always agree.
+    """
+    if row.split in ("train", "validation"):
+        return row.split
+    if fraction <= 0:
+        return "train"
+    key = f"{seed}\x00{row.system}\x00{row.prompt}\x00{row.completion}"
+    return "validation" if random.Random(key).random() < fraction else "train"
+
+
+def split_rows(rows: Iterable[Example], fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
+    """Train and validation rows under :func:`draw_split`, in their original order."""
+    train: list[Example] = []
+    val: list[Example] = []
+    for row in rows:
+        (val if draw_split(row, fraction, seed) == "validation" else train).append(row)
+    return train, val

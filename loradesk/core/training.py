@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import random
 import threading
 import time
 from collections.abc import Sequence
@@ -23,7 +22,7 @@ from typing import Any, Protocol
 from loradesk import __version__
 from loradesk.core import runs
 from loradesk.core.config import RunConfig
-from loradesk.core.dataset import Dataset, Example
+from loradesk.core.dataset import Dataset, Example, split_rows
 from loradesk.core.paths import default_runs_dir
 
 
@@ -90,23 +89,6 @@ class RunResult:
 
 
 # --- data --------------------------------------------------------------------------------------------------
-def split_rows(rows: Sequence[Example], fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
-    """Train and validation rows: pinned rows keep their split; ``fraction`` of the rest is drawn, seeded.
-
-    The draw depends only on the seed and the row's text, so adding a row does not reshuffle the others.
-    """
-    train, val = [], []
-    for row in rows:
-        if row.split == "validation":
-            val.append(row)
-        elif row.split == "train" or fraction <= 0:
-            train.append(row)
-        else:
-            key = f"{seed}\x00{row.system}\x00{row.prompt}\x00{row.completion}"
-            (val if random.Random(key).random() < fraction else train).append(row)
-    return train, val
-
-
 def check_rows(rows: Sequence[Example]) -> None:
     """Refuse to train on rows with an empty prompt or completion, naming them."""
     bad = [i + 1 for i, r in enumerate(rows) if not r.prompt.strip() or not r.completion.strip()]

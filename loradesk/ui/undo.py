@@ -103,6 +103,22 @@ class RemoveRowsCommand(QUndoCommand):
             self._dataset.insert(start, rows)
 
 
+class SetFieldsCommand(QUndoCommand):
+    """Set many ``(row, field, value)`` cells in one step (find and replace, check fixes)."""
+
+    def __init__(self, dataset: Dataset, changes: Sequence[tuple[int, str, str]], text: str) -> None:
+        super().__init__(text)
+        self._dataset = dataset
+        self._new = list(changes)
+        self._old: list[tuple[int, str, str]] = [(i, f, getattr(dataset[i], f)) for i, f, _ in self._new]
+
+    def redo(self) -> None:
+        self._dataset.set_fields(self._new)
+
+    def undo(self) -> None:
+        self._dataset.set_fields(list(reversed(self._old)))
+
+
 class ReplaceAllCommand(QUndoCommand):
     """Swap every row at once (import with "replace")."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from loradesk.core.dataset import Dataset, DatasetEvent, Example
+from loradesk.core.dataset import Dataset, DatasetEvent, Example, draw_split, split_rows
 
 
 def make() -> tuple[Dataset, list[DatasetEvent]]:
@@ -49,3 +49,33 @@ def test_problems_empty_duplicate_and_too_long() -> None:
     assert found == {(1, "empty"), (2, "duplicate"), (3, "too_long")}
     msg = next(p.message for p in ds.problems() if p.kind == "duplicate")
     assert "row 3" in msg and "row 1" in msg
+
+
+def test_set_fields_changes_many_cells_with_one_event_and_returns_old_values() -> None:
+    ds = Dataset([Example(f"p{i}", f"c{i}") for i in range(5)])
+    events: list[DatasetEvent] = []
+    ds.subscribe(events.append)
+    old = ds.set_fields([(1, "prompt", "P1"), (3, "completion", "C3")])
+    assert [r.prompt for r in ds] == ["p0", "P1", "p2", "p3", "p4"]
+    assert ds[3].completion == "C3"
+    assert old == [(1, "prompt", "p1"), (3, "completion", "c3")]
+    assert events == [DatasetEvent("changed", 1, 3, None)]
+    ds.set_fields(old)
+    assert ds[1].prompt == "p1" and ds[3].completion == "c3"
+    with pytest.raises(KeyError):
+        ds.set_fields([(0, "split", "train")])
+
+
+def test_draw_split_is_seeded_by_text_and_respects_pinned_rows() -> None:
+    rows = [Example(f"question {i}", f"answer {i}") for i in range(400)]
+    train, val = split_rows(rows, 0.25, seed=7)
+    assert 60 < len(val) < 140 and len(train) + len(val) == 400
+    # Same rows in another order: the same rows are drawn (the draw follows the text, not the position).
+    _, val_shuffled = split_rows(list(reversed(rows)), 0.25, seed=7)
+    assert {r.prompt for r in val_shuffled} == {r.prompt for r in val}
+    _, val_other_seed = split_rows(rows, 0.25, seed=8)
+    assert {r.prompt for r in val_other_seed} != {r.prompt for r in val}
+    pinned = Example("pinned", "x", split="validation")
+    assert draw_split(pinned, 0.0, 7) == "validation"
+    assert draw_split(Example("a", "b", split="train"), 1.0, 7) == "train"
+    assert draw_split(Example("a", "b"), 0.0, 7) == "train"
