@@ -37,6 +37,7 @@ from loradesk.ui.dataset_model import (
     token_key,
 )
 from loradesk.ui.tasks import Tasks
+from loradesk.ui.tokenizer_cache import TokenizerCache
 from loradesk.ui.undo import InsertRowsCommand
 
 #: Up to this many rows, every row is fitted to its text on load and when columns resize; in bigger
@@ -45,21 +46,16 @@ FIT_ROWS_LIMIT = 3000
 
 
 def count_tokens(settings: ModelSettings, use_chat_template: bool, rows: list[Example],
-                 cache: dict[str, Any], progress: Callable[[str, float | None], None]) -> dict[TokenKey, int]:
+                 cache: TokenizerCache, progress: Callable[[str, float | None], None]) -> dict[TokenKey, int]:
     """Token counts of ``rows`` as the model will see them (runs on a worker thread)."""
-    from loradesk.core import models, tokenize
+    from loradesk.core import tokenize
 
-    key = repr(sorted(settings.to_dict().items()))
-    if cache.get("key") != key:
-        model_dir = models.resolve_model(settings, progress=progress)
-        progress("Loading the tokenizer…", None)
-        cache.update(key=key, tokenizer=models.load_tokenizer(model_dir, settings.trust_remote_code))
-    tokenizer = cache["tokenizer"]
     out: dict[TokenKey, int] = {}
-    for i, example in enumerate(rows):
-        if i % 250 == 0:
-            progress(f"Counting tokens… {i:,} of {len(rows):,}", i / max(1, len(rows)))
-        out[token_key(example)] = tokenize.token_count(tokenizer, example, use_chat_template)
+    with cache.use(settings, progress) as tokenizer:
+        for i, example in enumerate(rows):
+            if i % 250 == 0:
+                progress(f"Counting tokens… {i:,} of {len(rows):,}", i / max(1, len(rows)))
+            out[token_key(example)] = tokenize.token_count(tokenizer, example, use_chat_template)
     return out
 
 
@@ -77,7 +73,7 @@ class DatasetTab(QWidget):
         self.proxy = DatasetFilterProxy(self)
         self.proxy.setSourceModel(self.model)
         self._tasks = Tasks(self)
-        self._token_cache: dict[str, Any] = {}
+        self.tokenizers = TokenizerCache()
         self._token_setup: str | None = None  # the model/template the known counts belong to
         self._counting = False
         self._build()
@@ -330,7 +326,7 @@ class DatasetTab(QWidget):
         self.token_progress.setRange(0, 0)
         self.token_progress.show()
         self.token_label.setText("Preparing…")
-        self._tasks.run(count_tokens, settings, config.training.use_chat_template, rows, self._token_cache,
+        self._tasks.run(count_tokens, settings, config.training.use_chat_template, rows, self.tokenizers,
                         on_result=self._on_counts, on_error=self._on_count_failed, on_progress=self._on_count_progress)
 
     @Slot(object)
