@@ -91,6 +91,119 @@ def token_count(tokenizer: Any, example: Example, use_chat_template: bool = True
             + len(tokenizer(completion_part, add_special_tokens=False)["input_ids"]))
 
 
+@dataclass
+class TokenPiece:
+    """One token of a row as the model sees it.
+
+    ``text`` is the token's exact span of the rendered row (empty for the later pieces of a character that
+    the tokenizer splits over several tokens; the decoded token for a token the tokenizer adds itself, such
+    as a BOS). ``trained``: the token carries loss (for a cut token: it would, were it kept). ``cut``: it
+    lies beyond ``max_length`` and is dropped. ``special``: one of the tokenizer's special tokens.
+    """
+
+    text: str
+    token_id: int
+    trained: bool
+    cut: bool
+    special: bool
+
+
+@dataclass
+class Explained:
+    """A row's tokens in order, the cut ones (beyond ``max_length``) included at the end."""
+
+    pieces: list[TokenPiece]
+    max_length: int
+
+    @property
+    def total(self) -> int:
+        """All tokens of the row, before the cut."""
+        return len(self.pieces)
+
+    @property
+    def trained_tokens(self) -> int:
+        """Kept tokens that carry loss (the completion and its EOS; everything with completion-only off)."""
+        return sum(1 for p in self.pieces if p.trained and not p.cut)
+
+    @property
+    def untrained_tokens(self) -> int:
+        """Kept tokens without loss (the prompt and the template around it)."""
+        return sum(1 for p in self.pieces if not p.trained and not p.cut)
+
+    @property
+    def cut(self) -> int:
+        """Tokens lost to ``max_length``."""
+        return sum(1 for p in self.pieces if p.cut)
+
+
+def special_token_ids(tokenizer: Any) -> set[int]:
+    """The ids of the tokenizer's special tokens: BOS/EOS/pad and special added tokens (chat markers)."""
+    ids = set(getattr(tokenizer, "all_special_ids", None) or [])
+    added = getattr(tokenizer, "added_tokens_decoder", None) or {}
+    ids.update(i for i, token in added.items() if getattr(token, "special", False))
+    return ids
+
+
+def _decode_one(tokenizer: Any, token_id: int) -> str:
+    return tokenizer.decode([token_id], skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+
+def _decoded_texts(tokenizer: Any, ids: list[int]) -> list[str]:
+    """Each token's text by decoding it after a few tokens of context (keeps the leading spaces that a
+    lone-token decode loses); a lone-token decode where that context trick does not apply."""
+    out = []
+    for i, token_id in enumerate(ids):
+        lo = max(0, i - 4)
+        before = tokenizer.decode(ids[lo:i], skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        upto = tokenizer.decode(ids[lo:i + 1], skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        out.append(upto[len(before):] if upto.startswith(before) else _decode_one(tokenizer, token_id))
+    return out
+
+
+def _token_texts(tokenizer: Any, text: str, add_special_tokens: bool) -> tuple[list[int], list[str]]:
+    """Token ids of ``text`` (exactly as :func:`encode` gets them) and each token's piece of ``text``."""
+    enc = None
+    if getattr(tokenizer, "is_fast", False):
+        try:
+            enc = tokenizer(text, add_special_tokens=add_special_tokens, return_offsets_mapping=True)
+        except (NotImplementedError, ValueError, TypeError):
+            enc = None
+    if enc is None or "offset_mapping" not in enc:
+        ids = list(tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
+        return ids, _decoded_texts(tokenizer, ids)
+    ids = list(enc["input_ids"])
+    texts: list[str] = []
+    pos = 0  # text up to here has been given to a token
+    last_real = None
+    for i, (token_id, (start, end)) in enumerate(zip(ids, enc["offset_mapping"], strict=True)):
+        if end <= start:  # covers nothing of the text: a token the tokenizer adds itself (BOS)
+            texts.append(_decode_one(tokenizer, token_id))
+        elif end <= pos:  # a later byte of a character already given to the token before
+            texts.append("")
+        else:  # the token's span, plus any gap before it (whitespace the offsets leave out)
+            texts.append(text[pos:end])
+            pos, last_real = end, i
+    if pos < len(text) and last_real is not None:
+        texts[last_real] += text[pos:]
+    return ids, texts
+
+
+def explain(tokenizer: Any, example: Example, max_length: int, completion_only: bool = True,
+            use_chat_template: bool = True) -> Explained:
+    """What the model sees of one row, token by token, exactly as :func:`encode` tokenizes and labels it."""
+    prompt_part, completion_part = render(tokenizer, example, use_chat_template)
+    templated = use_chat_template and has_chat_template(tokenizer)
+    specials = special_token_ids(tokenizer)
+    pieces: list[TokenPiece] = []
+    for part, add_special, trained in ((prompt_part, not templated, not completion_only),
+                                       (completion_part, False, True)):
+        ids, texts = _token_texts(tokenizer, part, add_special)
+        pieces.extend(TokenPiece(t, i, trained, False, i in specials) for i, t in zip(ids, texts, strict=True))
+    for piece in pieces[max(0, max_length):]:
+        piece.cut = True
+    return Explained(pieces, max_length)
+
+
 class DataCollator:
     """Pads each batch to its own longest row (never to max_length); labels are padded with -100.
 
