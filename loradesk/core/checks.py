@@ -1,0 +1,355 @@
+"""Dataset checks that explain what is wrong, list the rows, and offer a fix.
+
+:func:`run_checks` looks at a snapshot of rows (it never edits them) and returns one
+:class:`CheckResult` per problem found, most serious first. Each result carries :class:`Fix` objects:
+plain data (rows to delete, cells to rewrite, or a new max length) that the UI turns into one undoable
+step. Everything here is linear in the number of rows, so 100,000 rows take well under a second.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from loradesk.core.config import describe_fields
+from loradesk.core.dataset import Example
+
+SEVERITIES = ("error", "warning", "info")
+#: Check keys in the order they are shown within one severity.
+CHECK_ORDER = ("empty", "duplicate", "near_duplicate", "echo", "too_long", "whitespace", "same_answer")
+TEXT_FIELDS = ("prompt", "completion", "system")
+
+#: An answer given to this many different prompts (or to this share of all rows) is reported.
+SAME_ANSWER_MIN_PROMPTS = 3
+SAME_ANSWER_MIN_SHARE = 0.2
+#: "Raise max length" rounds the longest row up to a multiple of this.
+LENGTH_STEP = 64
+#: Rows, pairs or answers quoted in a message before "…".
+QUOTE_LIMIT = 3
+
+
+@dataclass(frozen=True)
+class Fix:
+    """One way to fix a check: delete rows, rewrite cells, or set a new max length (exactly one).
+
+    ``label`` is both the button text and the name of the undo step, e.g. "Delete 3 duplicate rows".
+    """
+
+    label: str
+    description: str
+    remove_rows: tuple[int, ...] = ()
+    changes: tuple[tuple[int, str, str], ...] = ()  # (row, field, new value)
+    max_length: int | None = None
+
+    def __post_init__(self) -> None:
+        kinds = bool(self.remove_rows) + bool(self.changes) + (self.max_length is not None)
+        if kinds != 1:
+            raise ValueError("a fix removes rows, changes cells or sets a max length: exactly one of them")
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """What one check found. ``rows`` are 0-based; ``notes`` (if any) say per row what is wrong."""
+
+    key: str
+    title: str
+    severity: str  # "error" | "warning" | "info"
+    message: str
+    rows: tuple[int, ...]
+    fixes: tuple[Fix, ...]
+    notes: tuple[str, ...] = ()  # parallel to ``rows``, e.g. "same as row 3"
+
+
+def _plural(n: int, word: str, plural: str | None = None) -> str:
+    return f"{n:,} {word if n == 1 else (plural or word + 's')}"
+
+
+def _rows_text(rows: Sequence[int]) -> str:
+    """'row 3', 'rows 3 and 8', 'rows 3, 8, 9 and 2 more' (1-based)."""
+    shown = [str(r + 1) for r in rows[:QUOTE_LIMIT]]
+    if len(rows) == 1:
+        return f"row {shown[0]}"
+    if len(rows) <= QUOTE_LIMIT:
+        return f"rows {', '.join(shown[:-1])} and {shown[-1]}"
+    return f"rows {', '.join(shown)} and {len(rows) - QUOTE_LIMIT:,} more"
+
+
+def _quote(text: str, limit: int = 60) -> str:
+    text = " ".join(text.split())
+    return f"'{text if len(text) <= limit else text[:limit - 1].rstrip() + '…'}'"
+
+
+# --- normalising ---------------------------------------------------------------------------------------------
+_END_PUNCTUATION = ".,;:!?…。！？、，" + " \t\n\r\f\v\xa0"
+
+
+def normalise(text: str) -> str:
+    """Text as a reader compares it: case-folded, whitespace collapsed, final punctuation dropped."""
+    if not text:
+        return ""
+    return " ".join(text.casefold().split()).rstrip(_END_PUNCTUATION)
+
+
+# --- whitespace ----------------------------------------------------------------------------------------------
+#: Characters that look like a space (or nothing) but are not one; tabs are handled per line.
+_ODD_SPACES = {ord(c): " " for c in "\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009"
+               "\u200a\u202f\u205f\u3000"} | {ord(c): None for c in "\u200b\u2060\ufeff"}
+_ODD_CLASS = "".join(chr(c) for c in _ODD_SPACES)
+_ODD_CHARS = re.compile(rf"[\t\r{_ODD_CLASS}]")
+_TABS = re.compile(r"[ ]*\t[ \t]*")
+_SPACE_RUN = re.compile(r" {2,}")
+_BLANK_LINES = re.compile(r"\n{3,}")
+
+
+def _suspect(text: str) -> bool:
+    """Could :func:`tidy_whitespace` change ``text``? Cheap, so clean text (most of it) skips the real work."""
+    return (text[0].isspace() or text[-1].isspace() or "  " in text or " \n" in text or "\n\n\n" in text
+            or _ODD_CHARS.search(text) is not None)
+
+
+def tidy_whitespace(text: str) -> tuple[str, list[str]]:
+    """Tidied text and what was untidy, e.g. ``["double spaces"]`` (empty when the text is already tidy).
+
+    Strips the ends, turns Windows line breaks into plain ones, odd spaces (non-breaking, zero-width) into
+    plain ones or nothing, tabs and runs of spaces inside a line into one space, drops spaces before line
+    breaks and keeps at most one blank line. Single line breaks, paragraphs and line indentation stay.
+    """
+    if not text or not _suspect(text):
+        return text, []
+    found: list[str] = []
+    t = text
+    if "\r" in t:
+        t = t.replace("\r\n", "\n").replace("\r", "\n")
+        found.append("Windows line breaks")
+    odd = t.translate(_ODD_SPACES)
+    if odd != t:
+        t = odd
+        found.append("non-breaking or invisible spaces")
+    stripped = t.strip()
+    if stripped != t:
+        t = stripped
+        found.append("whitespace at the start or end")
+    line_ends = tabs = doubles = False
+    lines = t.split("\n")
+    for n, line in enumerate(lines):
+        trimmed = line.rstrip()
+        line_ends |= trimmed != line
+        body = trimmed.lstrip(" \t")
+        untabbed = _TABS.sub(" ", body)
+        tabs |= untabbed != body
+        single = _SPACE_RUN.sub(" ", untabbed)
+        doubles |= single != untabbed
+        lines[n] = trimmed[:len(trimmed) - len(body)] + single if single else ""
+    t = "\n".join(lines)
+    found += [name for flag, name in ((line_ends, "spaces before line breaks"), (tabs, "tabs"),
+                                      (doubles, "double spaces")) if flag]
+    fewer = _BLANK_LINES.sub("\n\n", t)
+    if fewer != t:
+        t = fewer
+        found.append("extra blank lines")
+    return t, found
+
+
+# --- the checks ----------------------------------------------------------------------------------------------
+def _max_length_limit() -> int:
+    info = next(f for f in describe_fields("training") if f.name == "max_length")
+    return int(info.maximum or 131_072)
+
+
+def _check_empty(rows: Sequence[Example]) -> CheckResult | None:
+    found: list[int] = []
+    notes: list[str] = []
+    for i, row in enumerate(rows):
+        blank = [name for name in ("prompt", "completion") if not getattr(row, name).strip()]
+        if blank:
+            found.append(i)
+            notes.append(f"empty {' and '.join(blank)}")
+    if not found:
+        return None
+    n = len(found)
+    message = (f"{_rows_text(found).capitalize()} {'has' if n == 1 else 'have'} an empty prompt or completion. "
+               "Training needs both: such rows teach nothing or teach the model to answer with nothing.")
+    fix = Fix(f"Delete {_plural(n, 'empty row')}", "Deletes the rows with an empty prompt or completion.",
+              remove_rows=tuple(found))
+    return CheckResult("empty", "Empty fields", "error", message, tuple(found), (fix,), tuple(notes))
+
+
+def _check_duplicates(rows: Sequence[Example], norm: Sequence[tuple[str, str, str]]) -> list[CheckResult]:
+    exact_first: dict[tuple[str, str, str], int] = {}
+    near_first: dict[tuple[str, str, str], int] = {}
+    exact: list[tuple[int, int]] = []
+    near: list[tuple[int, int]] = []
+    for i, row in enumerate(rows):
+        prompt, completion = row.prompt.strip(), row.completion.strip()
+        if not prompt and not completion:
+            continue  # an empty row is reported (and fixed) as empty
+        key = (row.system.strip(), prompt, completion)
+        first = exact_first.setdefault(key, i)
+        near_key = norm[i]
+        near_of = near_first.setdefault(near_key, i)
+        if first != i:
+            exact.append((i, first))
+        elif near_of != i:
+            near.append((i, near_of))
+    out: list[CheckResult] = []
+    if exact:
+        found = tuple(i for i, _ in exact)
+        n = len(found)
+        pairs = ", ".join(f"row {i + 1} = row {f + 1}" for i, f in exact[:QUOTE_LIMIT])
+        more = f" and {n - QUOTE_LIMIT:,} more" if n > QUOTE_LIMIT else ""
+        message = (f"{_plural(n, 'row')} repeat an earlier row word for word ({pairs}{more}). Copies weigh "
+                   "those examples more and leak between the training and validation splits.")
+        if n == 1:
+            message = message.replace("rows repeat", "row repeats")
+        fix = Fix(f"Delete {_plural(n, 'duplicate row')}", "Deletes the later copies and keeps the first "
+                  "of each.", remove_rows=found)
+        out.append(CheckResult("duplicate", "Exact duplicates", "warning", message, found, (fix,),
+                               tuple(f"same as row {f + 1}" for _, f in exact)))
+    if near:
+        found = tuple(i for i, _ in near)
+        n = len(found)
+        pairs = ", ".join(f"row {i + 1} ≈ row {f + 1}" for i, f in near[:QUOTE_LIMIT])
+        more = f" and {n - QUOTE_LIMIT:,} more" if n > QUOTE_LIMIT else ""
+        message = (f"{_plural(n, 'row')} differ from an earlier row only in case, spacing or final punctuation "
+                   f"({pairs}{more}).")
+        if n == 1:
+            message = message.replace("rows differ", "row differs")
+        fix = Fix(f"Delete {_plural(n, 'near-duplicate row')}", "Deletes the later rows and keeps the first "
+                  "of each group.", remove_rows=found)
+        out.append(CheckResult("near_duplicate", "Near duplicates", "warning", message, found, (fix,),
+                               tuple(f"like row {f + 1}" for _, f in near)))
+    return out
+
+
+def _check_echo(norm: Sequence[tuple[str, str, str]]) -> CheckResult | None:
+    found = tuple(i for i, (_, prompt, completion) in enumerate(norm) if prompt and prompt == completion)
+    if not found:
+        return None
+    n = len(found)
+    message = (f"In {_rows_text(found)} the answer is the prompt itself, so the model learns to repeat "
+               "the question instead of answering it.")
+    fix = Fix(f"Delete {_plural(n, 'echo row')}", "Deletes the rows whose answer repeats the prompt.",
+              remove_rows=found)
+    return CheckResult("echo", "Answer repeats the prompt", "warning", message, found, (fix,))
+
+
+def _check_whitespace(rows: Sequence[Example]) -> CheckResult | None:
+    found: list[int] = []
+    notes: list[str] = []
+    changes: list[tuple[int, str, str]] = []
+    tally: dict[str, int] = {}
+    for i, row in enumerate(rows):
+        row_notes: list[str] = []
+        row_kinds: set[str] = set()
+        for name in TEXT_FIELDS:
+            text = getattr(row, name)
+            if not text or not _suspect(text):
+                continue
+            tidy, kinds = tidy_whitespace(text)
+            if tidy != text and (tidy or name == "system"):  # a blank prompt/completion counts as empty
+                changes.append((i, name, tidy))
+                row_notes.append(f"{name}: {', '.join(kinds)}")
+                row_kinds.update(kinds)
+        if row_notes:
+            found.append(i)
+            notes.append("; ".join(row_notes))
+            for kind in row_kinds:
+                tally[kind] = tally.get(kind, 0) + 1
+    if not found:
+        return None
+    n = len(found)
+    kinds_text = ", ".join(f"{kind} ({count:,})" for kind, count in sorted(tally.items(), key=lambda kv: -kv[1]))
+    message = (f"{_plural(n, 'row')} {'has' if n == 1 else 'have'} stray whitespace: {kinds_text}. The model "
+               "learns it too, e.g. to end answers with a space.")
+    fix = Fix(f"Tidy whitespace in {_plural(n, 'row')}",
+              "Trims the ends, makes line breaks plain, turns tabs, odd and repeated spaces into one space and "
+              "keeps at most one blank line. Line breaks, paragraphs and indentation stay.",
+              changes=tuple(changes))
+    return CheckResult("whitespace", "Stray whitespace", "warning", message, tuple(found), (fix,), tuple(notes))
+
+
+def _check_too_long(rows: Sequence[Example], token_counts: Callable[[Example], int | None],
+                    max_length: int) -> CheckResult | None:
+    over: list[tuple[int, int]] = []
+    for i, row in enumerate(rows):
+        count = token_counts(row)
+        if count is not None and count > max_length:
+            over.append((i, count))
+    if not over:
+        return None
+    found = tuple(i for i, _ in over)
+    n = len(found)
+    cut = sum(c - max_length for _, c in over)
+    longest = max(c for _, c in over)
+    message = (f"{_plural(n, 'row')} {'is' if n == 1 else 'are'} longer than the max length of {max_length:,} "
+               f"tokens (longest: {longest:,}); training cuts {_plural(cut, 'token')} off their ends, so the model "
+               "never sees how those answers finish.")
+    fixes: list[Fix] = []
+    target = math.ceil(longest / LENGTH_STEP) * LENGTH_STEP
+    if target <= _max_length_limit():
+        fixes.append(Fix(f"Raise max length to {target:,}",
+                         f"Sets the max length to {target:,} tokens so every row fits. Memory and time per "
+                         "step grow with it.", max_length=target))
+    fixes.append(Fix(f"Delete {_plural(n, 'long row')}", "Deletes the rows that do not fit.", remove_rows=found))
+    return CheckResult("too_long", "Longer than the max length", "warning", message, found, tuple(fixes),
+                       tuple(f"{c:,} tokens, {c - max_length:,} cut" for _, c in over))
+
+
+def _check_same_answer(norm: Sequence[tuple[str, str, str]], rows: Sequence[Example]) -> CheckResult | None:
+    groups: dict[str, list[int]] = {}
+    for i, (_, _, completion) in enumerate(norm):
+        if completion:
+            groups.setdefault(completion, []).append(i)
+    total = len(norm)
+    shared: list[tuple[list[int], int]] = []  # rows, distinct prompts
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        prompts = len({norm[i][1] for i in members})
+        if prompts >= SAME_ANSWER_MIN_PROMPTS or (prompts >= 2 and len(members) >= SAME_ANSWER_MIN_SHARE * total):
+            shared.append((members, prompts))
+    if not shared:
+        return None
+    shared.sort(key=lambda g: (-g[1], g[0][0]))
+    members, prompts = shared[0]
+    answer = _quote(rows[members[0]].completion)
+    if len(shared) == 1:
+        message = (f"{prompts:,} prompts share the answer {answer} — fine for a fixed reply, but the model will "
+                   "learn to give it often.")
+    else:
+        message = (f"{len(shared):,} answers are each given to several prompts, most often {answer} "
+                   f"({prompts:,} prompts) — fine for fixed replies or paraphrased questions, but the model will "
+                   "learn to give them often.")
+    found = tuple(sorted(i for group, _ in shared for i in group))
+    sizes = {i: p for group, p in shared for i in group}
+    extra = tuple(sorted(i for group, _ in shared for i in group[1:]))
+    fix = Fix(f"Delete {_plural(len(extra), 'row')}, keeping one per answer",
+              "Optional: keeps the first row of each shared answer and deletes the others. Only if the repeats "
+              "are not on purpose (several phrasings of one question are a good way to teach a fact).",
+              remove_rows=extra)
+    return CheckResult("same_answer", "Shared answers", "info", message, found, (fix,),
+                       tuple(f"answer shared by {sizes[i]:,} prompts" for i in found))
+
+
+def run_checks(rows: Sequence[Example], token_counts: Callable[[Example], int | None] | None = None,
+               max_length: int | None = None) -> list[CheckResult]:
+    """Run every check over ``rows``; returns the ones that found something, errors first.
+
+    ``token_counts`` gives a row's length in tokens (``None`` when unknown); with ``max_length`` it
+    enables the "too long" check. ``rows`` are only read.
+    """
+    norm = [(normalise(r.system) if r.system else "", normalise(r.prompt), normalise(r.completion)) for r in rows]
+    found: list[CheckResult | None] = [
+        _check_empty(rows),
+        *_check_duplicates(rows, norm),
+        _check_echo(norm),
+        _check_whitespace(rows),
+        _check_same_answer(norm, rows),
+    ]
+    if token_counts is not None and max_length is not None:
+        found.append(_check_too_long(rows, token_counts, max_length))
+    results = [r for r in found if r is not None]
+    results.sort(key=lambda r: (SEVERITIES.index(r.severity), CHECK_ORDER.index(r.key)))
+    return results
