@@ -27,6 +27,9 @@ Conversations (ShareGPT and OpenAI chat) become rows by this rule:
 ShareGPT roles: ``system``; ``human``/``user``; ``gpt``/``assistant``/``chatgpt``. OpenAI roles:
 ``system``/``developer``; ``user``; ``assistant``; text ``content`` may be a list of text parts.
 
+Records that come from elsewhere (a Hugging Face dataset) go through the same rules with
+:func:`read_records`; :func:`preview_records` shows a file's columns and first records before mapping.
+
 Every problem raises one :class:`FormatError` naming the file, the record (``row N``, 1-based; ``line N``
 for JSONL) and the field. Reading is all or nothing: a complete list of rows, or an error.
 """
@@ -37,7 +40,7 @@ import csv
 import io
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,17 +75,23 @@ _SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user",
                    "gpt": "assistant", "assistant": "assistant", "chatgpt": "assistant"}
 _OPENAI_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 _SNIFF_RECORDS = 20
+#: How many records a preview (and an unrecognised-columns error's ``preview``) holds.
+PREVIEW_ROWS = 50
+MAPPING_FIELDS = ("prompt", "completion", "system", "split")
 
 
 class FormatError(ValueError):
     """A dataset file could not be read: ``path``, ``row`` (1-based record, or JSONL line) and ``field``.
 
-    ``columns`` lists the columns found when they could not be matched (so a caller can offer a mapping).
+    ``columns`` lists the columns found when they could not be matched (so a caller can offer a mapping),
+    and ``preview`` then holds the first records (up to :data:`PREVIEW_ROWS`) to show beside the choice.
+    ``label`` names the source in the message instead of the file name (e.g. a Hub dataset and split).
     """
 
     def __init__(self, path: str | os.PathLike[str], message: str, row: int | None = None,
                  field: str | None = None, *, unit: str = "row", line: int | None = None,
-                 column: int | None = None, columns: Sequence[str] | None = None) -> None:
+                 column: int | None = None, columns: Sequence[str] | None = None,
+                 preview: Sequence[Mapping[str, Any]] | None = None, label: str | None = None) -> None:
         self.path = Path(path)
         self.message = message
         self.row = row
@@ -91,10 +100,12 @@ class FormatError(ValueError):
         self.line = line
         self.column = column
         self.columns = list(columns) if columns is not None else None
+        self.preview = [dict(r) for r in preview] if preview is not None else None
+        self.label = label
         super().__init__(str(self))
 
     def __str__(self) -> str:
-        where = [self.path.name]
+        where = [self.label or self.path.name]
         if self.row is not None:
             where.append(f"{self.unit} {self.row}")
         elif self.line is not None:
@@ -110,16 +121,22 @@ class _Source:
     """Parsed records of one file, each with its number (record for JSON/CSV, line for JSONL)."""
 
     path: Path
-    container: str  # "json" | "jsonl" | "csv"
-    records: list[tuple[int, dict[str, Any]]]
-    header: list[str] | None = None  # CSV: the columns, known even when there are no rows
+    container: str  # "json" | "jsonl" | "csv" | "records"
+    records: list[tuple[int, Mapping[str, Any]]]
+    header: list[str] | None = None  # CSV (and given records): the columns, known even when there are no rows
+    label: str | None = None
 
     @property
     def unit(self) -> str:
         return "line" if self.container == "jsonl" else "row"
 
     def error(self, number: int | None, message: str, field: str | None = None) -> FormatError:
-        return FormatError(self.path, message, number, field, unit=self.unit)
+        return FormatError(self.path, message, number, field, unit=self.unit, label=self.label)
+
+    def column_error(self, message: str, field: str | None = None) -> FormatError:
+        """The columns could not be matched: the error lists them and previews the first records."""
+        return FormatError(self.path, message, field=field, columns=self.columns(), label=self.label,
+                           preview=[rec for _, rec in self.records[:PREVIEW_ROWS]])
 
     def columns(self, first: int | None = None) -> list[str]:
         """Column names in order of appearance (in the ``first`` records only, when given)."""
@@ -149,25 +166,40 @@ def read_dataset(path: str | os.PathLike[str], fmt: str | None = None,
     """
     if fmt is not None and fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
-    if mapping is not None:
-        if fmt in ("alpaca", "sharegpt", "openai"):
-            raise ValueError(f"a column mapping does not apply to the {fmt} format")
-        unknown = set(mapping) - {"prompt", "completion", "system", "split"}
-        missing = {"prompt", "completion"} - set(mapping)
-        if unknown or missing:
-            raise ValueError("mapping needs 'prompt' and 'completion' (and optionally 'system', 'split'); "
-                             f"got {sorted(mapping)}")
-    path = Path(path)
-    src = _load(path, fmt if fmt in ("json", "jsonl", "csv") else None)
-    if not src.records and src.header is None:
-        return []
-    if fmt in ("alpaca", "sharegpt", "openai"):
-        shape = fmt
-    else:
-        shape = "pairs" if mapping else _shape(src.columns(_SNIFF_RECORDS))
+    _check_mapping(mapping, fmt)
+    src = _load(Path(path), fmt if fmt in ("json", "jsonl", "csv") else None)
+    return _read_source(src, fmt, mapping)
+
+
+def read_records(records: Iterable[Mapping[str, Any]], columns: Sequence[str] | None = None,
+                 mapping: dict[str, str] | None = None, *, source: str = "records") -> list[Example]:
+    """Rows from records that are already parsed (e.g. a Hugging Face dataset), by the same rules as files.
+
+    ``columns`` are all the columns (known even when there are no records; default: the records' keys).
+    ``source`` names the records in errors (``"tatsu-lab/alpaca (train), row 3: ..."``).
+    """
+    _check_mapping(mapping, None)
+    return _read_source(_records_source(records, columns, source), None, mapping)
+
+
+def columns_used(columns: Sequence[str], mapping: dict[str, str] | None = None, *,
+                 source: str = "records") -> list[str]:
+    """The columns :func:`read_records` reads for these ``columns`` (raises :class:`FormatError` like it)."""
+    _check_mapping(mapping, None)
+    src = _records_source([], columns, source)
+    shape = "pairs" if mapping else _shape(columns)
     if shape in ("sharegpt", "openai"):
-        return _read_chats(src, shape)
-    return _read_columns(src, shape, mapping)
+        wanted = [_find(columns, "conversations" if shape == "sharegpt" else "messages")]
+        wanted.append(_find(columns, "system") if shape == "sharegpt" else None)
+    else:
+        wanted = list(_resolve_columns(src, shape, mapping).values())
+    return [c for c in columns if c in wanted]
+
+
+def preview_records(path: str | os.PathLike[str], limit: int = PREVIEW_ROWS) -> tuple[list[str], list[dict[str, Any]]]:
+    """The columns and the first ``limit`` records of a JSON, JSONL or CSV file, as they are (no mapping)."""
+    src = _load(Path(path), None, limit=limit)
+    return src.columns(), [dict(rec) for _, rec in src.records]
 
 
 def write_dataset(path: str | os.PathLike[str], rows: Sequence[Example], fmt: str | None = None) -> None:
@@ -210,6 +242,40 @@ def read_heldout(path: str | os.PathLike[str]) -> list[tuple[str, str]]:
     if not out:
         raise FormatError(path, "there are no held-out questions in the file")
     return out
+
+
+def _check_mapping(mapping: dict[str, str] | None, fmt: str | None) -> None:
+    if mapping is None:
+        return
+    if fmt in ("alpaca", "sharegpt", "openai"):
+        raise ValueError(f"a column mapping does not apply to the {fmt} format")
+    unknown = set(mapping) - set(MAPPING_FIELDS)
+    missing = {"prompt", "completion"} - set(mapping)
+    if unknown or missing:
+        raise ValueError("mapping needs 'prompt' and 'completion' (and optionally 'system', 'split'); "
+                         f"got {sorted(mapping)}")
+
+
+def _records_source(records: Iterable[Mapping[str, Any]], columns: Sequence[str] | None, source: str) -> _Source:
+    src = _Source(Path(source), "records", [], list(columns) if columns is not None else None, label=source)
+    for number, rec in enumerate(records, 1):
+        if not isinstance(rec, Mapping):
+            raise src.error(number, f"each record must have named fields, got {_kind(rec)}")
+        src.records.append((number, rec))
+    return src
+
+
+def _read_source(src: _Source, fmt: str | None, mapping: dict[str, str] | None) -> list[Example]:
+    """Rows from parsed records: decide the record shape (unless ``fmt`` names it), then read every record."""
+    if not src.records and src.header is None:
+        return []
+    if fmt in ("alpaca", "sharegpt", "openai"):
+        shape = fmt
+    else:
+        shape = "pairs" if mapping else _shape(src.columns(_SNIFF_RECORDS))
+    if shape in ("sharegpt", "openai"):
+        return _read_chats(src, shape)
+    return _read_columns(src, shape, mapping)
 
 
 # --- loading containers ----------------------------------------------------------------------------------
@@ -362,8 +428,8 @@ def _resolve_columns(src: _Source, shape: str, mapping: dict[str, str] | None) -
         for field, column in mapping.items():
             found = _find(columns, column)
             if found is None:
-                raise FormatError(src.path, f"there is no column '{column}' for the {field} "
-                                            f"(columns found: {listed})", field=column, columns=columns)
+                raise src.column_error(f"there is no column '{column}' for the {field} (columns found: {listed})",
+                                       column)
             out[field] = found
         return out
     if shape == "alpaca":
@@ -374,12 +440,12 @@ def _resolve_columns(src: _Source, shape: str, mapping: dict[str, str] | None) -
         if pairs and pairs[0] == ("prompt", "completion"):
             pairs = pairs[:1]
         if not pairs:
-            raise FormatError(src.path, f"no prompt and completion columns recognised (columns found: "
-                                        f"{listed}); map them to prompt and completion", columns=columns)
+            raise src.column_error(f"no prompt and completion columns recognised (columns found: {listed}); "
+                                   "map them to prompt and completion")
         if len(pairs) > 1:
             options = ", ".join(f"{p}/{c}" for p, c in pairs)
-            raise FormatError(src.path, f"ambiguous columns: could be {options} (columns found: {listed}); "
-                                        "map them to prompt and completion", columns=columns)
+            raise src.column_error(f"ambiguous columns: could be {options} (columns found: {listed}); "
+                                   "map them to prompt and completion")
         prompt, completion = pairs[0]
         out.update(prompt=_find(columns, prompt), completion=_find(columns, completion))
         if pairs[0] == ("instruction", "response"):
@@ -412,7 +478,7 @@ def _read_columns(src: _Source, shape: str, mapping: dict[str, str] | None) -> l
     return rows
 
 
-def _text(src: _Source, number: int, rec: dict[str, Any], key: str, optional: bool = False,
+def _text(src: _Source, number: int, rec: Mapping[str, Any], key: str, optional: bool = False,
           field: str | None = None) -> str:
     """``rec[key]`` as text; a missing/null optional field is ``""``, anything else not text is an error.
 
@@ -454,7 +520,7 @@ def _read_chats(src: _Source, shape: str) -> list[Example]:
     return rows
 
 
-def _conversation_rows(src: _Source, number: int, rec: dict[str, Any], shape: str) -> Iterator[Example]:
+def _conversation_rows(src: _Source, number: int, rec: Mapping[str, Any], shape: str) -> Iterator[Example]:
     key = "conversations" if shape == "sharegpt" else "messages"
     key = _find(list(rec), key) or key
     messages = rec.get(key)
@@ -491,7 +557,7 @@ def _conversation_rows(src: _Source, number: int, rec: dict[str, Any], shape: st
         raise src.error(number, f"field '{key}' has no user message followed by an assistant reply", key)
 
 
-def _message_text(src: _Source, number: int, msg: dict[str, Any], key: str, field: str) -> str:
+def _message_text(src: _Source, number: int, msg: Mapping[str, Any], key: str, field: str) -> str:
     """A message's text; OpenAI's list of ``{"type": "text", "text": ...}`` parts is joined."""
     value = msg.get(key)
     if isinstance(value, list) and value and all(

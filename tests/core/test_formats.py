@@ -15,9 +15,12 @@ from loradesk.core.formats import (
     FORMATS,
     IMPORT_FILTER,
     FormatError,
+    columns_used,
     detect_format,
+    preview_records,
     read_dataset,
     read_heldout,
+    read_records,
     write_dataset,
 )
 
@@ -274,6 +277,65 @@ def test_explicit_mapping(tmp_path: Path) -> None:
     assert err.field == "colC"
     with pytest.raises(ValueError, match="mapping needs"):
         read_dataset(path, mapping={"prompt": "colA"})
+
+
+def test_unrecognised_columns_come_with_a_preview(tmp_path: Path) -> None:
+    records = [{"colA": f"ask {i}", "colB": f"tell {i}", "n": i} for i in range(60)]
+    err = error_of(write_jsonl(tmp_path / "odd.jsonl", records))
+    assert err.columns == ["colA", "colB", "n"]
+    assert err.preview == records[:50]
+    assert error_of(write_json(tmp_path / "ok.json", [{"prompt": 1, "completion": "x"}])).preview is None
+
+
+def test_preview_records_of_each_container(tmp_path: Path) -> None:
+    path = tmp_path / "odd.csv"
+    path.write_text("colA,colB\n" + "".join(f"ask {i},tell {i}\n" for i in range(80)), encoding="utf-8")
+    columns, records = preview_records(path)
+    assert columns == ["colA", "colB"] and len(records) == 50
+    assert records[49] == {"colA": "ask 49", "colB": "tell 49"}
+    chats = [{"messages": [{"role": "user", "content": "Hi"}]}, {"messages": [], "extra": True}]
+    assert preview_records(write_jsonl(tmp_path / "chat.jsonl", chats), limit=5) == (["messages", "extra"], chats)
+    assert preview_records(write_json(tmp_path / "one.json", [{"q": "a"}, {"q": "b"}]), limit=1) == (
+        ["q"], [{"q": "a"}])
+    empty = tmp_path / "empty.csv"
+    empty.write_text("prompt,completion\n", encoding="utf-8")
+    assert preview_records(empty) == (["prompt", "completion"], [])
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "openai", "alpaca", "sharegpt"])
+def test_records_read_like_files(tmp_path: Path, fmt: str) -> None:
+    path = tmp_path / f"data.{fmt}"
+    write_dataset(path, TRICKY, fmt)
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()] if fmt in (
+        "jsonl", "openai") else json.loads(path.read_text(encoding="utf-8"))
+    assert read_records(records) == read_dataset(path)
+
+
+def test_records_with_mapping_columns_and_errors() -> None:
+    records = [{"q": "ask", "a": "tell", "who": "pirate"}, {"q": "ask2", "a": None, "who": None}]
+    mapping = {"prompt": "q", "completion": "a", "system": "who"}
+    assert read_records(records[:1], mapping=mapping) == [Example("ask", "tell", "pirate")]
+    with pytest.raises(FormatError, match=r"^org/data \(train\), row 2: field 'a' must be text, got null$"):
+        read_records(records, mapping=mapping, source="org/data (train)")
+    with pytest.raises(FormatError) as info:
+        read_records([], ["q", "a"], source="org/data (train)")
+    assert info.value.columns == ["q", "a"] and info.value.preview == []
+    assert str(info.value).startswith("org/data (train): no prompt and completion columns recognised")
+    assert read_records([], ["prompt", "completion"]) == []
+    with pytest.raises(FormatError, match="row 1: each record must have named fields, got a list"):
+        read_records([["a", "b"]])  # type: ignore[list-item]
+
+
+def test_columns_used() -> None:
+    assert columns_used(["id", "question", "answer", "system_prompt", "meta"]) == ["question", "answer",
+                                                                                   "system_prompt"]
+    assert columns_used(["instruction", "input", "output", "text"]) == ["instruction", "input", "output"]
+    assert columns_used(["id", "messages"]) == ["messages"]
+    assert columns_used(["conversations", "system", "x"]) == ["conversations", "system"]
+    assert columns_used(["x", "y", "z"], {"prompt": "z", "completion": "x"}) == ["x", "z"]
+    with pytest.raises(FormatError) as info:
+        columns_used(["x", "y"])
+    assert info.value.columns == ["x", "y"]
 
 
 # --- bad input --------------------------------------------------------------------------------------------
