@@ -88,6 +88,13 @@ def is_local(source: str) -> bool:
     return bool(source.strip()) and Path(source.strip()).expanduser().exists()
 
 
+def source_label(source: str, split: str = "train") -> str:
+    """How messages name a dataset split: ``tatsu-lab/alpaca (train)``, or ``my-folder (test)`` for a path."""
+    source = source.strip()
+    display = Path(source).expanduser().name if is_local(source) else source
+    return f"{display} ({(split or '').strip() or 'train'})"
+
+
 # --- internals -------------------------------------------------------------------------------------------
 def _quiet(_text: str, _fraction: float | None = None) -> None:
     pass
@@ -101,7 +108,7 @@ class _Ref:
         self.name, self.revision = name or None, revision or None
         self.path = Path(source).expanduser() if is_local(source) else None
         self.display = self.path.name if self.path is not None else source
-        self.label = f"{self.display} ({split})"
+        self.label = source_label(source, split)
 
     @classmethod
     def of(cls, source: str, split: str, name: str | None, revision: str | None) -> _Ref:

@@ -18,11 +18,8 @@ from PySide6 import __version__ as pyside_version
 from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Slot, qVersion
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence, QUndoStack
 from PySide6.QtWidgets import (
-    QComboBox,
     QDialog,
-    QDialogButtonBox,
     QFileDialog,
-    QFormLayout,
     QLabel,
     QMainWindow,
     QMessageBox,
@@ -37,6 +34,7 @@ from loradesk import __version__
 from loradesk.core.paths import app_home
 from loradesk.core.project import PROJECT_SUFFIX, Project, ProjectError, discard_recovery
 from loradesk.ui.dataset_tab import DatasetTab
+from loradesk.ui.import_dialogs import ColumnMappingDialog, HubImportDialog
 from loradesk.ui.settings_form import SettingsForm
 from loradesk.ui.tasks import Tasks
 
@@ -66,6 +64,30 @@ def read_dataset_file(path: str, mapping: dict[str, str] | None) -> Any:
         return formats.read_dataset(path, mapping=mapping)
     except formats.FormatError as exc:
         return exc
+
+
+def read_hub_rows(source: str, split: str, name: str | None, revision: str | None, limit: int | None,
+                  mapping: dict[str, str] | None, progress: Any = None) -> Any:
+    """Load a Hugging Face dataset split on a worker thread; a FormatError (columns to map, or a dataset
+    that can't be loaded: HubDatasetError) is returned, not raised, like :func:`read_dataset_file`."""
+    from loradesk.core import formats, hub_datasets
+
+    try:
+        return hub_datasets.load_hub_dataset(source, split, name, revision, mapping, limit, progress)
+    except formats.FormatError as exc:
+        return exc
+
+
+@dataclasses.dataclass
+class ImportRequest:
+    """The import in progress: a file (``path``) or a Hugging Face dataset (``hub``: load_hub_dataset's
+    arguments), how its rows go in (``mode``: replace, append, or None to ask) and the column mapping."""
+
+    name: str  # in messages and the undo text
+    mode: str | None
+    mapping: dict[str, str] | None
+    path: str = ""
+    hub: dict[str, Any] | None = None
 
 
 def write_dataset_file(path: str, rows: list[Any], fmt: str) -> str:
@@ -104,35 +126,6 @@ def device_text() -> str:
     return text
 
 
-class ColumnMappingDialog(QDialog):
-    """Asks which of a file's columns hold the prompt and the completion."""
-
-    def __init__(self, file_name: str, columns: list[str], message: str, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setWindowTitle("Choose the columns")
-        intro = QLabel(f"<b>{file_name}</b>: {message}")
-        intro.setWordWrap(True)
-        self.prompt = QComboBox()
-        self.completion = QComboBox()
-        for combo in (self.prompt, self.completion):
-            combo.addItems(columns)
-        if len(columns) > 1:
-            self.completion.setCurrentIndex(1)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
-        form = QFormLayout()
-        form.addRow("Prompt column:", self.prompt)
-        form.addRow("Completion column:", self.completion)
-        layout = QVBoxLayout(self)
-        layout.addWidget(intro)
-        layout.addLayout(form)
-        layout.addWidget(buttons)
-
-    def mapping(self) -> dict[str, str]:
-        return {"prompt": self.prompt.currentText(), "completion": self.completion.currentText()}
-
-
 def _placeholder(title: str, error: Exception) -> QWidget:
     label = QLabel(f"The {title} tab could not be loaded:\n{error}")
     label.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -152,6 +145,8 @@ class MainWindow(QMainWindow):
         self._device: str | None = None
         self._shown_once = False
         self._importing = False
+        self._import: ImportRequest | None = None
+        self._hub_values: dict[str, Any] = {}
         self._settings_ok = True
         self.setAcceptDrops(True)
         self._build_tabs()
@@ -231,6 +226,8 @@ class MainWindow(QMainWindow):
         self.act_save_as = self._action("Save &As…", self.save_as, key.SaveAs, "Save the project to a new file")
         self.act_import = self._action("&Import Dataset…", self.import_dialog, "Ctrl+I",
                                        "Read rows from JSON, JSONL, CSV, Alpaca, ShareGPT or OpenAI chat files")
+        self.act_import_hub = self._action("Import from &Hugging Face…", self.import_hub_dialog, "Ctrl+Shift+I",
+                                           "Read rows from a dataset on the Hugging Face Hub or a dataset folder")
         self.act_export = self._action("&Export Dataset…", self.export_dialog, "Ctrl+E",
                                        "Write the rows to a dataset file")
         quit_keys = QKeySequence.keyBindings(key.Quit) or [QKeySequence("Ctrl+Q")]
@@ -259,7 +256,7 @@ class MainWindow(QMainWindow):
         file_menu.addSeparator()
         file_menu.addActions([self.act_save, self.act_save_as])
         file_menu.addSeparator()
-        file_menu.addActions([self.act_import, self.act_export])
+        file_menu.addActions([self.act_import, self.act_import_hub, self.act_export])
         file_menu.addSeparator()
         file_menu.addAction(self.act_quit)
 
@@ -523,39 +520,95 @@ class MainWindow(QMainWindow):
     def import_file(self, path: str | Path, mode: str | None = None,
                     mapping: dict[str, str] | None = None) -> None:
         """Read a dataset file on a worker thread, then replace or append (``mode``; None asks)."""
+        request = ImportRequest(Path(path).name, mode, mapping, path=str(path))
+        self._start_import(request, read_dataset_file, str(path), mapping)
+
+    @Slot()
+    def import_hub_dialog(self) -> None:
+        """Ask for a Hugging Face dataset (the last one asked for is proposed), then import it."""
+        self._ask_hub_import(self._hub_values)
+
+    def _ask_hub_import(self, values: dict[str, Any], splits: list[str] | None = None, error: str = "") -> None:
+        dialog = HubImportDialog(self, values=values, splits=splits, error=error)
+        accepted = dialog.exec() == QDialog.DialogCode.Accepted
+        dialog.deleteLater()
+        if accepted:
+            self._hub_values = dialog.values()
+            self.import_hub(**self._hub_values)
+
+    def import_hub(self, source: str, split: str = "train", name: str | None = None, revision: str | None = None,
+                   limit: int | None = None, mode: str | None = None, mapping: dict[str, str] | None = None) -> None:
+        """Load a Hugging Face dataset split (Hub id or local folder) on a worker thread, then replace or append."""
+        from loradesk.core.hub_datasets import source_label
+
+        hub = {"source": source, "split": split, "name": name, "revision": revision, "limit": limit}
+        request = ImportRequest(source_label(source, split), mode, mapping, hub=hub)
+        self._start_import(request, read_hub_rows, source, split, name, revision, limit, mapping,
+                           on_progress=self._on_import_progress)
+
+    def _start_import(self, request: ImportRequest, fn: Any, *args: Any, on_progress: Any = None) -> None:
         if self._importing:
             return
         self._importing = True
-        self._import = (str(path), mode, mapping)
+        self._import = request
         self.act_import.setEnabled(False)
-        self._set_busy(f"Reading {Path(path).name}…")
-        self._tasks.run(read_dataset_file, str(path), mapping, on_result=self._on_import_read,
-                        on_error=self._on_import_failed)
+        self.act_import_hub.setEnabled(False)
+        self._set_busy(f"Reading {request.name}…")
+        self._tasks.run(fn, *args, on_result=self._on_import_read, on_error=self._on_import_failed,
+                        on_progress=on_progress)
 
     def is_importing(self) -> bool:
         return self._importing
 
-    def _import_done(self) -> None:
+    def _import_done(self) -> ImportRequest:
+        request = self._import
+        assert request is not None
         self._importing = False
+        self._import = None
         self.act_import.setEnabled(True)
+        self.act_import_hub.setEnabled(True)
         self._set_busy("")
+        return request
+
+    @Slot(str, object)
+    def _on_import_progress(self, text: str, fraction: object) -> None:
+        if not self._importing:
+            return
+        self.statusBar().showMessage(text)
+        if isinstance(fraction, float | int):
+            self.busy_bar.setRange(0, 100)
+            self.busy_bar.setValue(round(100 * fraction))
+        else:
+            self.busy_bar.setRange(0, 0)
+
+    def _retry_import(self, request: ImportRequest, mapping: dict[str, str]) -> None:
+        if request.hub is not None:
+            self.import_hub(**request.hub, mode=request.mode, mapping=mapping)
+        else:
+            self.import_file(request.path, request.mode, mapping)
 
     @Slot(object)
     def _on_import_read(self, result: Any) -> None:
         from loradesk.core.formats import FormatError
+        from loradesk.core.hub_datasets import HubDatasetError
 
-        path, mode, mapping = self._import
-        name = Path(path).name
-        self._import_done()
+        request = self._import_done()
+        name = request.name
         if isinstance(result, FormatError):
-            if result.columns and mapping is None:
-                dialog = ColumnMappingDialog(name, result.columns, result.message, self)
-                if dialog.exec() == QDialog.DialogCode.Accepted:
-                    self.import_file(path, mode, dialog.mapping())
+            if result.columns and request.mapping is None:
+                dialog = ColumnMappingDialog(name, result.columns, result.message, self, records=result.preview)
+                accepted = dialog.exec() == QDialog.DialogCode.Accepted
+                dialog.deleteLater()
+                if accepted:
+                    self._retry_import(request, dialog.mapping())
+                return
+            if isinstance(result, HubDatasetError) and request.hub and (result.splits or result.configs):
+                self._ask_hub_import(request.hub, result.splits, str(result))  # choose a split or config
                 return
             QMessageBox.warning(self, "Cannot import the dataset", str(result))
             return
         rows = list(result)
+        mode = request.mode
         if mode is None:
             mode = "replace" if len(self.project.dataset) == 0 else self.ask_import_mode(name, len(rows))
         if mode == "replace":
@@ -617,6 +670,7 @@ class MainWindow(QMainWindow):
         QMessageBox.warning(self, "Cannot export the dataset", message)
 
     def _set_busy(self, text: str) -> None:
+        self.busy_bar.setRange(0, 0)
         self.busy_bar.setVisible(bool(text))
         if text:
             self.statusBar().showMessage(text)

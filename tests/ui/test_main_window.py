@@ -21,6 +21,7 @@ from loradesk.core.project import Project, find_recovery, recovery_path
 from loradesk.ui import main_window as mw
 from loradesk.ui.app import startup_project
 from loradesk.ui.dataset_model import COMPLETION, PROMPT
+from loradesk.ui.import_dialogs import HubImportDialog
 from loradesk.ui.main_window import ColumnMappingDialog, MainWindow
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -162,6 +163,106 @@ def test_import_asks_for_columns_it_cannot_guess(qtbot: QtBot, tmp_path: Path,
     qtbot.waitUntil(lambda: len(window.project.dataset) == 1, timeout=10_000)
     assert asked == [["q", "a", "note"]]
     assert window.project.dataset[0] == Example("Who is Tamsin?", "A cartographer.")
+
+
+@pytest.fixture
+def hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The datasets cache of this test (never the user's)."""
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
+    return tmp_path / "hf-cache"
+
+
+def hub_folder(tmp_path: Path) -> Path:
+    """A local Hugging Face dataset folder: train and test splits with columns no reader recognises."""
+    folder = tmp_path / "lore"
+    folder.mkdir()
+    for split, rows in (("train", [("Who is Tamsin?", "A cartographer."), ("Who is Bramble?", "A copper fox.")]),
+                        ("test", [("Where is Vaelmoor?", "In the sky.")])):
+        folder.joinpath(f"{split}.jsonl").write_text(
+            "".join(json.dumps({"problem": p, "solution": s, "id": i}) + "\n" for i, (p, s) in enumerate(rows)),
+            encoding="utf-8")
+    return folder
+
+
+def test_import_from_hugging_face_maps_columns_then_undo(qtbot: QtBot, tmp_path: Path, hf_cache: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    window = make_window(qtbot)
+    folder = hub_folder(tmp_path)
+    file_menu = window.menuBar().actions()[0].menu()
+    assert window.act_import_hub in file_menu.actions() and window.act_import_hub.shortcut().toString()
+    previews: list[tuple[list[str], int, str]] = []
+
+    def fill(dialog: HubImportDialog) -> int:
+        dialog.source_edit.setText(str(folder))
+        return QDialog.DialogCode.Accepted
+
+    def choose(dialog: ColumnMappingDialog) -> int:
+        previews.append((dialog.columns, dialog.preview.rowCount(), dialog.preview.item(1, 0).text()))
+        return QDialog.DialogCode.Accepted  # the guess: problem -> prompt, solution -> completion
+
+    monkeypatch.setattr(HubImportDialog, "exec", fill)
+    monkeypatch.setattr(ColumnMappingDialog, "exec", choose)
+    monkeypatch.setattr(window, "ask_import_mode", lambda name, count: "append" if name == "lore (train)" else None)
+    window.act_import_hub.trigger()
+    assert window.is_importing() and window.busy_bar.isVisible() and not window.act_import.isEnabled()
+    qtbot.waitUntil(lambda: len(window.project.dataset) == SAMPLE_ROWS + 2, timeout=10_000)
+    assert previews == [(["problem", "solution", "id"], 2, "Who is Bramble?")]
+    assert window.project.dataset[SAMPLE_ROWS:] == [Example("Who is Tamsin?", "A cartographer."),
+                                                    Example("Who is Bramble?", "A copper fox.")]
+    assert not window.is_importing() and not window.busy_bar.isVisible() and window.act_import_hub.isEnabled()
+    assert window.undo_stack.undoText() == "Append lore (train)"
+    window.undo_stack.undo()
+    assert len(window.project.dataset) == SAMPLE_ROWS
+
+
+def test_hub_import_with_a_mode_split_and_limit(qtbot: QtBot, tmp_path: Path, hf_cache: Path) -> None:
+    window = make_window(qtbot)
+    mapping = {"prompt": "problem", "completion": "solution"}
+    window.import_hub(str(hub_folder(tmp_path)), "test", mode="replace", mapping=mapping)
+    qtbot.waitUntil(lambda: not window.is_importing(), timeout=10_000)
+    assert window.project.dataset.rows == (Example("Where is Vaelmoor?", "In the sky."),)
+    assert any(hf_cache.iterdir())  # prepared in the test's own cache
+    window.import_hub(str(tmp_path / "lore"), "train", limit=1, mode="append", mapping=mapping)
+    qtbot.waitUntil(lambda: not window.is_importing(), timeout=10_000)
+    assert [r.prompt for r in window.project.dataset] == ["Where is Vaelmoor?", "Who is Tamsin?"]
+    window.undo_stack.undo()
+    window.undo_stack.undo()
+    assert len(window.project.dataset) == SAMPLE_ROWS
+
+
+def test_hub_import_unknown_split_asks_again_with_the_splits(qtbot: QtBot, tmp_path: Path, hf_cache: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    window = make_window(qtbot)
+    folder = hub_folder(tmp_path)
+    asked: list[tuple[list[str], str, str]] = []
+
+    def answer(dialog: HubImportDialog) -> int:
+        combo = dialog.split_combo
+        asked.append(([combo.itemText(i) for i in range(combo.count())], combo.currentText(),
+                      dialog.error_label.text()))
+        if len(asked) == 1:
+            dialog.source_edit.setText(str(folder))
+            combo.setCurrentText("validation")
+            return QDialog.DialogCode.Accepted
+        return QDialog.DialogCode.Rejected
+
+    monkeypatch.setattr(HubImportDialog, "exec", answer)
+    window.import_hub_dialog()
+    qtbot.waitUntil(lambda: len(asked) == 2, timeout=10_000)
+    assert asked[0] == (["train", "validation", "test"], "train", "")
+    assert asked[1] == (["train", "test"], "train",
+                        "lore: there is no split 'validation'; available splits: train, test")
+    assert not window.is_importing() and len(window.project.dataset) == SAMPLE_ROWS
+
+
+def test_hub_import_offline_is_explained(qtbot: QtBot, monkeypatch: pytest.MonkeyPatch) -> None:
+    window = make_window(qtbot)
+    shown: list[str] = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda parent, title, text, *a: shown.append(text))
+    window.import_hub("tatsu-lab/alpaca")
+    qtbot.waitUntil(lambda: bool(shown), timeout=10_000)
+    assert shown[0].startswith("tatsu-lab/alpaca: can't reach the Hugging Face Hub: offline mode is on")
+    assert len(window.project.dataset) == SAMPLE_ROWS and window.act_import_hub.isEnabled()
 
 
 def test_import_error_is_reported(qtbot: QtBot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
