@@ -1,0 +1,679 @@
+"""Find and Replace: a tool window that counts and previews a replacement across the dataset, then applies it
+as one undoable step.
+
+Searching waits for a short pause in typing; a big dataset is searched on a worker thread, and results of
+a search that no longer matches the dialog or the data (a newer generation) are dropped.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QModelIndex,
+    QObject,
+    QPersistentModelIndex,
+    QSize,
+    Qt,
+    QTimer,
+    Signal,
+    Slot,
+)
+from PySide6.QtGui import QAbstractTextDocumentLayout, QFont, QKeySequence, QPalette, QTextDocument, QUndoStack
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QApplication,
+    QCheckBox,
+    QDialog,
+    QFormLayout,
+    QFrame,
+    QGridLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QStackedWidget,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from loradesk.core.dataset import FIELDS, Dataset, DatasetEvent, Example
+from loradesk.core.find_replace import NEW, OLD, FindResult, FindSpec, Match, find_matches, preview_segments
+from loradesk.ui.tasks import Cancelled, Tasks
+from loradesk.ui.undo import SetFieldsCommand
+from loradesk.ui.workers import Job
+
+Index = QModelIndex | QPersistentModelIndex
+
+#: How many affected cells the preview lists.
+PREVIEW_LIMIT = 500
+
+_OLD_STYLE = "background-color:#fbd9d6; color:#8f1d14; text-decoration:line-through;"
+_FIND_STYLE = "background-color:#fbe7a1; color:#4d3b00;"  # a match the replacement leaves as it is
+_NEW_STYLE = "background-color:#cdeecb; color:#12501a; font-weight:600;"
+_ERROR_STYLE = "color:#d64545;"
+
+
+def _plural(n: int, word: str, words: str | None = None) -> str:
+    return f"{n:,} {word}" if n == 1 else f"{n:,} {words or word + 's'}"
+
+
+def _quote(text: str, limit: int = 30) -> str:
+    text = re.sub(r"\s+", " ", text)  # one line, but leading and trailing spaces stay visible
+    return f"“{text if len(text) <= limit else text[:limit - 1] + '…'}”"
+
+
+@dataclass
+class SearchOutcome:
+    """One finished search: the spec it ran, what it found and the preview segments of ``result.cells``."""
+
+    generation: int
+    spec: FindSpec
+    result: FindResult
+    previews: list[list[tuple[str, str]]] = field(default_factory=list)
+
+
+def search(rows: Sequence[Example], spec: FindSpec, generation: int, limit: int = PREVIEW_LIMIT,
+           progress: Callable[[str, float | None], None] | None = None) -> SearchOutcome | None:
+    """Find ``spec`` in ``rows`` and prepare the preview (runs on a worker thread); None once cancelled."""
+    try:
+        result = find_matches(rows, spec, limit, progress)
+    except Cancelled:
+        return None
+    pattern = spec.compile()
+    previews = [preview_segments(cell.before, spec, pattern=pattern) for cell in result.cells]
+    return SearchOutcome(generation, spec, result, previews)
+
+
+def segments_html(segments: Sequence[tuple[str, str]]) -> str:
+    """Preview segments as rich text: removed text struck through in red, new text in green."""
+    replaces = any(kind == NEW for kind, _ in segments)
+    parts = []
+    for kind, piece in segments:
+        text = html.escape(piece).replace("\n", "<span style='color:#8a8a8a'>↵</span> ")
+        if kind == OLD:
+            parts.append(f"<span style='{_OLD_STYLE if replaces else _FIND_STYLE}'>{text}</span>")
+        elif kind == NEW:
+            parts.append(f"<span style='{_NEW_STYLE}'>{text}</span>")
+        else:
+            parts.append(text)
+    return "".join(parts)
+
+
+class _Subscription:
+    """The dialog's dataset subscription, cancellable from ``destroyed`` (after the dialog's Python side)."""
+
+    def __init__(self) -> None:
+        self._cancel: Callable[[], None] | None = None
+
+    @property
+    def active(self) -> bool:
+        return self._cancel is not None
+
+    def start(self, dataset: Dataset, listener: Callable[[DatasetEvent], None]) -> None:
+        if self._cancel is None:
+            self._cancel = dataset.subscribe(listener)
+
+    def cancel(self, *_args: Any) -> None:
+        if self._cancel is not None:
+            self._cancel()
+            self._cancel = None
+
+
+_DISPLAY = int(Qt.ItemDataRole.DisplayRole)
+_ALIGN = int(Qt.ItemDataRole.TextAlignmentRole)
+_TOOLTIP = int(Qt.ItemDataRole.ToolTipRole)
+_HTML = int(Qt.ItemDataRole.UserRole) + 1
+_ROLES = frozenset((_DISPLAY, _ALIGN, _TOOLTIP, _HTML))
+_ALIGN_RIGHT = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignTop)
+_ALIGN_LEFT = int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+
+
+class PreviewModel(QAbstractTableModel):
+    """The affected cells: Row (1-based), Field, and Before → After as rich text (``HTML_ROLE``)."""
+
+    ROW, FIELD, CHANGE = range(3)
+    HTML_ROLE = _HTML
+    HEADERS = ("Row", "Field", "Before → After")
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._cells: list[Match] = []
+        self._html: list[str] = []
+        self._plain: list[str] = []
+
+    def set_cells(self, cells: Sequence[Match], previews: Sequence[Sequence[tuple[str, str]]]) -> None:
+        self.beginResetModel()
+        self._cells = list(cells)
+        self._html = [segments_html(p) for p in previews]
+        self._plain = [_plain_text(p) for p in previews]
+        self.endResetModel()
+
+    def cell(self, row: int) -> Match:
+        return self._cells[row]
+
+    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self._cells)
+
+    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else 3
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return self.HEADERS[section]
+        return None
+
+    def data(self, index: Index, role: int = _DISPLAY) -> Any:
+        if role not in _ROLES or not index.isValid():  # views ask for many roles: answer the rest quickly
+            return None
+        row, column = index.row(), index.column()
+        if role == _DISPLAY:
+            cell = self._cells[row]
+            if column == self.ROW:
+                return str(cell.row + 1)
+            return cell.field.capitalize() if column == self.FIELD else self._plain[row]
+        if role == _HTML:
+            return self._html[row] if column == self.CHANGE else None
+        if role == _ALIGN:
+            return _ALIGN_RIGHT if column == self.ROW else _ALIGN_LEFT
+        return _tooltip(self._cells[row])
+
+
+def _plain_text(segments: Sequence[tuple[str, str]]) -> str:
+    """The preview as plain text, each match in brackets: ``[old→new]`` (``[old]`` when it stays)."""
+    out = []
+    kinds = [kind for kind, _ in segments] + [""]
+    for i, (kind, piece) in enumerate(segments):
+        if kind == OLD:
+            out.append(f"[{piece}" + ("" if kinds[i + 1] == NEW else "]"))
+        elif kind == NEW:
+            out.append(f"{'' if i and kinds[i - 1] == OLD else '['}→{piece}]")
+        else:
+            out.append(piece)
+    return "".join(out)
+
+
+def _tooltip(cell: Match, limit: int = 600) -> str:
+    def cut(text: str) -> str:
+        return html.escape(text if len(text) <= limit else text[:limit] + "…").replace("\n", "<br>")
+
+    matches = _plural(cell.count, "match", "matches")
+    return (f"<b>Row {cell.row + 1}, {cell.field}</b> · {matches}<br><br><b>Before</b><br>{cut(cell.before)}"
+            f"<br><br><b>After</b><br>{cut(cell.after)}<br><br><i>Double-click to show the row</i>")
+
+
+class RichTextDelegate(QStyledItemDelegate):
+    """Paints a column's ``PreviewModel.HTML_ROLE`` rich text, wrapped to the column width.
+
+    Heights are remembered per row and width (a view asks several times); :meth:`clear` forgets them.
+    """
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._heights: dict[tuple[int, int], QSize] = {}
+
+    @Slot()
+    def clear(self) -> None:
+        self._heights.clear()
+
+    def _document(self, option: QStyleOptionViewItem, index: Index, width: int) -> QTextDocument:
+        doc = QTextDocument()
+        doc.setDocumentMargin(3)
+        doc.setDefaultFont(option.font)
+        doc.setHtml(index.data(PreviewModel.HTML_ROLE) or "")
+        doc.setTextWidth(max(40, width))
+        return doc
+
+    def paint(self, painter: Any, option: QStyleOptionViewItem, index: Index) -> None:
+        if index.data(PreviewModel.HTML_ROLE) is None:
+            super().paint(painter, option, index)
+            return
+        opt = QStyleOptionViewItem(option)
+        self.initStyleOption(opt, index)
+        opt.text = ""
+        style = opt.widget.style() if opt.widget is not None else QApplication.style()
+        style.drawControl(QStyle.ControlElement.CE_ItemViewItem, opt, painter, opt.widget)
+        doc = self._document(opt, index, opt.rect.width())
+        context = QAbstractTextDocumentLayout.PaintContext()
+        selected = bool(opt.state & QStyle.StateFlag.State_Selected)
+        role = QPalette.ColorRole.HighlightedText if selected else QPalette.ColorRole.Text
+        context.palette.setColor(QPalette.ColorRole.Text, opt.palette.color(role))
+        painter.save()
+        painter.translate(opt.rect.topLeft())
+        painter.setClipRect(opt.rect.translated(-opt.rect.topLeft()))
+        doc.documentLayout().draw(painter, context)
+        painter.restore()
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: Index) -> QSize:
+        if index.data(PreviewModel.HTML_ROLE) is None:
+            return super().sizeHint(option, index)
+        width = option.rect.width()
+        view = option.widget
+        if isinstance(view, QTableView):
+            width = view.columnWidth(index.column())
+        width = width if width > 0 else 300
+        key = (index.row(), width)
+        if key not in self._heights:
+            doc = self._document(option, index, width)
+            self._heights[key] = QSize(width, int(doc.size().height()) + 2)
+        return self._heights[key]
+
+
+def _empty_text(spec: FindSpec, error: bool) -> str:
+    """What the empty preview says: how to read it, or why nothing was found."""
+    if error:
+        return ("Fix the pattern to see the matches, or turn off Regular expression to find the text as typed."
+                if spec.regex else "")
+    if not spec.text or not spec.fields:
+        return ("Every cell that contains the text is listed here, with the change marked: "
+                "removed text in red, new text in green.")
+    hints = []
+    strict = [name for name, on in (("Match case", spec.case_sensitive), ("Whole words", spec.whole_word)) if on]
+    if strict:
+        hints.append(f"Try without {' or '.join(strict)}.")
+    if len(spec.fields) < len(FIELDS):
+        hints.append(f"Only {' and '.join(f.capitalize() for f in spec.fields)} "
+                     f"{'is' if len(spec.fields) == 1 else 'are'} searched.")
+    return " ".join([f"No cell contains {_quote(spec.text)}.", *hints])
+
+
+class FindReplaceDialog(QDialog):
+    """Find and replace across the dataset (non-modal). ``show_row(row)`` asks to show a 0-based dataset row."""
+
+    show_row = Signal(int)
+    #: The count shown after each search: matches, rows.
+    searched = Signal(int, int)
+
+    #: Up to this many rows a search runs right away on the GUI thread (it takes a few milliseconds).
+    SYNC_ROWS = 5000
+    DEBOUNCE_MS = 200
+
+    def __init__(self, dataset: Dataset, undo_stack: QUndoStack, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.dataset = dataset
+        self.undo_stack = undo_stack
+        self.setWindowTitle("Find and Replace")
+        self.setModal(False)  # a window of its own next to the table; with a parent it stays above it
+        self._generation = 0
+        self._outcome: SearchOutcome | None = None
+        self._job: Job | None = None
+        self._job_generation = -1
+        self._tasks = Tasks(self)
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(self.DEBOUNCE_MS)
+        self._timer.timeout.connect(self.search_now)
+        self._subscription = _Subscription()
+        self.destroyed.connect(self._subscription.cancel)
+        self._build()
+        self.resize(480, 560)
+
+    # --- layout ----------------------------------------------------------------------------------------
+    def _build(self) -> None:
+        self.find_edit = QLineEdit()
+        self.find_edit.setPlaceholderText("Text to find, e.g. a name")
+        self.find_edit.setClearButtonEnabled(True)
+        self.replace_edit = QLineEdit()
+        self.replace_edit.setPlaceholderText("Replace with (empty removes the matches)")
+        self.replace_edit.setClearButtonEnabled(True)
+        form = QFormLayout()
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        form.addRow("Fi&nd:", self.find_edit)
+        form.addRow("Re&place:", self.replace_edit)
+
+        self.case_box = QCheckBox("Match &case")
+        self.case_box.setToolTip("Only find text with exactly this capitalisation")
+        self.word_box = QCheckBox("&Whole words")
+        self.word_box.setToolTip("Skip matches joined to more letters or digits: “Tamsin” finds “Tamsin's” "
+                                 "but not “Tamsins”")
+        self.regex_box = QCheckBox("Regular e&xpression")
+        self.regex_box.setToolTip("Find a Python regular expression (^ and $ match at every line); the "
+                                  "replacement can use groups: \\1 or \\g<name>")
+        self.keep_case_box = QCheckBox("&Keep capitalisation")
+        self.keep_case_box.setToolTip("Give each replacement the capitalisation of the text it replaces: "
+                                      "TAMSIN → MIRA, Tamsin → Mira, tamsin → mira")
+        options = QGridLayout()
+        options.setHorizontalSpacing(16)
+        options.addWidget(self.case_box, 0, 0)
+        options.addWidget(self.word_box, 0, 1)
+        options.addWidget(self.regex_box, 1, 0)
+        options.addWidget(self.keep_case_box, 1, 1)
+        options.setColumnStretch(2, 1)
+
+        self.field_boxes: dict[str, QCheckBox] = {}
+        fields = QHBoxLayout()
+        fields.setSpacing(12)
+        fields.addWidget(QLabel("Search in:"))
+        for name in FIELDS:
+            box = QCheckBox(name.capitalize())
+            box.setChecked(True)
+            box.setToolTip(f"Find and replace in the {name} column")
+            self.field_boxes[name] = box
+            fields.addWidget(box)
+        fields.addStretch(1)
+
+        self.count_label = QLabel()
+        self.count_label.setObjectName("findCount")
+        font = QFont(self.count_label.font())
+        font.setWeight(QFont.Weight.DemiBold)
+        self.count_label.setFont(font)
+        self.count_label.setWordWrap(True)
+        self.count_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+
+        self.model = PreviewModel(self)
+        self.preview = QTableView()
+        self.preview.setObjectName("findPreview")
+        self.preview.setModel(self.model)
+        self._delegate = RichTextDelegate(self.preview)
+        self.preview.setItemDelegateForColumn(PreviewModel.CHANGE, self._delegate)
+        self.model.modelAboutToBeReset.connect(self._delegate.clear)
+        self.preview.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.preview.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.preview.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.preview.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.preview.setAlternatingRowColors(True)
+        self.preview.setShowGrid(False)
+        self.preview.setWordWrap(True)
+        self.preview.verticalHeader().hide()
+        self.preview.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header = self.preview.horizontalHeader()
+        header.setHighlightSections(False)
+        header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+        # Fixed widths (measuring 500 rows after every search would be slow); Row follows the largest number.
+        header.setSectionResizeMode(PreviewModel.ROW, QHeaderView.ResizeMode.Fixed)
+        header.setSectionResizeMode(PreviewModel.FIELD, QHeaderView.ResizeMode.Fixed)
+        header.resizeSection(PreviewModel.FIELD, self.preview.fontMetrics().horizontalAdvance("Completion") + 16)
+        self._fit_row_column(1)
+        header.setSectionResizeMode(PreviewModel.CHANGE, QHeaderView.ResizeMode.Stretch)
+        self.preview.activated.connect(self._on_activated)
+        self.preview.selectionModel().selectionChanged.connect(self._update_buttons)
+
+        self.empty_label = QLabel()
+        self.empty_label.setObjectName("hintLabel")
+        self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty_label.setWordWrap(True)
+        self.empty_label.setMargin(24)
+        self.empty_label.setFrameShape(QFrame.Shape.StyledPanel)
+        self.preview_stack = QStackedWidget()
+        self.preview_stack.addWidget(self.preview)
+        self.preview_stack.addWidget(self.empty_label)
+
+        self.more_label = QLabel()
+        self.more_label.setObjectName("hintLabel")
+        self.more_label.hide()
+        self.status_label = QLabel()
+        self.status_label.setObjectName("hintLabel")
+        self.status_label.setWordWrap(True)
+        self.status_label.hide()
+
+        self.replace_button = QPushButton("Replace &Selected")
+        self.replace_button.setToolTip("Replace only in the cells selected in the preview")
+        self.replace_all_button = QPushButton("Replace &All")
+        self.replace_all_button.setToolTip("Replace every match in one step (Edit ▸ Undo takes it back)")
+        self.close_button = QPushButton("Close")
+        for button in (self.replace_button, self.replace_all_button, self.close_button):
+            button.setAutoDefault(False)
+            button.setDefault(False)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.replace_button)
+        buttons.addStretch(1)
+        buttons.addWidget(self.replace_all_button)
+        buttons.addWidget(self.close_button)
+
+        layout = QVBoxLayout(self)
+        layout.setSpacing(8)
+        layout.addLayout(form)
+        layout.addLayout(options)
+        layout.addLayout(fields)
+        layout.addSpacing(2)
+        layout.addWidget(self.count_label)
+        layout.addWidget(self.preview_stack, 1)
+        layout.addWidget(self.more_label)
+        layout.addWidget(self.status_label)
+        layout.addLayout(buttons)
+
+        # Ctrl+Z / Ctrl+Shift+Z here too, so a replacement can be taken back without leaving the dialog
+        # (a focused text field keeps the keys for its own text).
+        self.undo_action = self.undo_stack.createUndoAction(self, "&Undo")
+        self.undo_action.setShortcuts(QKeySequence.keyBindings(QKeySequence.StandardKey.Undo))
+        self.redo_action = self.undo_stack.createRedoAction(self, "&Redo")
+        self.redo_action.setShortcuts(QKeySequence.keyBindings(QKeySequence.StandardKey.Redo))
+        self.addActions([self.undo_action, self.redo_action])
+
+        for edit in (self.find_edit, self.replace_edit):
+            edit.textChanged.connect(self._on_spec_changed)
+            edit.returnPressed.connect(self.search_now)
+        for box in (self.case_box, self.word_box, self.regex_box, self.keep_case_box, *self.field_boxes.values()):
+            box.toggled.connect(self._on_spec_changed)
+        self.replace_button.clicked.connect(self.replace_selected)
+        self.replace_all_button.clicked.connect(self.replace_all)
+        self.close_button.clicked.connect(self.close)
+        self._show_message("Type the text to find", hint=True)
+        self._update_buttons()
+
+    # --- public ----------------------------------------------------------------------------------------
+    def spec(self) -> FindSpec:
+        """What the dialog's fields and options ask for."""
+        return FindSpec(
+            text=self.find_edit.text(), replacement=self.replace_edit.text(),
+            fields=tuple(name for name, box in self.field_boxes.items() if box.isChecked()),
+            case_sensitive=self.case_box.isChecked(), whole_word=self.word_box.isChecked(),
+            regex=self.regex_box.isChecked(), preserve_case=self.keep_case_box.isChecked())
+
+    def set_find_text(self, text: str) -> None:
+        """Put ``text`` (e.g. the table's selected text) in the Find field, selected, and focus it."""
+        self.find_edit.setText(text)
+        self.find_edit.selectAll()
+        self.find_edit.setFocus()
+
+    def current_result(self) -> FindResult | None:
+        """The search result that matches the fields and the data right now (None while searching)."""
+        outcome = self._current()
+        return outcome.result if outcome is not None else None
+
+    def is_searching(self) -> bool:
+        """True while a search is waiting for a pause in typing or running on a worker thread."""
+        return self._timer.isActive() or self._job is not None
+
+    @Slot()
+    def search_now(self) -> None:
+        """Search right away with the current fields (the debounce timer calls this)."""
+        self._timer.stop()
+        generation = self._generation
+        if self._job is not None and self._job_generation == generation:
+            return  # already searching for exactly this
+        self._cancel_job()
+        spec = self.spec()
+        if not spec.text:
+            self._finish(SearchOutcome(generation, spec, FindResult()), "Type the text to find", hint=True)
+            return
+        if not spec.fields:
+            self._finish(SearchOutcome(generation, spec, FindResult()),
+                         "Tick at least one of Prompt, Completion or System to search in", hint=True)
+            return
+        try:
+            spec.compile()
+        except ValueError as exc:
+            self._finish(SearchOutcome(generation, spec, FindResult()), str(exc), error=True)
+            return
+        rows = self.dataset.rows  # a snapshot: later edits start a newer search and this one is dropped
+        if len(rows) <= self.SYNC_ROWS:
+            outcome = search(rows, spec, generation)
+            if outcome is not None:
+                self._show(outcome)
+            return
+        self._show_message(f"Searching {len(rows):,} rows…", hint=True)
+        self._job = self._tasks.run(search, rows, spec, generation, on_result=self._on_result,
+                                    on_error=self._on_error, on_progress=self._on_progress)
+        self._job_generation = generation
+
+    @Slot()
+    def replace_all(self) -> None:
+        """Replace every match as one undoable step."""
+        outcome = self._current()
+        if outcome is None:
+            return
+        changes = outcome.result.changes()
+        if not changes:
+            return
+        spec, result = outcome.spec, outcome.result
+        self.undo_stack.push(SetFieldsCommand(self.dataset, changes, f"{self._action(spec)} ({result.matches:,})"))
+        rows = len({row for row, _, _ in changes})
+        self._show_status(f"Replaced {_plural(result.matches, 'match', 'matches')} in {_plural(rows, 'row')}. "
+                          "Undo (Ctrl+Z) brings them back.")
+
+    @Slot()
+    def replace_selected(self) -> None:
+        """Replace the matches in the cells selected in the preview (one undoable step)."""
+        outcome = self._current()
+        if outcome is None:
+            return
+        cells = [self.model.cell(i.row()) for i in self.preview.selectionModel().selectedRows()]
+        cells = [c for c in cells if c.after != c.before]
+        if not cells:
+            return
+        cells.sort(key=lambda c: (c.row, FIELDS.index(c.field)))
+        where = f"in row {cells[0].row + 1}" if len(cells) == 1 else f"in {len(cells)} cells"
+        matches = sum(c.count for c in cells)
+        self.undo_stack.push(SetFieldsCommand(self.dataset, [(c.row, c.field, c.after) for c in cells],
+                                              f"{self._action(outcome.spec)} {where} ({matches:,})"))
+        self._show_status(f"Replaced {_plural(matches, 'match', 'matches')} {where}.")
+
+    # --- events ----------------------------------------------------------------------------------------
+    def showEvent(self, event: Any) -> None:
+        super().showEvent(event)
+        if not self._subscription.active:
+            self._subscription.start(self.dataset, self._on_dataset_event)
+            self._invalidate(delay_ms=0)  # the data may have changed while the dialog was hidden
+
+    def hideEvent(self, event: Any) -> None:
+        super().hideEvent(event)
+        self._subscription.cancel()
+        self._timer.stop()
+        self._cancel_job()
+        self._generation += 1
+
+    def shutdown(self, timeout_ms: int = 30_000) -> bool:
+        """Stop a running search and wait for its thread (on quit)."""
+        self._subscription.cancel()
+        self._cancel_job()
+        return self._tasks.shutdown(timeout_ms)
+
+    # --- searching -------------------------------------------------------------------------------------
+    def _on_dataset_event(self, _event: DatasetEvent) -> None:
+        self._invalidate()
+
+    @Slot()
+    def _on_spec_changed(self) -> None:
+        self.status_label.hide()
+        self._invalidate()
+
+    def _invalidate(self, delay_ms: int | None = None) -> None:
+        """The shown result no longer matches the fields or the data: search again after a pause."""
+        self._generation += 1
+        self._cancel_job()
+        self._update_buttons()
+        self._timer.start(self.DEBOUNCE_MS if delay_ms is None else delay_ms)
+
+    def _cancel_job(self) -> None:
+        if self._job is not None:
+            self._job.stop()  # it ends at its next progress report; its result is dropped anyway
+            self._job = None
+
+    def _is_current_job(self) -> bool:
+        job = self._job
+        return job is not None and self.sender() is job.worker
+
+    def _current(self) -> SearchOutcome | None:
+        outcome = self._outcome
+        return outcome if outcome is not None and outcome.generation == self._generation else None
+
+    @Slot(object)
+    def _on_result(self, outcome: SearchOutcome | None) -> None:
+        if outcome is None or outcome.generation != self._generation:
+            return
+        if self._is_current_job():
+            self._job = None
+        self._show(outcome)
+
+    @Slot(str, object)
+    def _on_progress(self, text: str, _fraction: object) -> None:
+        if self._is_current_job():
+            self._show_message(text, hint=True)
+
+    @Slot(str, str)
+    def _on_error(self, message: str, details: str) -> None:
+        if not self._is_current_job():
+            return
+        self._job = None
+        print(f"LoRA Desk find and replace failed: {message}\n{details}", file=sys.stderr)
+        self._finish(SearchOutcome(self._generation, self.spec(), FindResult()), f"Search failed: {message}",
+                     error=True)
+
+    # --- showing ---------------------------------------------------------------------------------------
+    def _show(self, outcome: SearchOutcome) -> None:
+        result = outcome.result
+        if result.matches == 0:
+            text = "No matches"
+        else:
+            text = f"{_plural(result.matches, 'match', 'matches')} in {_plural(len(result.rows), 'row')}"
+            if not result.change_count:
+                text += " · the replacement changes nothing"
+        self._finish(outcome, text, hint=result.matches == 0)
+
+    def _finish(self, outcome: SearchOutcome, message: str, hint: bool = False, error: bool = False) -> None:
+        self._outcome = outcome
+        self.model.set_cells(outcome.result.cells, outcome.previews)
+        more = outcome.result.more
+        self.more_label.setText(f"and {_plural(more, 'more cell')} (Replace All changes them too)")
+        self.more_label.setVisible(more > 0)
+        self._show_message(message, hint=hint, error=error)
+        self._fit_row_column(outcome.result.cells[-1].row + 1 if outcome.result.cells else 1)
+        self.empty_label.setText(_empty_text(outcome.spec, error))
+        self.preview_stack.setCurrentWidget(self.preview if outcome.result.cells else self.empty_label)
+        self._update_buttons()
+        self.searched.emit(outcome.result.matches, len(outcome.result.rows))
+
+    def _show_message(self, text: str, hint: bool = False, error: bool = False) -> None:
+        self.count_label.setText(text)
+        self.count_label.setStyleSheet(_ERROR_STYLE if error else "color: palette(placeholder-text);" if hint else "")
+
+    def _show_status(self, text: str) -> None:
+        self.status_label.setText(text)
+        self.status_label.show()
+
+    def _fit_row_column(self, largest: int) -> None:
+        metrics = self.preview.fontMetrics()
+        width = max(metrics.horizontalAdvance("Row"), metrics.horizontalAdvance(str(largest))) + 16
+        self.preview.horizontalHeader().resizeSection(PreviewModel.ROW, width)
+
+    @Slot()
+    def _update_buttons(self) -> None:
+        outcome = self._current()
+        changes = outcome is not None and outcome.result.change_count > 0
+        self.replace_all_button.setEnabled(changes)
+        selected = self.preview.selectionModel().selectedRows() if outcome is not None else []
+        self.replace_button.setEnabled(any(self.model.cell(i.row()).after != self.model.cell(i.row()).before
+                                           for i in selected))
+
+    @Slot(QModelIndex)
+    def _on_activated(self, index: QModelIndex) -> None:
+        if index.isValid():
+            self.show_row.emit(self.model.cell(index.row()).row)
+
+    @staticmethod
+    def _action(spec: FindSpec) -> str:
+        if not spec.replacement:
+            return f"Remove {_quote(spec.text)}"
+        return f"Replace {_quote(spec.text)} with {_quote(spec.replacement)}"
