@@ -94,8 +94,10 @@ def normalise(text: str) -> str:
 
 # --- whitespace ----------------------------------------------------------------------------------------------
 #: Characters that look like a space (or nothing) but are not one; tabs are handled per line.
-_ODD_SPACES = {ord(c): " " for c in "\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009"
-               "\u200a\u202f\u205f\u3000"} | {ord(c): None for c in "\u200b\u2060\ufeff"}
+_WIDE_SPACES = {ord(c): " " for c in "\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009"
+                "\u200a\u202f\u205f\u3000"}
+_ZERO_WIDTH = {ord(c): None for c in "\u200b\u2060\ufeff"}
+_ODD_SPACES = _WIDE_SPACES | _ZERO_WIDTH
 _ODD_CLASS = "".join(chr(c) for c in _ODD_SPACES)
 _ODD_CHARS = re.compile(rf"[\t\r{_ODD_CLASS}]")
 _TABS = re.compile(r"[ ]*\t[ \t]*")
@@ -123,14 +125,15 @@ def tidy_whitespace(text: str) -> tuple[str, list[str]]:
     if "\r" in t:
         t = t.replace("\r\n", "\n").replace("\r", "\n")
         found.append("Windows line breaks")
-    odd = t.translate(_ODD_SPACES)
-    if odd != t:
-        t = odd
-        found.append("non-breaking or invisible spaces")
+    for table, name in ((_WIDE_SPACES, "non-breaking spaces"), (_ZERO_WIDTH, "zero-width characters")):
+        plain = t.translate(table)
+        if plain != t:
+            t = plain
+            found.append(name)
     stripped = t.strip()
     if stripped != t:
         t = stripped
-        found.append("whitespace at the start or end")
+        found.append("space at start or end")
     line_ends = tabs = doubles = False
     lines = t.split("\n")
     for n, line in enumerate(lines):
@@ -143,7 +146,7 @@ def tidy_whitespace(text: str) -> tuple[str, list[str]]:
         doubles |= single != untabbed
         lines[n] = trimmed[:len(trimmed) - len(body)] + single if single else ""
     t = "\n".join(lines)
-    found += [name for flag, name in ((line_ends, "spaces before line breaks"), (tabs, "tabs"),
+    found += [name for flag, name in ((line_ends, "spaces at line ends"), (tabs, "tabs"),
                                       (doubles, "double spaces")) if flag]
     fewer = _BLANK_LINES.sub("\n\n", t)
     if fewer != t:
@@ -199,10 +202,9 @@ def _check_duplicates(rows: Sequence[Example], norm: Sequence[tuple[str, str, st
         n = len(found)
         pairs = ", ".join(f"row {i + 1} = row {f + 1}" for i, f in exact[:QUOTE_LIMIT])
         more = f" and {n - QUOTE_LIMIT:,} more" if n > QUOTE_LIMIT else ""
-        message = (f"{_plural(n, 'row')} repeat an earlier row word for word ({pairs}{more}). Copies weigh "
-                   "those examples more and leak between the training and validation splits.")
-        if n == 1:
-            message = message.replace("rows repeat", "row repeats")
+        message = (f"{_plural(n, 'row')} {'repeats' if n == 1 else 'repeat'} an earlier row word for word "
+                   f"({pairs}{more}). Copies weigh those examples more and leak between the training and "
+                   "validation splits.")
         fix = Fix(f"Delete {_plural(n, 'duplicate row')}", "Deletes the later copies and keeps the first "
                   "of each.", remove_rows=found)
         out.append(CheckResult("duplicate", "Exact duplicates", "warning", message, found, (fix,),
@@ -212,10 +214,8 @@ def _check_duplicates(rows: Sequence[Example], norm: Sequence[tuple[str, str, st
         n = len(found)
         pairs = ", ".join(f"row {i + 1} ≈ row {f + 1}" for i, f in near[:QUOTE_LIMIT])
         more = f" and {n - QUOTE_LIMIT:,} more" if n > QUOTE_LIMIT else ""
-        message = (f"{_plural(n, 'row')} differ from an earlier row only in case, spacing or final punctuation "
-                   f"({pairs}{more}).")
-        if n == 1:
-            message = message.replace("rows differ", "row differs")
+        message = (f"{_plural(n, 'row')} {'differs' if n == 1 else 'differ'} from an earlier row only in case, "
+                   f"spacing or final punctuation ({pairs}{more}).")
         fix = Fix(f"Delete {_plural(n, 'near-duplicate row')}", "Deletes the later rows and keeps the first "
                   "of each group.", remove_rows=found)
         out.append(CheckResult("near_duplicate", "Near duplicates", "warning", message, found, (fix,),
@@ -323,14 +323,14 @@ def _check_same_answer(norm: Sequence[tuple[str, str, str]], rows: Sequence[Exam
                    f"({prompts:,} prompts) — fine for fixed replies or paraphrased questions, but the model will "
                    "learn to give them often.")
     found = tuple(sorted(i for group, _ in shared for i in group))
-    sizes = {i: p for group, p in shared for i in group}
+    answers = {i: _quote(rows[group[0]].completion, 40) for group, _ in shared for i in group}
     extra = tuple(sorted(i for group, _ in shared for i in group[1:]))
     fix = Fix(f"Delete {_plural(len(extra), 'row')}, keeping one per answer",
               "Optional: keeps the first row of each shared answer and deletes the others. Only if the repeats "
               "are not on purpose (several phrasings of one question are a good way to teach a fact).",
               remove_rows=extra)
     return CheckResult("same_answer", "Shared answers", "info", message, found, (fix,),
-                       tuple(f"answer shared by {sizes[i]:,} prompts" for i in found))
+                       tuple(answers[i] for i in found))
 
 
 def run_checks(rows: Sequence[Example], token_counts: Callable[[Example], int | None] | None = None,
