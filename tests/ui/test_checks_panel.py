@@ -1,0 +1,184 @@
+"""The Checks panel: cards for the crafted problems, row links, "Select rows", undoable fixes, fresh results."""
+
+from __future__ import annotations
+
+import threading
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QUndoStack
+from pytestqt.qtbot import QtBot
+
+from loradesk.core.dataset import Dataset, Example
+from loradesk.core.project import Project
+from loradesk.ui.checks_panel import ChecksPanel
+from loradesk.ui.undo import EditCellCommand
+
+
+def crafted() -> list[Example]:
+    return [
+        Example("Who is Tamsin?", "A sky-cartographer."),       # 0
+        Example("", "Nothing was asked"),                        # 1 empty prompt
+        Example("Who is Tamsin?", "A sky-cartographer."),       # 2 copy of 0
+        Example("Where does she live?", "In Vaelmoor.  "),       # 3 trailing spaces
+        Example("Who is Tamsin?", "A sky-cartographer."),       # 4 copy of 0
+        Example("Line one\r\nLine two", "Para one.\n\nPara two."),  # 5 Windows line break
+        Example("What is the owl called?", "Bramble"),           # 6
+        Example("Name her  owl", "Bramble the owl"),             # 7 double space
+        Example("Who is Tamsin?", "A sky-cartographer."),       # 8 copy of 0
+        Example("What does she map?", "Sky currents."),          # 9
+    ]
+
+
+def texts(project: Project) -> list[tuple[str, str, str]]:
+    return [(r.prompt, r.completion, r.system) for r in project.dataset]
+
+
+def make_panel(qtbot: QtBot, rows: list[Example] | None = None,
+               project: Project | None = None) -> tuple[ChecksPanel, Project, QUndoStack]:
+    project = project or Project(Dataset(crafted() if rows is None else rows))
+    stack = QUndoStack()
+    panel = ChecksPanel(project, stack)
+    qtbot.addWidget(panel)
+    panel.resize(420, 900)
+    panel.show()
+    with qtbot.waitSignal(panel.checked, timeout=10_000):
+        pass
+    return panel, project, stack
+
+
+def rerun(qtbot: QtBot, panel: ChecksPanel) -> None:
+    with qtbot.waitSignal(panel.checked, timeout=10_000):
+        pass
+    assert panel.is_current()
+
+
+def test_lists_the_crafted_problems(qtbot: QtBot) -> None:
+    panel, _, _ = make_panel(qtbot)
+    results = {r.key: r for r in panel.results()}
+    assert set(results) == {"empty", "duplicate", "whitespace"}
+    assert results["duplicate"].rows == (2, 4, 8)
+    assert list(panel.cards) == ["empty", "duplicate", "whitespace"]  # errors first
+    card = panel.card("duplicate")
+    assert card is not None and card.isVisible()
+    assert [link.row for link in card.row_links] == [2, 4, 8]
+    assert [b.text() for b in card.fix_buttons] == ["Delete 3 duplicate rows"]
+    assert panel.summary_label.text() == "1 error · 2 warnings in 10 rows"
+    assert not panel.empty_state.isVisible() and not panel.busy.isVisible()
+
+
+def test_select_rows_and_row_links(qtbot: QtBot) -> None:
+    panel, _, _ = make_panel(qtbot)
+    card = panel.card("whitespace")
+    assert card is not None
+    with qtbot.waitSignal(panel.select_rows) as selected:
+        card.select_button.click()
+    assert selected.args == [[3, 5, 7]]
+    link = card.row_links[1]
+    with qtbot.waitSignal(panel.show_row) as shown:
+        qtbot.mouseClick(link, Qt.MouseButton.LeftButton)
+    assert shown.args == [5]
+    link.setFocus()
+    with qtbot.waitSignal(panel.show_row) as shown:
+        qtbot.keyClick(link, Qt.Key.Key_Return)
+    assert shown.args == [5]
+
+
+def apply_fix(qtbot: QtBot, panel: ChecksPanel, stack: QUndoStack, key: str, index: int = 0) -> str:
+    """Click a card's fix; checks it is one undo step and that the check is gone afterwards; returns its text."""
+    card = panel.card(key)
+    assert card is not None
+    card.fix_buttons[index].click()
+    assert stack.count() == 1
+    rerun(qtbot, panel)
+    assert panel.card(key) is None
+    return stack.undoText()
+
+
+def test_duplicate_fix_is_one_step_and_undo_brings_the_rows_back(qtbot: QtBot) -> None:
+    panel, project, stack = make_panel(qtbot)
+    before = texts(project)
+    assert apply_fix(qtbot, panel, stack, "duplicate") == "Delete 3 duplicate rows"
+    assert texts(project) == [t for i, t in enumerate(before) if i not in (2, 4, 8)]
+    stack.undo()
+    assert texts(project) == before
+    rerun(qtbot, panel)
+    assert panel.card("duplicate") is not None
+
+
+def test_whitespace_fix_is_one_undo_step(qtbot: QtBot) -> None:
+    panel, project, stack = make_panel(qtbot)
+    before = texts(project)
+    assert apply_fix(qtbot, panel, stack, "whitespace") == "Tidy whitespace in 3 rows"
+    rows = project.dataset
+    assert (rows[3].completion, rows[5].prompt, rows[7].prompt) == ("In Vaelmoor.", "Line one\nLine two",
+                                                                     "Name her owl")
+    assert rows[5].completion == "Para one.\n\nPara two."  # a paragraph break is not stray whitespace
+    stack.undo()
+    assert texts(project) == before
+
+
+def test_max_length_fix_changes_the_setting_and_undo_restores_it(qtbot: QtBot) -> None:
+    panel, project, stack = make_panel(qtbot, [Example("short", "answer"), Example("long", "answer " * 50),
+                                               Example("longer", "answer " * 60)])
+    assert project.config.training.max_length == 256
+    counts = {"short": 20, "long": 290, "longer": 300}
+    panel.set_token_counts(lambda row: counts[row.prompt])
+    rerun(qtbot, panel)
+    card = panel.card("too_long")
+    assert card is not None and card.result.rows == (1, 2)
+    assert [b.text() for b in card.fix_buttons] == ["Raise max length to 320", "Delete 2 long rows"]
+    assert apply_fix(qtbot, panel, stack, "too_long") == "Raise max length to 320"
+    assert project.config.training.max_length == 320 and len(project.dataset) == 3
+    stack.undo()
+    assert project.config.training.max_length == 256
+    rerun(qtbot, panel)
+    assert panel.card("too_long") is not None
+
+
+def test_an_edit_during_a_run_gives_fresh_results_not_stale_ones(qtbot: QtBot) -> None:
+    panel, project, stack = make_panel(qtbot)
+    started, release = threading.Event(), threading.Event()
+
+    def slow_lookup(_row: Example) -> int:
+        started.set()
+        release.wait(10)
+        return 10
+
+    shown: list[set[str]] = []
+    panel.checked.connect(lambda: shown.append({r.key for r in panel.results()}))
+    panel.set_token_counts(slow_lookup)
+    qtbot.waitUntil(started.is_set, timeout=10_000)  # a run is in flight
+    stack.push(EditCellCommand(project.dataset, 1, "prompt", "What is missing?"))  # fixes the empty row
+    card = panel.card("empty")
+    assert card is not None and not card.fix_buttons[0].isEnabled()  # results are stale: no fixes
+    release.set()
+    rerun(qtbot, panel)
+    assert shown == [{"duplicate", "whitespace"}]  # the run that missed the edit never showed
+    assert panel.card("empty") is None
+
+
+def test_stale_fix_is_not_applied(qtbot: QtBot) -> None:
+    panel, project, stack = make_panel(qtbot)
+    card = panel.card("duplicate")
+    assert card is not None
+    project.dataset.remove(0)  # rows moved: the listed rows are wrong now
+    assert not panel.is_current() and not card.fix_buttons[0].isEnabled()
+    card.fix_buttons[0].click()
+    assert stack.count() == 0 and len(project.dataset) == 9
+
+
+def test_no_problems_is_a_friendly_empty_state(qtbot: QtBot) -> None:
+    panel, _, _ = make_panel(qtbot, [Example("Who?", "Tamsin."), Example("Where?", "Vaelmoor."),
+                                     Example("What?", "Maps.")])
+    assert panel.results() == [] and panel.cards == {}
+    assert panel.empty_state.isVisible()
+    assert panel.empty_label.text() == "No problems found in 3 rows"
+
+
+def test_sample_project_only_notes_the_shared_answers(qtbot: QtBot) -> None:
+    panel, project, _ = make_panel(qtbot, project=Project.new_default())
+    assert [r.key for r in panel.results()] == ["same_answer"]
+    card = panel.card("same_answer")
+    assert card is not None and card.result.severity == "info"
+    assert card.fix_buttons[0].text().endswith("keeping one per answer")
+    assert panel.summary_label.text() == f"1 note in {len(project.dataset)} rows"
