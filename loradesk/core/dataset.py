@@ -16,9 +16,13 @@ FIELDS = ("prompt", "completion", "system")
 SPLITS = ("auto", "train", "validation")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Example:
-    """One training pair. ``system`` is an optional system prompt; ``split`` pins the row to a split."""
+    """One training pair. ``system`` is an optional system prompt; ``split`` pins the row to a split.
+
+    Rows are immutable: an edit puts a new :class:`Example` in the dataset, so a snapshot (for undo, a
+    training run or a background check) is just a list of the same objects, cheap even for 100,000 rows.
+    """
 
     prompt: str
     completion: str
@@ -126,7 +130,7 @@ class Dataset:
         row = self._rows[index]
         old = getattr(row, field)
         if old != value:
-            setattr(row, field, value)
+            self._rows[index] = dataclasses.replace(row, **{field: value})
             self._emit(DatasetEvent("changed", index, 1, field))
         return old
 
@@ -142,7 +146,7 @@ class Dataset:
             row = self._rows[index]
             old.append((index, field, getattr(row, field)))
         for index, field, value in changes:
-            setattr(self._rows[index], field, value)
+            self._rows[index] = dataclasses.replace(self._rows[index], **{field: value})
         if changes:
             first = min(i for i, _, _ in changes)
             last = max(i for i, _, _ in changes)
@@ -153,7 +157,7 @@ class Dataset:
     def replace_row(self, index: int, row: Example) -> Example:
         """Swap a whole row; returns the old one."""
         old = self._rows[index]
-        self._rows[index] = dataclasses.replace(row)
+        self._rows[index] = row
         self._emit(DatasetEvent("changed", index, 1))
         return old
 
@@ -164,7 +168,7 @@ class Dataset:
 
     def copy(self) -> Dataset:
         """An independent copy without listeners (e.g. a snapshot for a training run)."""
-        return Dataset(dataclasses.replace(r) for r in self._rows)
+        return Dataset(self._rows)
 
     # --- validation --------------------------------------------------------------------------------
     def problems(self, count_tokens: Callable[[Example], int] | None = None,

@@ -81,10 +81,11 @@ def test_replace_all_changes_exactly_those_cells_in_one_undo_step(qtbot: QtBot) 
     find(qtbot, dialog, "Tamsin", "Mira")
     qtbot.mouseClick(dialog.replace_all_button, Qt.MouseButton.LeftButton)
     assert stack.count() == 1 and stack.undoText() == "Replace “Tamsin” with “Mira” (5)"
-    expected = [dataclasses.replace(r) for r in original]
-    expected[0].prompt, expected[0].completion = "Who is Mira?", "Mira is a sky-cartographer from Vaelmoor."
-    expected[2].prompt, expected[2].completion = "Who are the Miras?", "Mira's cousins."
-    expected[2].system = "You answer questions about Mira."
+    expected = list(original)
+    expected[0] = dataclasses.replace(expected[0], prompt="Who is Mira?",
+                                      completion="Mira is a sky-cartographer from Vaelmoor.")
+    expected[2] = dataclasses.replace(expected[2], prompt="Who are the Miras?", completion="Mira's cousins.",
+                                      system="You answer questions about Mira.")
     assert list(dataset) == expected
     qtbot.waitUntil(lambda: dialog.count_label.text() == "No matches")  # the dialog searched again
     assert "Replaced 5 matches in 2 rows" in dialog.status_label.text()
