@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -193,6 +194,108 @@ class Dataset:
                                           f"row {i + 1}: {n} tokens, over the max length of {max_tokens} "
                                           f"({n - max_tokens} cut)"))
         return out
+
+
+RowKey = tuple[str, str, str]
+
+
+def _row_key(row: Example) -> RowKey:
+    return (row.system.strip(), row.prompt.strip(), row.completion.strip())
+
+
+def _key_is_empty(key: RowKey) -> bool:
+    return not key[1] or not key[2]
+
+
+class ProblemIndex:
+    """The empty and duplicate checks of :meth:`Dataset.problems`, kept current event by event.
+
+    A full :meth:`Dataset.problems` pass costs ~100 ms on 100,000 rows; this index updates in time
+    proportional to the rows an event touches, so a table can show each row's status after every edit.
+    Call :meth:`apply` with each :class:`DatasetEvent` (after the dataset changed).
+    """
+
+    def __init__(self, dataset: Dataset) -> None:
+        self._dataset = dataset
+        self._keys: list[RowKey] = []
+        self._counts: Counter[RowKey] = Counter()
+        self._first: dict[RowKey, int] | None = None
+        self._problem_rows: int | None = None
+        self.rebuild()
+
+    def rebuild(self) -> None:
+        self._keys = [(r.system.strip(), r.prompt.strip(), r.completion.strip()) for r in self._dataset.rows]
+        self._counts = Counter(self._keys)
+        self._first = None
+        self._problem_rows = None
+
+    def apply(self, event: DatasetEvent) -> set[RowKey]:
+        """Follow one change; returns the keys shared with *other* rows whose status may have changed."""
+        self._first = None
+        self._problem_rows = None
+        if event.kind == "reset":
+            self.rebuild()
+            return set()
+        touched: list[RowKey] = []
+        if event.kind == "inserted":
+            new = [_row_key(self._dataset[i]) for i in range(event.start, event.start + event.count)]
+            self._keys[event.start:event.start] = new
+            self._counts.update(new)
+            touched = new
+        elif event.kind == "removed":
+            gone = self._keys[event.start:event.start + event.count]
+            del self._keys[event.start:event.start + event.count]
+            self._counts.subtract(gone)
+            touched = gone
+        else:
+            for i in range(event.start, event.start + event.count):
+                old, new_key = self._keys[i], _row_key(self._dataset[i])
+                if old != new_key:
+                    self._keys[i] = new_key
+                    self._counts[old] -= 1
+                    self._counts[new_key] += 1
+                    touched += (old, new_key)
+        shared = set()
+        for key in touched:
+            if self._counts[key] <= 0:
+                del self._counts[key]
+            elif key[1] or key[2]:  # another row has this key: its duplicate mark may have changed
+                shared.add(key)
+        return shared
+
+    def rows_with(self, keys: set[RowKey]) -> list[int]:
+        """The rows whose key is one of ``keys`` (to repaint them)."""
+        return [i for i, k in enumerate(self._keys) if k in keys] if keys else []
+
+    def row_problems(self, row: int) -> list[RowProblem]:
+        """Empty and duplicate findings of one row, worded as :meth:`Dataset.problems` words them."""
+        key = self._keys[row]
+        out = [RowProblem(row, name, "empty", f"row {row + 1}: {name} is empty")
+               for name, text in (("prompt", key[1]), ("completion", key[2])) if not text]
+        if self._counts[key] > 1 and (key[1] or key[2]):
+            if self._first is None:
+                first: dict[RowKey, int] = {}
+                for i, k in enumerate(self._keys):
+                    first.setdefault(k, i)
+                self._first = first
+            original = self._first[key]
+            if original != row:
+                out.append(RowProblem(row, "prompt", "duplicate",
+                                      f"row {row + 1}: same prompt and completion as row {original + 1}"))
+        return out
+
+    def has_problem(self, row: int) -> bool:
+        key = self._keys[row]
+        if _key_is_empty(key):
+            return True
+        return self._counts[key] > 1 and bool(self.row_problems(row))
+
+    def problem_row_count(self) -> int:
+        """How many rows are empty or a later copy of another row."""
+        if self._problem_rows is None:
+            self._problem_rows = sum(count if not key[1] or not key[2] else count - 1
+                                     for key, count in self._counts.items() if count > 1 or not key[1] or not key[2])
+        return self._problem_rows
 
 
 # --- train/validation split ------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,7 +23,7 @@ from typing import Any, Literal
 
 from loradesk.core.config import ConfigError, RunConfig
 from loradesk.core.dataset import SPLITS, Dataset, DatasetEvent, Example
-from loradesk.core.fileio import atomic_write_text
+from loradesk.core.fileio import atomic_open, atomic_write_text, iter_json
 from loradesk.core.paths import app_home, sample_data_dir
 
 PROJECT_SUFFIX = ".loradesk"
@@ -222,16 +223,34 @@ class Project:
         self._emit("loaded")
 
     # --- recovery ----------------------------------------------------------------------------------
-    def autosave(self) -> Path | None:
-        """Write the recovery file if there are unsaved changes; returns its path (or ``None``)."""
+    def recovery_snapshot(self) -> dict[str, Any] | None:
+        """What the recovery file would hold now (``None`` when nothing is unsaved).
+
+        Cheap and safe to hand to another thread: rows are immutable and the dict holds only plain values.
+        """
         if not self._dirty:
             return None
-        target = recovery_path()
-        data = {"format": RECOVERY_FORMAT, "version": PROJECT_VERSION,
+        return {"format": RECOVERY_FORMAT, "version": PROJECT_VERSION,
                 "saved": datetime.now().astimezone().isoformat(timespec="seconds"),
                 "source": str(self._path) if self._path else None, "project": self.to_dict()}
-        atomic_write_text(target, json.dumps(data, ensure_ascii=False) + "\n")
-        return target
+
+    def autosave(self) -> Path | None:
+        """Write the recovery file if there are unsaved changes; returns its path (or ``None``)."""
+        snapshot = self.recovery_snapshot()
+        return write_recovery(snapshot) if snapshot is not None else None
+
+
+_RECOVERY_LOCK = threading.Lock()
+
+
+def write_recovery(snapshot: dict[str, Any]) -> Path:
+    """Write a :meth:`Project.recovery_snapshot` atomically (any thread; encoded in pieces)."""
+    target = recovery_path()
+    with _RECOVERY_LOCK, atomic_open(target) as fh:
+        for piece in iter_json(snapshot):
+            fh.write(piece)
+        fh.write("\n")
+    return target
 
 
 @dataclass(frozen=True)
@@ -279,11 +298,12 @@ def recover() -> Project:
 def discard_recovery(keep_backup: bool = True) -> None:
     """Remove the recovery file; with ``keep_backup`` it is kept once more as ``….bak``."""
     path = recovery_path()
-    if keep_backup and path.is_file():
-        os.replace(path, path.with_name(path.name + ".bak"))
-    else:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+    with _RECOVERY_LOCK:  # never between the steps of a write on another thread
+        if keep_backup and path.is_file():
+            os.replace(path, path.with_name(path.name + ".bak"))
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
 
 
 def _read_json(path: Path) -> Any:

@@ -23,12 +23,14 @@ from PySide6.QtCore import (
     QSize,
     QSortFilterProxyModel,
     Qt,
+    QTimer,
     Signal,
+    Slot,
 )
 from PySide6.QtGui import QBrush, QColor, QIcon, QKeyEvent, QPainter, QPixmap, QUndoStack
 from PySide6.QtWidgets import QPlainTextEdit, QStyledItemDelegate, QStyleOptionViewItem, QWidget
 
-from loradesk.core.dataset import Dataset, DatasetEvent, Example, RowProblem
+from loradesk.core.dataset import Dataset, DatasetEvent, Example, ProblemIndex, RowProblem
 from loradesk.ui.undo import EditCellCommand, InsertRowsCommand, RemoveRowsCommand, ReplaceAllCommand
 
 PROMPT, COMPLETION, TOKENS, STATUS = range(4)
@@ -83,7 +85,9 @@ class DatasetTableModel(QAbstractTableModel):
         self.undo_stack = undo_stack
         self._count = len(dataset)
         self._pending: tuple[str, int, int] | None = None  # (kind, start, count) while announcing a change
-        self._problems: dict[int, list[RowProblem]] | None = None
+        self._index = ProblemIndex(dataset)  # empty and duplicate rows, updated per event
+        self._too_long: list[int] | None = None  # rows over the max length (cached; None: recount)
+        self._too_long_set: frozenset[int] = frozenset()
         self._tokens: dict[TokenKey, int] = {}
         self._max_length: int | None = None
         self._icons: dict[str, QIcon] = {}
@@ -107,8 +111,8 @@ class DatasetTableModel(QAbstractTableModel):
         return None if row < start + count else row - count
 
     def _on_event(self, event: DatasetEvent) -> None:
-        before = self._problems
-        self._problems = None
+        shared = self._index.apply(event)
+        self._too_long = None
         root = QModelIndex()
         if event.kind == "inserted":
             self._pending = ("inserted", event.start, event.count)
@@ -129,24 +133,11 @@ class DatasetTableModel(QAbstractTableModel):
         else:
             last = event.start + event.count - 1
             self.dataChanged.emit(self.index(event.start, PROMPT), self.index(last, STATUS))
-        if event.kind != "reset" and before is not None:
-            self._refresh_statuses(before, event)
+        if shared:  # duplicates can appear or vanish elsewhere: repaint the other rows with the same text
+            rows = self._index.rows_with(shared)
+            for start, count in _runs(rows):
+                self.dataChanged.emit(self.index(start, PROMPT), self.index(start + count - 1, STATUS))
         self.summary_changed.emit()
-
-    def _refresh_statuses(self, before: dict[int, list[RowProblem]], event: DatasetEvent) -> None:
-        """Duplicates can appear or vanish anywhere: repaint the rows whose problems changed."""
-        def moved(row: int) -> int | None:
-            if event.kind == "inserted" and row >= event.start:
-                return row + event.count
-            if event.kind == "removed" and row >= event.start:
-                return None if row < event.start + event.count else row - event.count
-            return row
-
-        after = self._all_problems()
-        old = {new: problems for row, problems in before.items() if (new := moved(row)) is not None}
-        rows = sorted(r for r in set(old) | set(after) if old.get(r) != after.get(r) and r < self._count)
-        for start, count in _runs(rows):
-            self.dataChanged.emit(self.index(start, PROMPT), self.index(start + count - 1, STATUS))
 
     # --- Qt model API ----------------------------------------------------------------------------------
     def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008 (Qt's signature)
@@ -262,28 +253,47 @@ class DatasetTableModel(QAbstractTableModel):
         self._push(ReplaceAllCommand(self._dataset, rows, text))
 
     # --- validation and token counts ---------------------------------------------------------------------
-    def _all_problems(self) -> dict[int, list[RowProblem]]:
-        if self._problems is None:
-            by_row: dict[int, list[RowProblem]] = {}
-            counter = None
-            if self._max_length is not None and self._tokens:
-                def counter(example: Example) -> int:
-                    return self._tokens.get(token_key(example), 0)
-            for problem in self._dataset.problems(counter, self._max_length):
-                by_row.setdefault(problem.row, []).append(problem)
-            self._problems = by_row
-        return self._problems
+    def token_count(self, example: Example) -> int | None:
+        """The known token count of a row (``None`` until counted). Safe to call from a worker thread."""
+        return self._tokens.get(token_key(example))
+
+    def too_long_rows(self) -> list[int]:
+        """Dataset rows whose known token count is over the max length."""
+        if self._too_long is None:
+            limit, tokens = self._max_length, self._tokens
+            if limit is None or not tokens:
+                self._too_long = []
+            else:
+                self._too_long = [i for i, r in enumerate(self._dataset)
+                                  if tokens.get((r.system, r.prompt, r.completion), 0) > limit]
+            self._too_long_set = frozenset(self._too_long)
+        return self._too_long
 
     def row_problems(self, row: int) -> list[RowProblem]:
         """The problems of dataset row ``row`` (empty when it is fine)."""
-        return self._all_problems().get(row, [])
+        problems = self._index.row_problems(row)
+        if self._max_length is not None and self._tokens:
+            n = self._tokens.get(token_key(self._dataset[row]), 0)
+            if n > self._max_length:
+                problems.append(RowProblem(row, "completion", "too_long",
+                                           f"row {row + 1}: {n} tokens, over the max length of "
+                                           f"{self._max_length} ({n - self._max_length} cut)"))
+        return problems
+
+    def has_problem(self, row: int) -> bool:
+        if self._index.has_problem(row):
+            return True
+        self.too_long_rows()
+        return row in self._too_long_set
 
     def problems(self) -> list[RowProblem]:
-        return [p for row in sorted(self._all_problems()) for p in self._all_problems()[row]]
+        """Every problem, row by row (a full pass: for reports and tests, not for painting)."""
+        return [p for row in range(len(self._dataset)) for p in self.row_problems(row)]
 
     def problem_row_count(self) -> int:
         """How many rows have at least one problem."""
-        return len(self._all_problems())
+        extra = sum(1 for row in self.too_long_rows() if not self._index.has_problem(row))
+        return self._index.problem_row_count() + extra
 
     def set_max_length(self, max_length: int | None) -> None:
         """The cutoff that marks rows "Too long" once their token counts are known."""
@@ -315,29 +325,104 @@ class DatasetTableModel(QAbstractTableModel):
         return list(missing.values())
 
     def _refresh_tokens(self) -> None:
-        self._problems = None
+        self._too_long = None
         if self._count:
             self.dataChanged.emit(self.index(0, TOKENS), self.index(self._count - 1, STATUS))
         self.summary_changed.emit()
 
 
 class DatasetFilterProxy(QSortFilterProxyModel):
-    """Keeps rows whose prompt or completion contains the filter text (case-insensitive), or problem rows."""
+    """Keeps rows whose prompt or completion contains the filter text (case-insensitive), or problem rows.
+
+    Built for 100,000 rows: each row's searchable text is casefolded once and cached, a new filter is
+    matched against the cache in one pass, and the view is told with a single ``layoutChanged``
+    (:meth:`invalidate`) instead of one insert/remove signal per run of rows. Rows that change later are
+    checked one by one by the base class, as usual.
+    """
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._needle = ""
         self._problems_only = False
+        self._hay: list[str | None] = []  # casefolded "prompt\0completion" per source row; None: not cached
+        self._mask: list[bool] | None = None  # the current filter's verdict per source row, during a refilter
+        self._prefill_from = 0
+        self._prefill_timer = QTimer(self)  # fills the text cache in small slices while the app is idle
+        self._prefill_timer.setInterval(0)
+        self._prefill_timer.timeout.connect(self._prefill)
 
-    def _changing_filter(self) -> None:
-        if hasattr(self, "beginFilterChange"):
-            self.beginFilterChange()
+    def setSourceModel(self, model: QAbstractItemModel) -> None:
+        old = self.sourceModel()
+        if old is not None:
+            for signal, slot in self._hay_slots(old):
+                signal.disconnect(slot)
+        super().setSourceModel(model)
+        for signal, slot in self._hay_slots(model):
+            signal.connect(slot)
+        self._hay_reset()
 
-    def _changed_filter(self) -> None:
-        if hasattr(self, "endFilterChange"):
-            self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
-        else:  # Qt < 6.10
-            self.invalidateFilter()
+    def _hay_slots(self, model: QAbstractItemModel) -> list[tuple[Any, Any]]:
+        return [(model.rowsInserted, self._hay_inserted), (model.rowsRemoved, self._hay_removed),
+                (model.dataChanged, self._hay_changed), (model.modelReset, self._hay_reset)]
+
+    def _hay_inserted(self, _parent: QModelIndex, first: int, last: int) -> None:
+        self._hay[first:first] = [None] * (last - first + 1)
+
+    def _hay_removed(self, _parent: QModelIndex, first: int, last: int) -> None:
+        del self._hay[first:last + 1]
+
+    def _hay_changed(self, top_left: QModelIndex, bottom_right: QModelIndex, *_roles: Any) -> None:
+        if top_left.column() <= COMPLETION:
+            first, last = top_left.row(), bottom_right.row()
+            self._hay[first:last + 1] = [None] * (last - first + 1)
+
+    def _hay_reset(self) -> None:
+        model = self.sourceModel()
+        self._hay = [None] * (model.rowCount() if model is not None else 0)
+        self._prefill_from = 0
+        if len(self._hay) > self.PREFILL_SLICE:  # big file: have the cache ready before the first keystroke
+            self._prefill_timer.start()
+
+    PREFILL_SLICE = 5000
+
+    @Slot()
+    def _prefill(self) -> None:
+        model = self.sourceModel()
+        start, hay = self._prefill_from, self._hay
+        if not isinstance(model, DatasetTableModel) or start >= len(hay) or len(hay) != len(model.dataset):
+            self._prefill_timer.stop()
+            return
+        stop = min(len(hay), start + self.PREFILL_SLICE)
+        dataset, haystack = model.dataset, self._haystack
+        for i in range(start, stop):
+            if hay[i] is None:
+                hay[i] = haystack(dataset[i])
+        self._prefill_from = stop
+
+    @staticmethod
+    def _haystack(example: Example) -> str:
+        return f"{example.prompt}\0{example.completion}".casefold()
+
+    def _matching(self, needle: str) -> list[bool]:
+        """Which source rows contain ``needle``; fills the text cache as it goes."""
+        model = self.sourceModel()
+        if not isinstance(model, DatasetTableModel):
+            return []
+        rows = model.dataset.rows
+        hay = self._hay
+        if len(hay) != len(rows):  # out of step (cannot happen with signals connected); start over
+            hay = self._hay = [None] * len(rows)
+        if None in hay:
+            haystack = self._haystack
+            self._hay = hay = [h if h is not None else haystack(r) for h, r in zip(hay, rows, strict=True)]
+        return [needle in h for h in hay]  # type: ignore[operator]
+
+    def _refilter(self) -> None:
+        self._mask = self._matching(self._needle) if self._needle else None
+        try:
+            self.invalidate()
+        finally:
+            self._mask = None
 
     def filter_text(self) -> str:
         return self._needle
@@ -345,32 +430,36 @@ class DatasetFilterProxy(QSortFilterProxyModel):
     def set_filter_text(self, text: str) -> None:
         needle = text.strip().casefold()
         if needle != self._needle:
-            self._changing_filter()
             self._needle = needle
-            self._changed_filter()
+            self._refilter()
 
     def set_problems_only(self, on: bool) -> None:
         if on != self._problems_only:
-            self._changing_filter()
             self._problems_only = on
-            self._changed_filter()
+            self._refilter()
 
     def is_filtering(self) -> bool:
         return bool(self._needle) or self._problems_only
 
     def filterAcceptsRow(self, source_row: int, source_parent: Index) -> bool:
+        mask = self._mask
+        if mask is not None and not self._problems_only:  # a whole refilter: 100,000 calls, keep it lean
+            return mask[source_row] if source_row < len(mask) else True
+        if not self._needle and not self._problems_only:
+            return True
         model = self.sourceModel()
         if not isinstance(model, DatasetTableModel):
             return True
         src = model._source_row(source_row)
         if src is None or src >= len(model.dataset):
             return True
-        if self._problems_only and not model.row_problems(src):
+        if self._problems_only and not model.has_problem(src):
             return False
         if not self._needle:
             return True
-        example = model.dataset[src]
-        return self._needle in example.prompt.casefold() or self._needle in example.completion.casefold()
+        if self._mask is not None and src < len(self._mask):
+            return self._mask[src]
+        return self._needle in self._haystack(model.dataset[src])
 
 
 class MultiLineDelegate(QStyledItemDelegate):

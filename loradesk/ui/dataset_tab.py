@@ -78,11 +78,14 @@ class DatasetTab(QWidget):
         self._counting = False
         self._build()
         self._make_actions()
-        self.model.summary_changed.connect(self._update_summary)
-        self.proxy.rowsInserted.connect(self._update_summary)
-        self.proxy.rowsRemoved.connect(self._update_summary)
-        self.proxy.modelReset.connect(self._update_summary)
-        self.proxy.layoutChanged.connect(self._update_summary)
+        # Many changes can arrive in one go (a filter, a bulk fix): the footer is updated once, afterwards.
+        self._summary_timer = QTimer(self)
+        self._summary_timer.setSingleShot(True)
+        self._summary_timer.setInterval(0)
+        self._summary_timer.timeout.connect(self._update_summary)
+        for signal in (self.model.summary_changed, self.proxy.rowsInserted, self.proxy.rowsRemoved,
+                       self.proxy.modelReset, self.proxy.layoutChanged):
+            signal.connect(self._summary_timer.start)
         self.proxy.modelReset.connect(self._fit_timer.start)
         self.proxy.layoutChanged.connect(self._fit_timer.start)
         self.proxy.rowsInserted.connect(self._fit_new_rows)
@@ -366,7 +369,7 @@ class DatasetTab(QWidget):
         if not self.model.has_token_counts():
             self.token_label.setText("")
             return
-        too_long = sum(1 for p in self.model.problems() if p.kind == "too_long")
+        too_long = len(self.model.too_long_rows())
         limit = self.project.config.training.max_length
         self.token_label.setText(f"{too_long} row{'s' if too_long != 1 else ''} over the max length of "
                                  f"{limit:,} tokens" if too_long else f"All rows fit in {limit:,} tokens")

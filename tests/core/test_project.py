@@ -160,3 +160,15 @@ def test_replace_with_keeps_listeners(tmp_path: Path) -> None:
     assert len(project.dataset) == 2 and project.config.lora.r == 16
     assert project.path == tmp_path / "other.loradesk" and not project.dirty
     assert rows_seen == ["reset"] and seen[-1] == "loaded" and "config" in seen
+
+
+def test_iter_json_encodes_like_dumps_in_pieces() -> None:
+    import json
+
+    from loradesk.core.fileio import iter_json
+
+    value = {"a": [{"prompt": f"é{i}", "n": i} for i in range(2500)], "b": {"c": [1, 2], "d": None}, "e": "x"}
+    pieces = list(iter_json(value, chunk=1000))
+    assert "".join(pieces) == json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    assert len(pieces) > 5  # the long list really was split
+    assert "".join(iter_json([], chunk=1)) == "[]"

@@ -224,6 +224,7 @@ def test_tab_reports_problems(qtbot: QtBot) -> None:
     tab.stats_changed.connect(lambda rows, problems: seen.append((rows, problems)))
     assert "1 row with problems" in tab.summary_label.text()
     tab.model.setData(tab.model.index(0, COMPLETION), "Now answered.")
+    qtbot.waitUntil(lambda: bool(seen))  # the footer is updated once the event loop runs again
     assert seen[-1] == (2, 0)
     assert "problems" not in tab.summary_label.text()
 
