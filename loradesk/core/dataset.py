@@ -7,7 +7,7 @@ goes through a method here and emits one :class:`DatasetEvent`, so any view (or 
 from __future__ import annotations
 
 import dataclasses
-import random
+import hashlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -141,9 +141,11 @@ class Dataset:
         Used by bulk edits (find and replace, fixes), so a change to 100,000 rows costs one notification.
         """
         old: list[tuple[int, str, str]] = []
-        for index, field, _value in changes:
-            if field not in FIELDS:
+        for index, field, value in changes:
+            if field not in (*FIELDS, "split"):
                 raise KeyError(f"unknown field {field!r}")
+            if field == "split" and value not in SPLITS:
+                raise ValueError(f"split must be one of {', '.join(SPLITS)}")
             row = self._rows[index]
             old.append((index, field, getattr(row, field)))
         for index, field, value in changes:
@@ -309,8 +311,9 @@ def draw_split(row: Example, fraction: float, seed: int) -> str:
         return row.split
     if fraction <= 0:
         return "train"
-    key = f"{seed}\x00{row.system}\x00{row.prompt}\x00{row.completion}"
-    return "validation" if random.Random(key).random() < fraction else "train"
+    key = f"{seed}\x00{row.system}\x00{row.prompt}\x00{row.completion}".encode()
+    draw = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big") / 2**64  # uniform in [0, 1)
+    return "validation" if draw < fraction else "train"
 
 
 def split_rows(rows: Iterable[Example], fraction: float, seed: int) -> tuple[list[Example], list[Example]]:

@@ -398,6 +398,10 @@ class ChecksPanel(QWidget):
         self.summary_label.setText("Checking…")
 
     # --- public --------------------------------------------------------------------------------------------
+    def shutdown(self, timeout_ms: int = 5000) -> None:
+        """Wait for a check run in progress (on close)."""
+        self._tasks.shutdown(timeout_ms)
+
     def results(self) -> list[CheckResult]:
         """The results shown now (of the last completed run)."""
         return list(self._results)

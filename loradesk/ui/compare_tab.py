@@ -352,8 +352,11 @@ class CompareTab(QWidget):
         if heldout is not None:
             self.source_combo.addItem(f"Held-out file: {heldout.name}", SOURCE_HELDOUT)
             self.source_combo.setItemData(0, str(heldout), Qt.ItemDataRole.ToolTipRole)
-        count = sum(1 for row in self.project.dataset if row.split == "validation")
-        self.source_combo.addItem(f"Validation rows of the dataset ({count})", SOURCE_VALIDATION)
+        count = len(self._validation_rows())
+        self.source_combo.addItem(f"Validation rows of the dataset ({count:,})", SOURCE_VALIDATION)
+        self.source_combo.setItemData(self.source_combo.count() - 1,
+                                      "The rows the Split column shows as Validation: marked by hand, or drawn "
+                                      "by the validation share in Settings", Qt.ItemDataRole.ToolTipRole)
         if self._loaded_file is not None:
             self.source_combo.addItem(f"File: {self._loaded_file.name}", SOURCE_FILE)
             self.source_combo.setItemData(self.source_combo.count() - 1, str(self._loaded_file),
@@ -361,6 +364,13 @@ class CompareTab(QWidget):
         index = self.source_combo.findData(previous)
         self.source_combo.setCurrentIndex(max(index, 0))
         self.source_combo.blockSignals(False)
+
+    def _validation_rows(self) -> list[Any]:
+        """The dataset's validation rows, exactly as training splits them (pinned rows and the seeded draw)."""
+        from loradesk.core.dataset import split_rows
+
+        training = self.project.config.training
+        return split_rows(self.project.dataset, training.validation_fraction, training.seed)[1]
 
     def load_questions_file(self, path: str | Path) -> None:
         """Use ``path`` (prompt + expected rows) for Compare all."""
@@ -378,7 +388,7 @@ class CompareTab(QWidget):
     def _questions(self) -> list[tuple[str, str]] | Path | None:
         source = self.source_combo.currentData()
         if source == SOURCE_VALIDATION:
-            return [(row.prompt, row.completion) for row in self.project.dataset if row.split == "validation"]
+            return [(row.prompt, row.completion) for row in self._validation_rows()]
         if source == SOURCE_FILE:
             return self._loaded_file
         return self.heldout_file()

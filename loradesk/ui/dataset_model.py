@@ -27,14 +27,15 @@ from PySide6.QtCore import (
     Signal,
     Slot,
 )
-from PySide6.QtGui import QBrush, QColor, QIcon, QKeyEvent, QPainter, QPixmap, QUndoStack
-from PySide6.QtWidgets import QPlainTextEdit, QStyledItemDelegate, QStyleOptionViewItem, QWidget
+from PySide6.QtGui import QBrush, QColor, QFont, QIcon, QKeyEvent, QPainter, QPixmap, QUndoStack
+from PySide6.QtWidgets import QComboBox, QPlainTextEdit, QStyledItemDelegate, QStyleOptionViewItem, QWidget
 
-from loradesk.core.dataset import Dataset, DatasetEvent, Example, ProblemIndex, RowProblem
+from loradesk.core.dataset import SPLITS, Dataset, DatasetEvent, Example, ProblemIndex, RowProblem, draw_split
 from loradesk.ui.undo import EditCellCommand, InsertRowsCommand, RemoveRowsCommand, ReplaceAllCommand
 
-PROMPT, COMPLETION, TOKENS, STATUS = range(4)
-HEADERS = ("Prompt", "Completion", "Tokens", "Status")
+PROMPT, COMPLETION, SPLIT, TOKENS, STATUS = range(5)
+HEADERS = ("Prompt", "Completion", "Split", "Tokens", "Status")
+SPLIT_TEXT = {"train": "Train", "validation": "Validation"}
 FIELD_OF_COLUMN = {PROMPT: "prompt", COMPLETION: "completion"}
 STATUS_TEXT = {"empty": "Empty", "duplicate": "Duplicate", "too_long": "Too long"}
 STATUS_COLOURS = {"ok": "#2e9d58", "empty": "#d64545", "duplicate": "#d08a16", "too_long": "#d08a16"}
@@ -49,7 +50,7 @@ def token_key(example: Example) -> TokenKey:
     return (example.system, example.prompt, example.completion)
 
 
-def _runs(rows: list[int]) -> list[tuple[int, int]]:
+def row_runs(rows: list[int]) -> list[tuple[int, int]]:
     """Sorted row numbers as ``(start, count)`` runs."""
     out: list[tuple[int, int]] = []
     for r in rows:
@@ -90,6 +91,7 @@ class DatasetTableModel(QAbstractTableModel):
         self._too_long_set: frozenset[int] = frozenset()
         self._tokens: dict[TokenKey, int] = {}
         self._max_length: int | None = None
+        self._split_policy = (0.0, 42)  # validation fraction, seed
         self._icons: dict[str, QIcon] = {}
         self._unsubscribe = dataset.subscribe(self._on_event)
         self.destroyed.connect(self._unsubscribe)
@@ -135,7 +137,7 @@ class DatasetTableModel(QAbstractTableModel):
             self.dataChanged.emit(self.index(event.start, PROMPT), self.index(last, STATUS))
         if shared:  # duplicates can appear or vanish elsewhere: repaint the other rows with the same text
             rows = self._index.rows_with(shared)
-            for start, count in _runs(rows):
+            for start, count in row_runs(rows):
                 self.dataChanged.emit(self.index(start, PROMPT), self.index(start + count - 1, STATUS))
         self.summary_changed.emit()
 
@@ -148,6 +150,9 @@ class DatasetTableModel(QAbstractTableModel):
 
     def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
                    ) -> Any:
+        if role == Qt.ItemDataRole.ToolTipRole and orientation == Qt.Orientation.Horizontal and section == SPLIT:
+            return ("Where a row goes when training. Bold: marked by hand. Grey: drawn at random by the "
+                    "validation share in Settings (stable: it follows the row's text and the seed).")
         if role != Qt.ItemDataRole.DisplayRole:
             return None
         if orientation == Qt.Orientation.Horizontal:
@@ -158,7 +163,7 @@ class DatasetTableModel(QAbstractTableModel):
         if not index.isValid():
             return Qt.ItemFlag.NoItemFlags
         flags = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemNeverHasChildren
-        if index.column() in FIELD_OF_COLUMN:
+        if index.column() in FIELD_OF_COLUMN or index.column() == SPLIT:
             flags |= Qt.ItemFlag.ItemIsEditable
         return flags
 
@@ -172,6 +177,8 @@ class DatasetTableModel(QAbstractTableModel):
         column = index.column()
         if column in FIELD_OF_COLUMN:
             return self._text_data(example, FIELD_OF_COLUMN[column], src, role)
+        if column == SPLIT:
+            return self._split_data(example, role)
         if column == TOKENS:
             return self._token_data(example, role)
         if column == STATUS:
@@ -188,6 +195,39 @@ class DatasetTableModel(QAbstractTableModel):
                                                           for p in self.row_problems(src)):
             return QBrush(QColor(214, 69, 69, 40))
         return None
+
+    def split_of(self, example: Example) -> str:
+        """``"train"`` or ``"validation"``: the row's pinned split, or the seeded draw."""
+        fraction, seed = self._split_policy
+        return draw_split(example, fraction, seed)
+
+    def _split_data(self, example: Example, role: int) -> Any:
+        if role == Qt.ItemDataRole.EditRole:
+            return example.split
+        pinned = example.split != "auto"
+        if role == Qt.ItemDataRole.DisplayRole:
+            return SPLIT_TEXT[self.split_of(example)]
+        if role == Qt.ItemDataRole.FontRole and pinned:
+            font = QFont()
+            font.setBold(True)
+            return font
+        if role == Qt.ItemDataRole.ForegroundRole and not pinned:
+            return QBrush(QColor(128, 128, 128))
+        if role == Qt.ItemDataRole.ToolTipRole:
+            if pinned:
+                return f"Marked as {SPLIT_TEXT[example.split].lower()} by hand"
+            fraction, seed = self._split_policy
+            if fraction <= 0:
+                return "Trained on (no validation share is set in Settings)"
+            return f"Drawn at random: {fraction:.0%} of unmarked rows are held out for validation (seed {seed})"
+        return None
+
+    def set_split_policy(self, fraction: float, seed: int) -> None:
+        """The validation share and seed of the draw (from the training settings)."""
+        if (fraction, seed) != self._split_policy:
+            self._split_policy = (fraction, seed)
+            if self._count:
+                self.dataChanged.emit(self.index(0, SPLIT), self.index(self._count - 1, SPLIT))
 
     def _token_data(self, example: Example, role: int) -> Any:
         count = self._tokens.get(token_key(example))
@@ -224,9 +264,16 @@ class DatasetTableModel(QAbstractTableModel):
         return None
 
     def setData(self, index: Index, value: Any, role: int = Qt.ItemDataRole.EditRole) -> bool:
-        if role != Qt.ItemDataRole.EditRole or not index.isValid() or index.column() not in FIELD_OF_COLUMN:
+        if role != Qt.ItemDataRole.EditRole or not index.isValid():
             return False
-        field = FIELD_OF_COLUMN[index.column()]
+        if index.column() == SPLIT:
+            if value not in SPLITS:
+                return False
+            field = "split"
+        elif index.column() in FIELD_OF_COLUMN:
+            field = FIELD_OF_COLUMN[index.column()]
+        else:
+            return False
         row = index.row()
         value = "" if value is None else str(value)
         if getattr(self._dataset[row], field) == value:
@@ -460,6 +507,31 @@ class DatasetFilterProxy(QSortFilterProxyModel):
         if self._mask is not None and src < len(self._mask):
             return self._mask[src]
         return self._needle in self._haystack(model.dataset[src])
+
+
+class SplitDelegate(QStyledItemDelegate):
+    """Edits the Split column with a list: drawn automatically, or pinned to train or validation."""
+
+    CHOICES = (("auto", "Auto (drawn)"), ("train", "Train"), ("validation", "Validation"))
+
+    def createEditor(self, parent: QWidget, option: QStyleOptionViewItem, index: Index) -> QWidget:
+        editor = QComboBox(parent)
+        for value, label in self.CHOICES:
+            editor.addItem(label, value)
+        editor.activated.connect(lambda _i, e=editor: self._commit(e))
+        return editor
+
+    def _commit(self, editor: QComboBox) -> None:
+        self.commitData.emit(editor)
+        self.closeEditor.emit(editor, QStyledItemDelegate.EndEditHint.NoHint)
+
+    def setEditorData(self, editor: QWidget, index: Index) -> None:
+        if isinstance(editor, QComboBox):
+            editor.setCurrentIndex(max(0, editor.findData(index.data(Qt.ItemDataRole.EditRole))))
+
+    def setModelData(self, editor: QWidget, model: QAbstractItemModel, index: Index) -> None:
+        if isinstance(editor, QComboBox):
+            model.setData(index, editor.currentData(), Qt.ItemDataRole.EditRole)
 
 
 class MultiLineDelegate(QStyledItemDelegate):

@@ -17,7 +17,9 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QProgressBar,
     QPushButton,
+    QSplitter,
     QTableView,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -28,21 +30,26 @@ from loradesk.core.project import Project
 from loradesk.ui.dataset_model import (
     COMPLETION,
     PROMPT,
+    SPLIT,
     STATUS,
     TOKENS,
     DatasetFilterProxy,
     DatasetTableModel,
     MultiLineDelegate,
+    SplitDelegate,
     TokenKey,
+    row_runs,
     token_key,
 )
 from loradesk.ui.tasks import Tasks
 from loradesk.ui.tokenizer_cache import TokenizerCache
-from loradesk.ui.undo import InsertRowsCommand
+from loradesk.ui.undo import InsertRowsCommand, SetFieldsCommand
 
 #: Up to this many rows, every row is fitted to its text on load and when columns resize; in bigger
 #: files rows start two lines high and only rows that change are fitted (keeps big files fast).
 FIT_ROWS_LIMIT = 3000
+#: Rows counted per turn with the tokenizer (the preview gets its turn between chunks).
+COUNT_CHUNK = 500
 
 
 def count_tokens(settings: ModelSettings, use_chat_template: bool, rows: list[Example],
@@ -51,12 +58,22 @@ def count_tokens(settings: ModelSettings, use_chat_template: bool, rows: list[Ex
     from loradesk.core import tokenize
 
     out: dict[TokenKey, int] = {}
-    with cache.use(settings, progress) as tokenizer:
-        for i, example in enumerate(rows):
-            if i % 250 == 0:
-                progress(f"Counting tokens… {i:,} of {len(rows):,}", i / max(1, len(rows)))
-            out[token_key(example)] = tokenize.token_count(tokenizer, example, use_chat_template)
+    for start in range(0, len(rows), COUNT_CHUNK):
+        progress(f"Counting tokens… {start:,} of {len(rows):,}", start / max(1, len(rows)))
+        # The tokenizer is taken per chunk, so the row preview can use it in between.
+        with cache.use(settings, progress) as tokenizer:
+            for example in rows[start:start + COUNT_CHUNK]:
+                out[token_key(example)] = tokenize.token_count(tokenizer, example, use_chat_template)
     return out
+
+
+def explain_current(seq: int, row: int, settings: ModelSettings, use_chat_template: bool, completion_only: bool,
+                    max_length: int, example: Example, cache: TokenizerCache,
+                    progress: Callable[[str, float | None], None]) -> tuple[int, int, Any]:
+    """:func:`~loradesk.ui.token_view.explain_row`, tagged with the request it answers (worker thread)."""
+    from loradesk.ui.token_view import explain_row
+
+    return seq, row, explain_row(settings, use_chat_template, completion_only, max_length, example, cache, progress)
 
 
 class DatasetTab(QWidget):
@@ -69,10 +86,14 @@ class DatasetTab(QWidget):
         super().__init__(parent)
         self.project = project
         self.undo_stack = undo_stack
+        self._tokens_wanted = False  # token work (counts, preview) was started: keep it current
+        self._preview_seq = 0
+        self._find_dialog: Any = None
         self.model = DatasetTableModel(project.dataset, undo_stack, self)
         self.proxy = DatasetFilterProxy(self)
         self.proxy.setSourceModel(self.model)
         self._tasks = Tasks(self)
+        self._preview_tasks = Tasks(self)
         self.tokenizers = TokenizerCache()
         self._token_setup: str | None = None  # the model/template the known counts belong to
         self._counting = False
@@ -94,8 +115,10 @@ class DatasetTab(QWidget):
         self._unsubscribe = project.subscribe(self._on_project_event)
         self.destroyed.connect(self._unsubscribe)
         self.model.set_max_length(project.config.training.max_length)
+        self.model.set_split_policy(project.config.training.validation_fraction, project.config.training.seed)
         self._fit_timer.start()
         self._update_summary()
+        self._request_preview()
 
     # --- layout ----------------------------------------------------------------------------------------
     def _build(self) -> None:
@@ -171,12 +194,29 @@ class DatasetTab(QWidget):
         footer.addWidget(self.token_label)
         footer.addWidget(self.token_progress)
 
+        self.view.setItemDelegateForColumn(SPLIT, SplitDelegate(self.view))
+        header.setSectionResizeMode(SPLIT, QHeaderView.ResizeMode.Fixed)
+        header.resizeSection(SPLIT, metrics.horizontalAdvance("Validation") + 28)
+
+        table = QWidget()
+        table_layout = QVBoxLayout(table)
+        table_layout.setContentsMargins(0, 0, 0, 0)
+        table_layout.setSpacing(6)
+        table_layout.addLayout(bar)
+        table_layout.addWidget(self.view, 1)
+        table_layout.addLayout(footer)
+        self._build_inspector()
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.setObjectName("datasetSplitter")
+        self.splitter.addWidget(table)
+        self.splitter.addWidget(self.inspector)
+        self.splitter.setStretchFactor(0, 3)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setCollapsible(0, False)
+        self.splitter.setSizes([900, metrics.horizontalAdvance("x") * 62])
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.setSpacing(6)
-        layout.addLayout(bar)
-        layout.addWidget(self.view, 1)
-        layout.addLayout(footer)
+        layout.addWidget(self.splitter)
 
         self._filter_timer = QTimer(self)
         self._filter_timer.setSingleShot(True)
@@ -190,6 +230,34 @@ class DatasetTab(QWidget):
         self._recount_timer.setInterval(1500)
         self._recount_timer.timeout.connect(self._recount_missing)
         self.view.selectionModel().selectionChanged.connect(self._update_actions)
+        self.view.selectionModel().currentRowChanged.connect(self._preview_timer.start)
+        self.model.dataChanged.connect(self._on_rows_changed)
+
+    def _build_inspector(self) -> None:
+        """The side panel: the current row token by token, the token lengths, and the checks."""
+        from loradesk.ui.checks_panel import ChecksPanel
+        from loradesk.ui.token_view import LengthHistogram, TokenPreview
+
+        self.token_preview = TokenPreview()
+        self.length_histogram = LengthHistogram()
+        self.checks = ChecksPanel(self.project, self.undo_stack)
+        self.inspector = QTabWidget()
+        self.inspector.setObjectName("datasetInspector")
+        self.inspector.setDocumentMode(True)
+        self.inspector.addTab(self.token_preview, "Tokens")
+        self.inspector.setTabToolTip(0, "The selected row exactly as the model is trained on it")
+        self.inspector.addTab(self.length_histogram, "Lengths")
+        self.inspector.setTabToolTip(1, "How many tokens the rows take, against the max length")
+        self.inspector.addTab(self.checks, "Checks")
+        self.inspector.setTabToolTip(2, "Empty, duplicated, untidy or too long rows, with fixes")
+        self._preview_timer = QTimer(self)
+        self._preview_timer.setSingleShot(True)
+        self._preview_timer.setInterval(120)  # arrow keys through the table: only the row you stop on
+        self._preview_timer.timeout.connect(self._request_preview)
+        self.checks.select_rows.connect(self.select_source_rows)
+        self.checks.show_row.connect(self.show_row)
+        self.checks.checked.connect(self._update_checks_title)
+        self.length_histogram.range_clicked.connect(self.select_length_range)
 
     def _make_actions(self) -> None:
         """Row actions (the main window also lists them in its Edit menu)."""
@@ -219,6 +287,19 @@ class DatasetTab(QWidget):
                                "Filter the rows by text", local=False)
         keys = self.act_find.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
         self.filter_edit.setPlaceholderText(f"Filter prompts and completions ({keys})")
+        self.act_replace = action("Find and &Replace…", self.show_find_replace, [QKeySequence("Ctrl+H")],
+                                  "Replace text in every row (one undoable step)", local=False)
+        separator = QAction(self)
+        separator.setSeparator(True)
+        self.view.addAction(separator)
+        self.act_mark_validation = action("Mark as &Validation", lambda: self.mark_split("validation"),
+                                          [QKeySequence("Ctrl+Shift+V")],
+                                          "Hold the selected rows out of training to measure eval loss and "
+                                          "to compare answers")
+        self.act_mark_train = action("Mark as &Train", lambda: self.mark_split("train"),
+                                     [QKeySequence("Ctrl+Shift+T")], "Always train on the selected rows")
+        self.act_mark_auto = action("&Draw Split at Random", lambda: self.mark_split("auto"), [],
+                                    "Let the validation share in Settings decide for the selected rows")
         self._update_actions()
 
     # --- row actions -----------------------------------------------------------------------------------
@@ -291,11 +372,14 @@ class DatasetTab(QWidget):
         """Select whole rows (dataset numbering), make the first current and scroll to it."""
         selection = QItemSelection()
         last = self.model.columnCount() - 1
-        for r in rows:
-            top = self.proxy.mapFromSource(self.model.index(r, 0))
-            bottom = self.proxy.mapFromSource(self.model.index(r, last))
-            if top.isValid():
-                selection.select(top, bottom)
+        if self.proxy.is_filtering():
+            for r in rows:
+                top = self.proxy.mapFromSource(self.model.index(r, 0))
+                if top.isValid():
+                    selection.select(top, self.proxy.mapFromSource(self.model.index(r, last)))
+        else:  # proxy rows are dataset rows: one range per run of rows (thousands of rows stay quick)
+            for start, count in row_runs(sorted(set(rows))):
+                selection.select(self.proxy.index(start, 0), self.proxy.index(start + count - 1, last))
         model = self.view.selectionModel()
         flags = QItemSelectionModel.SelectionFlag
         model.select(selection, flags.ClearAndSelect | flags.Rows)
@@ -312,6 +396,9 @@ class DatasetTab(QWidget):
     @Slot()
     def count_tokens(self) -> None:
         """Count the tokens of rows whose count is unknown, on a worker thread."""
+        if not self._tokens_wanted:
+            self._tokens_wanted = True
+            self._request_preview()
         if self._counting:
             return
         setup = self._token_setup_key()
@@ -339,6 +426,7 @@ class DatasetTab(QWidget):
         self.count_button.setEnabled(True)
         self.model.set_token_counts(counts)
         self._update_token_label()
+        self._update_lengths()
         if self.model.rows_without_token_count():
             self._recount_timer.start()
 
@@ -377,13 +465,124 @@ class DatasetTab(QWidget):
 
     def _on_project_event(self, kind: str) -> None:
         if kind in ("config", "loaded"):
-            self.model.set_max_length(self.project.config.training.max_length)
+            training = self.project.config.training
+            self.model.set_max_length(training.max_length)
+            self.model.set_split_policy(training.validation_fraction, training.seed)
             if self._token_setup is not None and self._token_setup != self._token_setup_key():
                 self.model.clear_token_counts()  # another model or template: old counts are wrong
                 self._token_setup = None
+                if self._tokens_wanted:
+                    self._recount_timer.start()
             self._update_token_label()
+            self._update_lengths()
+            self._preview_timer.start()
         if kind == "loaded":
             self.filter_edit.clear()
+
+    def _update_lengths(self) -> None:
+        """Redraw the histogram from the known counts; hand the counts to the checks."""
+        self.checks.set_token_counts(self.model.token_count if self.model.has_token_counts() else None)
+        if not self.model.has_token_counts():
+            self.length_histogram.clear()
+            return
+        count = self.model.token_count
+        counts = [n for row in self.project.dataset if (n := count(row)) is not None]
+        self.length_histogram.set_counts(counts, self.project.config.training.max_length)
+
+    @Slot(int, int)
+    def select_length_range(self, low: int, high: int) -> None:
+        """Select the rows whose token count is in ``low..high`` (a bar of the histogram)."""
+        count = self.model.token_count
+        rows = [i for i, row in enumerate(self.project.dataset) if low <= (count(row) or -1) <= high]
+        self.select_source_rows(rows)
+        span = f"{low:,} tokens" if low == high else f"{low:,}–{high:,} tokens"
+        self.token_label.setText(f"Selected {len(rows):,} row{'s' if len(rows) != 1 else ''} of {span}")
+
+    @Slot()
+    def _update_checks_title(self) -> None:
+        found = sum(1 for r in self.checks.results() if r.severity != "info")
+        index = self.inspector.indexOf(self.checks)
+        self.inspector.setTabText(index, f"Checks ({found})" if found else "Checks")
+
+    # --- what the model sees ---------------------------------------------------------------------------
+    @Slot()
+    def _request_preview(self) -> None:
+        """Show the current row token by token (tokenized on a worker thread; the latest request wins)."""
+        self._preview_timer.stop()
+        self._preview_seq += 1
+        row = self.current_row()
+        if row is None or row >= len(self.project.dataset):
+            self.token_preview.show_message("Select a row to see exactly what the model is trained on: "
+                                            "the text after the chat template, token by token.")
+            return
+        if not self._tokens_wanted:
+            self.token_preview.show_message("Click “Count tokens” to load the model's tokenizer and see "
+                                            "this row token by token.")
+            return
+        config = self.project.config
+        training = config.training
+        settings = ModelSettings.from_dict(config.model.to_dict())
+        self._preview_tasks.run(explain_current, self._preview_seq, row, settings, training.use_chat_template,
+                                training.completion_only_loss, training.max_length, self.project.dataset[row],
+                                self.tokenizers, on_result=self._on_preview, on_error=self._on_preview_failed,
+                                on_progress=self._on_preview_progress)
+
+    @Slot(object)
+    def _on_preview(self, result: tuple[int, int, Any]) -> None:
+        seq, row, explained = result
+        if seq == self._preview_seq:
+            self.token_preview.show_explained(explained, row)
+
+    @Slot(str, str)
+    def _on_preview_failed(self, message: str, _details: str) -> None:
+        self.token_preview.show_message(f"Cannot show the tokens: {message}")
+
+    @Slot(str, object)
+    def _on_preview_progress(self, text: str, _fraction: object) -> None:
+        self.token_preview.set_busy(text)
+
+    def _on_rows_changed(self, top_left: QModelIndex, bottom_right: QModelIndex, *_roles: Any) -> None:
+        row = self.current_row()
+        if row is not None and top_left.row() <= row <= bottom_right.row() and top_left.column() <= SPLIT:
+            self._preview_timer.start()
+
+    # --- split, find and replace -----------------------------------------------------------------------
+    def mark_split(self, split: str) -> None:
+        """Pin the selected rows to ``"train"`` or ``"validation"``, or let the draw decide (``"auto"``)."""
+        dataset = self.project.dataset
+        changes = [(r, "split", split) for r in self.selected_rows() if dataset[r].split != split]
+        if not changes:
+            return
+        n = len(changes)
+        what = {"validation": "as validation", "train": "as train", "auto": "to be drawn at random"}[split]
+        self.undo_stack.push(SetFieldsCommand(dataset, changes, f"Mark {n:,} row{'s' if n != 1 else ''} {what}"))
+
+    @Slot()
+    def show_find_replace(self) -> None:
+        """Open the Find and Replace window (one per tab; it follows the dataset while open)."""
+        from loradesk.ui.find_replace import FindReplaceDialog
+
+        if self._find_dialog is None:
+            self._find_dialog = FindReplaceDialog(self.project.dataset, self.undo_stack, self)
+            self._find_dialog.show_row.connect(self.show_row)
+        needle = self.filter_edit.text().strip()
+        if needle and not self._find_dialog.isVisible():
+            self._find_dialog.set_find_text(needle)
+        self._find_dialog.show()
+        self._find_dialog.raise_()
+        self._find_dialog.activateWindow()
+
+    @Slot(int)
+    def show_row(self, row: int) -> None:
+        """Select dataset row ``row`` and scroll to it (clearing a filter that hides it)."""
+        if not 0 <= row < len(self.project.dataset):
+            return
+        if not self.proxy.mapFromSource(self.model.index(row, PROMPT)).isValid():
+            self.filter_edit.clear()
+            self.problems_only.setChecked(False)
+            self._apply_filter()
+        self.select_source_rows([row])
+        self.view.setFocus()
 
     # --- housekeeping ----------------------------------------------------------------------------------
     @Slot()
@@ -429,7 +628,11 @@ class DatasetTab(QWidget):
         self.stats_changed.emit(rows, problems)
 
     def shutdown(self, timeout_ms: int = 5000) -> None:
-        """Wait for a token count in progress (on close)."""
+        """Wait for the background jobs of the tab (on close)."""
+        if self._find_dialog is not None:
+            self._find_dialog.shutdown(timeout_ms)
+        self._preview_tasks.shutdown(timeout_ms)
+        self.checks.shutdown(timeout_ms)
         self._tasks.shutdown(timeout_ms)
 
     def current_source_index(self) -> QModelIndex:

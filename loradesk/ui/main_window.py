@@ -136,9 +136,12 @@ def _placeholder(title: str, error: Exception) -> QWidget:
 class MainWindow(QMainWindow):
     """Dataset (with settings), Train, Compare and Runs tabs around one project."""
 
-    def __init__(self, project: Project, parent: QWidget | None = None, *, probe_device: bool = True) -> None:
+    def __init__(self, project: Project, parent: QWidget | None = None, *, probe_device: bool = True,
+                 count_tokens: bool = True) -> None:
+        """``probe_device``/``count_tokens``: start the device probe and the token count in the background."""
         super().__init__(parent)
         self.project = project
+        self._count_tokens = count_tokens
         self.undo_stack = QUndoStack(self)
         self._tasks = Tasks(self)
         self._probe_device = probe_device
@@ -267,7 +270,9 @@ class MainWindow(QMainWindow):
         tab = self.dataset_tab
         edit.addActions([tab.act_add, tab.act_duplicate, tab.act_delete])
         edit.addSeparator()
-        edit.addAction(tab.act_find)
+        edit.addActions([tab.act_find, tab.act_replace])
+        split = edit.addMenu("S&plit")
+        split.addActions([tab.act_mark_validation, tab.act_mark_train, tab.act_mark_auto])
 
         run = bar.addMenu("&Run")
         run.addActions([self.act_train, self.act_stop, self.act_resume])
@@ -725,6 +730,8 @@ class MainWindow(QMainWindow):
             self._shown_once = True
             if self._probe_device:  # after the first paint: it imports torch, on a worker thread
                 QTimer.singleShot(500, self.probe_device)
+            elif self._count_tokens:
+                QTimer.singleShot(500, self.dataset_tab.count_tokens)
 
     @Slot()
     def probe_device(self) -> None:
@@ -734,12 +741,19 @@ class MainWindow(QMainWindow):
     def _on_device(self, text: str) -> None:
         self._device = str(text)
         self.device_label.setText(f"Device: {self._device}")
+        self._start_token_count()
+
+    def _start_token_count(self) -> None:
+        """Once the ML stack is warm: count the rows' tokens (and show the current row's) in the background."""
+        if self._count_tokens:
+            self.dataset_tab.count_tokens()
 
     @Slot(str, str)
     def _on_device_failed(self, message: str, _details: str) -> None:
         self._device = f"unknown ({message})"
         self.device_label.setText("Device: unknown")
         self.device_label.setToolTip(message)
+        self._start_token_count()
 
     def about_text(self) -> str:
         versions = library_versions()

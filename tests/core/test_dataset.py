@@ -62,8 +62,12 @@ def test_set_fields_changes_many_cells_with_one_event_and_returns_old_values() -
     assert events == [DatasetEvent("changed", 1, 3, None)]
     ds.set_fields(old)
     assert ds[1].prompt == "p1" and ds[3].completion == "c3"
+    ds.set_fields([(0, "split", "validation")])
+    assert ds[0].split == "validation"
     with pytest.raises(KeyError):
-        ds.set_fields([(0, "split", "train")])
+        ds.set_fields([(0, "tokens", "3")])
+    with pytest.raises(ValueError, match="split must be one of"):
+        ds.set_fields([(0, "split", "test")])
 
 
 def test_draw_split_is_seeded_by_text_and_respects_pinned_rows() -> None:

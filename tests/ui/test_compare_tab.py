@@ -139,3 +139,18 @@ def test_greedy_switches_the_sampling_settings(tab):
     assert tab.temperature.isEnabled() and tab.top_p.isEnabled()
     settings = tab.generation_settings()
     assert settings.temperature == pytest.approx(0.7) and settings.max_new_tokens == 16
+
+
+def test_validation_rows_include_the_drawn_share(tab, project):
+    from loradesk.core.dataset import split_rows
+
+    config = project.config
+    config.training.validation_fraction = 0.2
+    project.config = config
+    project.dataset.set_field(0, "split", "train")  # pinned rows are never drawn
+    tab.refresh_runs()
+    expected = split_rows(project.dataset, 0.2, config.training.seed)[1]
+    assert 0 < len(expected) < len(project.dataset) and project.dataset[0] not in expected
+    assert f"({len(expected):,})" in tab.source_combo.itemText(tab.source_combo.findData("validation"))
+    tab.source_combo.setCurrentIndex(tab.source_combo.findData("validation"))
+    assert tab._questions() == [(r.prompt, r.completion) for r in expected]

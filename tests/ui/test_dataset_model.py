@@ -70,9 +70,9 @@ def test_model_passes_the_qt_model_tester_through_every_kind_of_change(qtmodelte
 
 def test_model_shows_rows_and_headers() -> None:
     _, model, _ = make_model()
-    assert model.rowCount() == 4 and model.columnCount() == 4
-    assert [model.headerData(c, Qt.Orientation.Horizontal) for c in range(4)] == \
-        ["Prompt", "Completion", "Tokens", "Status"]
+    assert model.rowCount() == 4 and model.columnCount() == 5
+    assert [model.headerData(c, Qt.Orientation.Horizontal) for c in range(5)] == \
+        ["Prompt", "Completion", "Split", "Tokens", "Status"]
     assert model.index(1, COMPLETION).data() == "In Vaelmoor."
     assert model.index(0, TOKENS).data() is None  # unknown until counted
     assert texts(model, STATUS) == ["OK"] * 4
@@ -215,7 +215,7 @@ def test_edit_through_the_view_and_filter_box(qtbot: QtBot) -> None:
     qtbot.keyClicks(tab.filter_edit, "owl")
     qtbot.waitUntil(lambda: tab.proxy.rowCount() == 1)
     assert tab.proxy.index(0, PROMPT).data() == "What is her owl called?"
-    assert "1 of 4 rows" in tab.summary_label.text()
+    qtbot.waitUntil(lambda: "1 of 4 rows" in tab.summary_label.text())
 
 
 def test_tab_reports_problems(qtbot: QtBot) -> None:

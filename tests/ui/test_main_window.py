@@ -29,7 +29,7 @@ SAMPLE_ROWS = len(json.loads((sample_data_dir() / "sample.json").read_text(encod
 
 
 def make_window(qtbot: QtBot, project: Project | None = None) -> MainWindow:
-    window = MainWindow(project or Project.new_default(), probe_device=False)
+    window = MainWindow(project or Project.new_default(), probe_device=False, count_tokens=False)
     qtbot.addWidget(window, before_close_func=save_before_teardown)
     window.show()
     return window
