@@ -4,7 +4,8 @@ Run it after a training run (it shows the newest run of the runs folder, or ``--
 
     xvfb-run -a python packaging/screenshots.py [--project FILE.loradesk] [--run RUN_DIR] [--out docs/screenshots]
 
-It writes ``dataset.png``, ``train.png``, ``compare.png`` and ``runs.png``. On the Compare tab it asks the
+It writes ``dataset.png`` (the current row token by token), ``lengths.png`` (the token-length histogram),
+``checks.png``, ``train.png``, ``compare.png`` and ``runs.png``. On the Compare tab it asks the
 sample probe and compares the held-out questions with the run's adapter, so the models really answer.
 """
 
@@ -32,6 +33,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--size", default="1320x820", help="window size, WIDTHxHEIGHT (default 1320x820)")
     parser.add_argument("--max-new-tokens", type=int, default=64, help="answer length on the Compare tab")
     parser.add_argument("--no-compare", action="store_true", help="do not generate answers on the Compare tab")
+    parser.add_argument("--dataset-only", action="store_true", help="only the Dataset tab shots")
+    parser.add_argument("--row", type=int, default=1, help="the dataset row shown token by token (1-based)")
     return parser.parse_args(argv)
 
 
@@ -115,10 +118,34 @@ def take_shots(window: MainWindow, args: argparse.Namespace, run_dir: Path | Non
         print(path)
 
     window.tabs.setCurrentIndex(0)
-    dataset_view = getattr(window.dataset_tab, "view", None)
-    if dataset_view is not None:
-        dataset_view.selectRow(0)
+    tab = window.dataset_tab
+    wait_until(lambda: tab.model.has_token_counts() and not tab._counting, 600, "the token counts")
+    tab.select_source_rows([args.row - 1])
+    wait_until(lambda: tab.token_preview.explained() is not None, 120, "the token preview")
+    tab.inspector.setCurrentWidget(tab.token_preview)
     shoot(window.tabs.widget(0), "dataset.png")
+    tab.inspector.setCurrentWidget(tab.length_histogram)
+    shoot(window.tabs.widget(0), "lengths.png")
+    wait_until(tab.checks.is_current, 60, "the checks")
+    tab.inspector.setCurrentWidget(tab.checks)
+    shoot(window.tabs.widget(0), "checks.png")
+    # The same row with a max length that cuts it: the lost tokens and the over-long rows show in red.
+    config = window.project.config
+    original = config.training.max_length
+    config.training.max_length = 64
+    window.project.config = config
+    tab.select_source_rows([1])  # a longer row: its answer and end-of-turn token are cut
+    wait_until(lambda: getattr(tab.token_preview.explained(), "max_length", None) == 64
+               and tab.token_preview.header_text().startswith("Row 2"), 60, "the cut preview")
+    tab.inspector.setCurrentWidget(tab.token_preview)
+    shoot(window.tabs.widget(0), "tokens-cut.png")
+    tab.inspector.setCurrentWidget(tab.length_histogram)
+    shoot(window.tabs.widget(0), "lengths-cut.png")
+    config.training.max_length = original
+    window.project.config = config
+    tab.inspector.setCurrentWidget(tab.token_preview)
+    if args.dataset_only:
+        return
 
     train, compare, runs_tab = window.training_tab, window.compare_tab, window.runs_tab
     if run_dir is not None:

@@ -18,7 +18,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if HERE in Path(str(item.fspath)).resolve().parents:
             if item.get_closest_marker("qt_log_level_fail") is None:
                 item.add_marker(pytest.mark.qt_log_level_fail("WARNING"))
-            item.add_marker(pytest.mark.qt_log_ignore("does not support propagateSizeHints"))
+            item.add_marker(pytest.mark.qt_log_ignore("does not support propagateSizeHints",
+                                                      "This plugin does not support raise"))
 
 
 @pytest.fixture(autouse=True)
