@@ -234,8 +234,8 @@ class DatasetTableModel(QAbstractTableModel):
         if count is None:
             return None
         over = self._max_length is not None and count > self._max_length
-        if role == Qt.ItemDataRole.DisplayRole:
-            return f"{count:,}"
+        if role == Qt.ItemDataRole.DisplayRole:  # an over-long row says how many tokens it loses
+            return f"{count:,} (−{count - self._max_length:,})" if over and self._max_length else f"{count:,}"
         if role == Qt.ItemDataRole.TextAlignmentRole:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignTop)
         if role == Qt.ItemDataRole.ForegroundRole and over:

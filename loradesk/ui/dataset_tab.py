@@ -168,7 +168,7 @@ class DatasetTab(QWidget):
         header.setSectionResizeMode(STATUS, QHeaderView.ResizeMode.Fixed)
         metrics = self.fontMetrics()
         header.resizeSection(PROMPT, metrics.horizontalAdvance("x") * 42)
-        header.resizeSection(TOKENS, metrics.horizontalAdvance("Tokens") + 28)
+        header.resizeSection(TOKENS, metrics.horizontalAdvance("1,234 (−567)") + 16)
         header.resizeSection(STATUS, metrics.horizontalAdvance("Duplicate, Empty") + 36)
         vertical = self.view.verticalHeader()
         vertical.setDefaultAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignTop)
