@@ -51,3 +51,17 @@ def test_utilisation_quick_prints_both_studies() -> None:
         assert 0 < percent(row[6]) < 100  # MFU against a peak measured in the same run
     assert re.search(r"LoRA Desk MFU: [\d.]+ % as shipped", out)
     assert re.search(r"matmul peaks \(\d+x\d+\): .*bf16 1 thr", out)
+
+
+def test_dataset_scale_quick_prints_every_figure() -> None:
+    out = run_script("dataset_scale.py", "--quick")
+    assert "planted: 12 duplicate, 4 empty, 2 odd spaces" in out  # the seeded file
+    for figure in ("Open 2,000 rows (import to first paint)", "Filter keystroke, median / max of 14",
+                   "GUI lateness between keystrokes", "'Problems only' on/off", "Scroll jump, median / max of 20",
+                   "Edit a cell", "Undo / redo", "Token statistics: wall time", "Checks: change to fresh results"):
+        assert re.search(rf"^{re.escape(figure)}.*\s(yes|NO|—)$", out, re.MULTILINE), figure
+    assert re.search(r"^Token statistics: progress bar shown\s+yes\s+yes\s+yes$", out, re.MULTILINE)
+    assert "counted 2,000 of 2,000 rows" in out
+    assert "lantern:" in out and "∅:" in out  # typed, then erased to an empty filter
+    found = re.search(r"found \(rows\): (.*);", out).group(1)
+    assert "exact duplicates 12" in found and "empty fields 4" in found  # the checks saw the planted rows
