@@ -292,6 +292,21 @@ class ProblemIndex:
             return True
         return self._counts[key] > 1 and bool(self.row_problems(row))
 
+    def problem_rows(self) -> list[int]:
+        """The rows that are empty or a later copy of another row, ascending."""
+        out: list[int] = []
+        seen: set[RowKey] = set()
+        counts = self._counts
+        for i, key in enumerate(self._keys):
+            if not key[1] or not key[2]:
+                out.append(i)
+            elif counts[key] > 1:
+                if key in seen:
+                    out.append(i)
+                else:
+                    seen.add(key)
+        return out
+
     def problem_row_count(self) -> int:
         """How many rows are empty or a later copy of another row."""
         if self._problem_rows is None:

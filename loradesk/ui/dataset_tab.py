@@ -47,7 +47,7 @@ from loradesk.ui.undo import InsertRowsCommand, SetFieldsCommand
 
 #: Up to this many rows, every row is fitted to its text on load and when columns resize; in bigger
 #: files rows start two lines high and only rows that change are fitted (keeps big files fast).
-FIT_ROWS_LIMIT = 3000
+FIT_ROWS_LIMIT = 300  # fitting costs ~0.2 ms a row on the GUI thread: keep one pass under ~70 ms
 #: Rows counted per turn with the tokenizer (the preview gets its turn between chunks).
 COUNT_CHUNK = 500
 
@@ -87,6 +87,7 @@ class DatasetTab(QWidget):
         self.project = project
         self.undo_stack = undo_stack
         self._tokens_wanted = False  # token work (counts, preview) was started: keep it current
+        self._rows_changed_since_count = False  # rows were added or edited after the last count started
         self._preview_seq = 0
         self._find_dialog: Any = None
         self.model = DatasetTableModel(project.dataset, undo_stack, self)
@@ -234,6 +235,8 @@ class DatasetTab(QWidget):
         self.view.selectionModel().selectionChanged.connect(self._update_actions)
         self.view.selectionModel().currentRowChanged.connect(self._preview_timer.start)
         self.model.dataChanged.connect(self._on_rows_changed)
+        for signal in (self.model.rowsInserted, self.model.modelReset):
+            signal.connect(self._mark_rows_changed)
 
     def _build_inspector(self) -> None:
         """The side panel: the current row token by token, the token lengths, and the checks."""
@@ -407,6 +410,7 @@ class DatasetTab(QWidget):
         if setup != self._token_setup:
             self.model.clear_token_counts()
             self._token_setup = setup
+        self._rows_changed_since_count = False
         rows = self.model.rows_without_token_count()
         if not rows:
             self._update_token_label()
@@ -427,9 +431,9 @@ class DatasetTab(QWidget):
         self.token_progress.hide()
         self.count_button.setEnabled(True)
         self.model.set_token_counts(counts)
-        self._update_token_label()
         self._update_lengths()
-        if self.model.rows_without_token_count():
+        self._update_token_label()
+        if self._rows_changed_since_count:
             self._recount_timer.start()
 
     @Slot(str, str)
@@ -487,8 +491,7 @@ class DatasetTab(QWidget):
         if not self.model.has_token_counts():
             self.length_histogram.clear()
             return
-        count = self.model.token_count
-        counts = [n for row in self.project.dataset if (n := count(row)) is not None]
+        counts = [n for n in self.model.counts_in_order() if n is not None]
         self.length_histogram.set_counts(counts, self.project.config.training.max_length)
 
     @Slot(int, int)
@@ -543,7 +546,12 @@ class DatasetTab(QWidget):
     def _on_preview_progress(self, text: str, _fraction: object) -> None:
         self.token_preview.set_busy(text)
 
+    def _mark_rows_changed(self, *_args: Any) -> None:
+        self._rows_changed_since_count = True
+
     def _on_rows_changed(self, top_left: QModelIndex, bottom_right: QModelIndex, *_roles: Any) -> None:
+        if top_left.column() <= COMPLETION:
+            self._rows_changed_since_count = True
         row = self.current_row()
         if row is not None and top_left.row() <= row <= bottom_right.row() and top_left.column() <= SPLIT:
             self._preview_timer.start()
@@ -625,7 +633,7 @@ class DatasetTab(QWidget):
                          f"with problems</span>")
         self.summary_label.setText(" · ".join(parts))
         self._update_actions()
-        if self._token_setup is not None and self.model.rows_without_token_count():
+        if self._token_setup is not None and self._rows_changed_since_count:
             self._recount_timer.start()
         self.stats_changed.emit(rows, problems)
 

@@ -161,6 +161,7 @@ def test_problem_index_agrees_with_a_full_pass_through_random_edits() -> None:
         got = {r: [p.message for p in index.row_problems(r)] for r in range(len(dataset))}
         assert {r: m for r, m in got.items() if m} == expected
         assert index.problem_row_count() == len(expected)
+        assert index.problem_rows() == sorted(expected)
 
     for _ in range(300):
         op = rng.random()
@@ -173,3 +174,33 @@ def test_problem_index_agrees_with_a_full_pass_through_random_edits() -> None:
         else:
             dataset.reset([Example(rng.choice(texts), rng.choice(texts)) for _ in range(rng.randint(0, 20))])
         check()
+
+
+def test_filter_proxy_passes_the_model_tester_while_filtering(qtbot: QtBot) -> None:
+    from PySide6.QtTest import QAbstractItemModelTester
+
+    tab = make_tab(qtbot)
+    proxy, dataset = tab.proxy, tab.project.dataset
+    tester = QAbstractItemModelTester(proxy, QAbstractItemModelTester.FailureReportingMode.Warning)
+    tab.select_source_rows([0])
+    proxy.set_filter_text("tamsin")
+    assert tab.selected_rows() == [0]  # the selection survives a filter that still shows the row
+    shown = [proxy.mapToSource(proxy.index(r, 0)).row() for r in range(proxy.rowCount())]
+    assert shown == [0, 3]
+    assert proxy.headerData(1, Qt.Orientation.Vertical) == "4"  # rows keep their own numbers
+    dataset.insert(1, [Example("Tamsin again?", "Yes."), Example("Unrelated?", "No.")])
+    assert [proxy.index(r, PROMPT).data() for r in range(proxy.rowCount())] == \
+        ["Who is Tamsin?", "Tamsin again?", "Who made the map?"]
+    dataset.remove(0, 2)
+    assert [proxy.index(r, PROMPT).data() for r in range(proxy.rowCount())] == ["Who made the map?"]
+    dataset.set_field(0, "prompt", "Unrelated, and edited?")  # a shown row that stops matching stays
+    assert proxy.rowCount() == 1
+    proxy.set_problems_only(True)
+    assert proxy.rowCount() == 0
+    dataset.append(Example("", "Tamsin, with no question."))
+    assert proxy.rowCount() == 1
+    dataset.reset(ROWS)
+    proxy.set_problems_only(False)
+    proxy.set_filter_text("")
+    assert proxy.rowCount() == len(ROWS)
+    del tester
