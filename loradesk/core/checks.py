@@ -3,7 +3,9 @@
 :func:`run_checks` looks at a snapshot of rows (it never edits them) and returns one
 :class:`CheckResult` per problem found, most serious first. Each result carries :class:`Fix` objects:
 plain data (rows to delete, cells to rewrite, or a new max length) that the UI turns into one undoable
-step. Everything here is linear in the number of rows, so 100,000 rows take well under a second.
+step. Everything here is linear in the number of rows, so 100,000 rows take well under a second, and
+no single step holds the GIL for long (no whole-dataset sorts, few long-lived containers, big temporaries
+freed in slices), so the GUI thread stays responsive while the checks run on a worker thread.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ SAME_ANSWER_MIN_SHARE = 0.2
 LENGTH_STEP = 64
 #: Rows, pairs or answers quoted in a message before "…".
 QUOTE_LIMIT = 3
+#: Big temporary containers are freed this many items at a time (see :func:`_release`).
+RELEASE_CHUNK = 5_000
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,23 @@ def _rows_text(rows: Sequence[int]) -> str:
     if len(rows) <= QUOTE_LIMIT:
         return f"rows {', '.join(shown[:-1])} and {shown[-1]}"
     return f"rows {', '.join(shown)} and {len(rows) - QUOTE_LIMIT:,} more"
+
+
+def _release(*containers: list | set | dict) -> None:
+    """Free big temporary containers a slice at a time.
+
+    Checks run on a worker thread while the GUI thread waits for the GIL. Freeing 100,000 objects at once
+    (a dict of tuples going out of scope) is one C call that holds the GIL for 10-15 ms; freed in slices of
+    :data:`RELEASE_CHUNK`, the GIL changes hands in between.
+    """
+    for container in containers:
+        if isinstance(container, list):
+            items = container
+        else:  # the keys and values live on in ``items``, so clearing only drops references
+            items = [*container, *container.values()] if isinstance(container, dict) else [*container]
+            container.clear()
+        while items:
+            del items[-RELEASE_CHUNK:]
 
 
 def _quote(text: str, limit: int = 60) -> str:
@@ -196,6 +217,7 @@ def _check_duplicates(rows: Sequence[Example], norm: Sequence[tuple[str, str, st
             exact.append((i, first))
         elif near_of != i:
             near.append((i, near_of))
+    _release(exact_first, near_first)
     out: list[CheckResult] = []
     if exact:
         found = tuple(i for i, _ in exact)
@@ -220,6 +242,7 @@ def _check_duplicates(rows: Sequence[Example], norm: Sequence[tuple[str, str, st
                   "of each group.", remove_rows=found)
         out.append(CheckResult("near_duplicate", "Near duplicates", "warning", message, found, (fix,),
                                tuple(f"like row {f + 1}" for _, f in near)))
+    _release(exact, near)
     return out
 
 
@@ -280,6 +303,7 @@ def _check_too_long(rows: Sequence[Example], token_counts: Callable[[Example], i
     if not over:
         return None
     found = tuple(i for i, _ in over)
+    notes = tuple(f"{c:,} tokens, {c - max_length:,} cut" for _, c in over)
     n = len(found)
     cut = sum(c - max_length for _, c in over)
     longest = max(c for _, c in over)
@@ -293,28 +317,35 @@ def _check_too_long(rows: Sequence[Example], token_counts: Callable[[Example], i
                          f"Sets the max length to {target:,} tokens so every row fits. Memory and time per "
                          "step grow with it.", max_length=target))
     fixes.append(Fix(f"Delete {_plural(n, 'long row')}", "Deletes the rows that do not fit.", remove_rows=found))
-    return CheckResult("too_long", "Longer than the max length", "warning", message, found, tuple(fixes),
-                       tuple(f"{c:,} tokens, {c - max_length:,} cut" for _, c in over))
+    _release(over)
+    return CheckResult("too_long", "Longer than the max length", "warning", message, found, tuple(fixes), notes)
 
 
 def _check_same_answer(norm: Sequence[tuple[str, str, str]], rows: Sequence[Example]) -> CheckResult | None:
-    groups: dict[str, list[int]] = {}
-    for i, (_, _, completion) in enumerate(norm):
-        if completion:
-            groups.setdefault(completion, []).append(i)
-    total = len(norm)
-    shared: list[tuple[list[int], int]] = []  # rows, distinct prompts
-    for members in groups.values():
-        if len(members) < 2:
+    # For each answer given more than once, its prompts with their number of rows, in small dicts of strings
+    # and ints that the garbage collector does not track. 100,000 lists of rows (one per answer) would outlive
+    # the young generations and set off full collections, each holding the GIL for tens of milliseconds.
+    first: dict[str, int] = {}
+    prompts_of: dict[str, dict[str, int]] = {}
+    for i, (_, prompt, completion) in enumerate(norm):
+        if not completion:
             continue
-        prompts = len({norm[i][1] for i in members})
-        if prompts >= SAME_ANSWER_MIN_PROMPTS or (prompts >= 2 and len(members) >= SAME_ANSWER_MIN_SHARE * total):
-            shared.append((members, prompts))
+        head = first.setdefault(completion, i)
+        if head == i:
+            continue
+        counts = prompts_of.get(completion)
+        if counts is None:
+            prompts_of[completion] = counts = {norm[head][1]: 1}
+        counts[prompt] = counts.get(prompt, 0) + 1
+    share = SAME_ANSWER_MIN_SHARE * len(norm)
+    shared = {answer: len(counts) for answer, counts in prompts_of.items() if len(counts) >= SAME_ANSWER_MIN_PROMPTS
+              or (len(counts) >= 2 and sum(counts.values()) >= share)}
+    _release(prompts_of)
     if not shared:
         return None
-    shared.sort(key=lambda g: (-g[1], g[0][0]))
-    members, prompts = shared[0]
-    answer = _quote(rows[members[0]].completion)
+    top = min(shared, key=lambda answer: (-shared[answer], first[answer]))
+    prompts = shared[top]
+    answer = _quote(rows[first[top]].completion)
     if len(shared) == 1:
         message = (f"{prompts:,} prompts share the answer {answer} — fine for a fixed reply, but the model will "
                    "learn to give it often.")
@@ -322,15 +353,15 @@ def _check_same_answer(norm: Sequence[tuple[str, str, str]], rows: Sequence[Exam
         message = (f"{len(shared):,} answers are each given to several prompts, most often {answer} "
                    f"({prompts:,} prompts) — fine for fixed replies or paraphrased questions, but the model will "
                    "learn to give them often.")
-    found = tuple(sorted(i for group, _ in shared for i in group))
-    answers = {i: _quote(rows[group[0]].completion, 40) for group, _ in shared for i in group}
-    extra = tuple(sorted(i for group, _ in shared for i in group[1:]))
+    found = tuple(i for i, (_, _, completion) in enumerate(norm) if completion in shared)
+    extra = tuple(i for i in found if first[norm[i][2]] != i)
+    quotes = {answer: _quote(rows[first[answer]].completion, 40) for answer in shared}
     fix = Fix(f"Delete {_plural(len(extra), 'row')}, keeping one per answer",
               "Optional: keeps the first row of each shared answer and deletes the others. Only if the repeats "
               "are not on purpose (several phrasings of one question are a good way to teach a fact).",
               remove_rows=extra)
     return CheckResult("same_answer", "Shared answers", "info", message, found, (fix,),
-                       tuple(answers[i] for i in found))
+                       tuple(quotes[norm[i][2]] for i in found))
 
 
 def run_checks(rows: Sequence[Example], token_counts: Callable[[Example], int | None] | None = None,
@@ -348,6 +379,7 @@ def run_checks(rows: Sequence[Example], token_counts: Callable[[Example], int | 
         _check_whitespace(rows),
         _check_same_answer(norm, rows),
     ]
+    _release(norm)
     if token_counts is not None and max_length is not None:
         found.append(_check_too_long(rows, token_counts, max_length))
     results = [r for r in found if r is not None]

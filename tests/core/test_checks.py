@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from loradesk.core.checks import CheckResult, Fix, normalise, run_checks, tidy_whitespace
+from loradesk.core.checks import RELEASE_CHUNK, CheckResult, Fix, _release, normalise, run_checks, tidy_whitespace
 from loradesk.core.dataset import Dataset, Example
 
 
@@ -184,6 +184,44 @@ def test_keep_one_per_answer_deletes_all_but_the_first_of_each_group() -> None:
     ds = Dataset(rows)
     apply(ds, fix)
     assert [r.prompt for r in ds][:3] == ["Weather 0?", "Greeting 0", "What is 0 + 0?"]
+
+
+def test_shared_answers_match_grouping_rows_by_answer() -> None:
+    """Random small datasets (many ties) against a plain grouping of the rows by their normalised answer."""
+    rng = random.Random(11)
+    prompts = ["Rain?", "rain", "Snow?", "Wind?", "Sun?", "Fog?", ""]
+    answers = ["I don't know.", "i don't know", "Yes.", "No!", "Maybe", ""]
+    for _ in range(300):
+        rows = [Example(rng.choice(prompts), rng.choice(answers)) for _ in range(rng.randint(0, 25))]
+        groups: dict[str, list[int]] = {}
+        for i, row in enumerate(rows):
+            if normalise(row.completion):
+                groups.setdefault(normalise(row.completion), []).append(i)
+        shared = []
+        for members in groups.values():
+            distinct = len({normalise(rows[i].prompt) for i in members})
+            if distinct >= 3 or (distinct >= 2 and len(members) >= 0.2 * len(rows)):
+                shared.append((members, distinct))
+        result = by_key(run_checks(rows)).get("same_answer")
+        if not shared:
+            assert result is None
+            continue
+        assert result is not None
+        top, distinct = min(shared, key=lambda g: (-g[1], g[0][0]))  # most prompts, then the earliest answer
+        assert f"'{rows[top[0]].completion.strip()}'" in result.message and f"{distinct:,} prompts" in result.message
+        assert result.rows == tuple(sorted(i for members, _ in shared for i in members))
+        assert result.fixes[0].remove_rows == tuple(sorted(i for members, _ in shared for i in members[1:]))
+        first = {i: members[0] for members, _ in shared for i in members}
+        assert result.notes == tuple(f"'{rows[first[i]].completion.strip()}'" for i in result.rows)
+
+
+def test_release_empties_containers_bigger_than_a_chunk() -> None:
+    n = 2 * RELEASE_CHUNK + 7
+    items, table, seen = [(i, str(i)) for i in range(n)], {(i, "k"): i for i in range(n)}, {(i, "s") for i in range(n)}
+    kept = items[:10]
+    _release(items, table, seen, [])
+    assert items == [] and table == {} and seen == set()
+    assert kept == [(i, str(i)) for i in range(10)]  # only the containers are emptied, not what they held
 
 
 def test_fix_has_exactly_one_kind() -> None:
