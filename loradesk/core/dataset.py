@@ -17,7 +17,7 @@ FIELDS = ("prompt", "completion", "system")
 SPLITS = ("auto", "train", "validation")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Example:
     """One training pair. ``system`` is an optional system prompt; ``split`` pins the row to a split.
 
