@@ -238,17 +238,16 @@ class ProblemIndex:
         if event.kind == "reset":
             self.rebuild()
             return set()
-        touched: list[RowKey] = []
+        added: list[RowKey] = []
+        removed: list[RowKey] = []
         if event.kind == "inserted":
-            new = [_row_key(self._dataset[i]) for i in range(event.start, event.start + event.count)]
-            self._keys[event.start:event.start] = new
-            self._counts.update(new)
-            touched = new
+            added = [_row_key(self._dataset[i]) for i in range(event.start, event.start + event.count)]
+            self._keys[event.start:event.start] = added
+            self._counts.update(added)
         elif event.kind == "removed":
-            gone = self._keys[event.start:event.start + event.count]
+            removed = self._keys[event.start:event.start + event.count]
             del self._keys[event.start:event.start + event.count]
-            self._counts.subtract(gone)
-            touched = gone
+            self._counts.subtract(removed)
         else:
             for i in range(event.start, event.start + event.count):
                 old, new_key = self._keys[i], _row_key(self._dataset[i])
@@ -256,12 +255,16 @@ class ProblemIndex:
                     self._keys[i] = new_key
                     self._counts[old] -= 1
                     self._counts[new_key] += 1
-                    touched += (old, new_key)
+                    removed.append(old)
+                    added.append(new_key)
         shared = set()
-        for key in touched:
+        for key in removed:  # rows left with this text may have stopped (or started) being the duplicate
             if self._counts[key] <= 0:
                 del self._counts[key]
-            elif key[1] or key[2]:  # another row has this key: its duplicate mark may have changed
+            elif key[1] or key[2]:
+                shared.add(key)
+        for key in added:  # rows that already had this text: the first of them may have changed
+            if self._counts[key] > 1 and (key[1] or key[2]):
                 shared.add(key)
         return shared
 

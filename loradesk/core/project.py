@@ -135,11 +135,13 @@ class Project:
             self._emit("heldout")
 
     # --- serialisation -----------------------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, records: bool = True) -> dict[str, Any]:
+        """The project as JSON-ready data; ``records=False`` keeps the rows as the (immutable) rows themselves,
+        a cheap snapshot that :func:`write_recovery` turns into records on its own thread."""
         return {
             "format": PROJECT_FORMAT,
             "version": PROJECT_VERSION,
-            "dataset": self.dataset.records(),
+            "dataset": self.dataset.records() if records else list(self.dataset.rows),
             "config": self.config.to_dict(),
             "heldout": str(self._heldout) if self._heldout else None,
         }
@@ -230,9 +232,10 @@ class Project:
         """
         if not self._dirty:
             return None
+        project = self.to_dict(records=False)
         return {"format": RECOVERY_FORMAT, "version": PROJECT_VERSION,
                 "saved": datetime.now().astimezone().isoformat(timespec="seconds"),
-                "source": str(self._path) if self._path else None, "project": self.to_dict()}
+                "source": str(self._path) if self._path else None, "project": project}
 
     def autosave(self) -> Path | None:
         """Write the recovery file if there are unsaved changes; returns its path (or ``None``)."""
@@ -246,6 +249,11 @@ _RECOVERY_LOCK = threading.Lock()
 def write_recovery(snapshot: dict[str, Any]) -> Path:
     """Write a :meth:`Project.recovery_snapshot` atomically (any thread; encoded in pieces)."""
     target = recovery_path()
+    project = snapshot.get("project")
+    if isinstance(project, dict):
+        rows = project.get("dataset") or []
+        records = [r.to_record() if isinstance(r, Example) else r for r in rows]
+        snapshot = {**snapshot, "project": {**project, "dataset": records}}
     with _RECOVERY_LOCK, atomic_open(target) as fh:
         for piece in iter_json(snapshot):
             fh.write(piece)

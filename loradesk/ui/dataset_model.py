@@ -381,11 +381,8 @@ class DatasetTableModel(QAbstractTableModel):
 
     def rows_without_token_count(self) -> list[Example]:
         """Distinct rows whose token count is not known yet."""
-        missing: dict[TokenKey, Example] = {}
-        for example in self._dataset:
-            key = token_key(example)
-            if key not in self._tokens:
-                missing.setdefault(key, example)
+        tokens = self._tokens
+        missing = {key: r for r in self._dataset.rows if (key := (r.system, r.prompt, r.completion)) not in tokens}
         return list(missing.values())
 
     def _refresh_tokens(self) -> None:
