@@ -209,6 +209,13 @@ def _key_is_empty(key: RowKey) -> bool:
     return not key[1] or not key[2]
 
 
+def _weight(key: RowKey, count: int) -> int:
+    """How many of ``count`` rows with this key have a problem: all if empty, else all but the first."""
+    if count <= 0:
+        return 0
+    return count if not key[1] or not key[2] else count - 1
+
+
 class ProblemIndex:
     """The empty and duplicate checks of :meth:`Dataset.problems`, kept current event by event.
 
@@ -221,20 +228,29 @@ class ProblemIndex:
         self._dataset = dataset
         self._keys: list[RowKey] = []
         self._counts: Counter[RowKey] = Counter()
-        self._first: dict[RowKey, int] | None = None
-        self._problem_rows: int | None = None
+        self._first: dict[RowKey, int] = {}  # first row of a duplicated key, looked up on demand
+        self._problem_rows = 0
         self.rebuild()
 
     def rebuild(self) -> None:
         self._keys = [(r.system.strip(), r.prompt.strip(), r.completion.strip()) for r in self._dataset.rows]
         self._counts = Counter(self._keys)
-        self._first = None
-        self._problem_rows = None
+        self._first = {}
+        self._problem_rows = sum(_weight(key, count) for key, count in self._counts.items()
+                                 if count > 1 or not key[1] or not key[2])
+
+    def _bump(self, key: RowKey, delta: int) -> None:
+        before = self._counts[key]
+        after = before + delta
+        self._problem_rows += _weight(key, after) - _weight(key, before)
+        if after > 0:
+            self._counts[key] = after
+        else:
+            del self._counts[key]
 
     def apply(self, event: DatasetEvent) -> set[RowKey]:
         """Follow one change; returns the keys shared with *other* rows whose status may have changed."""
-        self._first = None
-        self._problem_rows = None
+        self._first = {}
         if event.kind == "reset":
             self.rebuild()
             return set()
@@ -243,25 +259,23 @@ class ProblemIndex:
         if event.kind == "inserted":
             added = [_row_key(self._dataset[i]) for i in range(event.start, event.start + event.count)]
             self._keys[event.start:event.start] = added
-            self._counts.update(added)
         elif event.kind == "removed":
             removed = self._keys[event.start:event.start + event.count]
             del self._keys[event.start:event.start + event.count]
-            self._counts.subtract(removed)
         else:
             for i in range(event.start, event.start + event.count):
                 old, new_key = self._keys[i], _row_key(self._dataset[i])
                 if old != new_key:
                     self._keys[i] = new_key
-                    self._counts[old] -= 1
-                    self._counts[new_key] += 1
                     removed.append(old)
                     added.append(new_key)
+        for key in removed:
+            self._bump(key, -1)
+        for key in added:
+            self._bump(key, 1)
         shared = set()
         for key in removed:  # rows left with this text may have stopped (or started) being the duplicate
-            if self._counts[key] <= 0:
-                del self._counts[key]
-            elif key[1] or key[2]:
+            if self._counts[key] > 0 and (key[1] or key[2]):
                 shared.add(key)
         for key in added:  # rows that already had this text: the first of them may have changed
             if self._counts[key] > 1 and (key[1] or key[2]):
@@ -278,12 +292,9 @@ class ProblemIndex:
         out = [RowProblem(row, name, "empty", f"row {row + 1}: {name} is empty")
                for name, text in (("prompt", key[1]), ("completion", key[2])) if not text]
         if self._counts[key] > 1 and (key[1] or key[2]):
-            if self._first is None:
-                first: dict[RowKey, int] = {}
-                for i, k in enumerate(self._keys):
-                    first.setdefault(k, i)
-                self._first = first
-            original = self._first[key]
+            original = self._first.get(key)
+            if original is None:  # a scan in C, only for duplicated rows that are looked at
+                original = self._first[key] = self._keys.index(key)
             if original != row:
                 out.append(RowProblem(row, "prompt", "duplicate",
                                       f"row {row + 1}: same prompt and completion as row {original + 1}"))
@@ -311,10 +322,7 @@ class ProblemIndex:
         return out
 
     def problem_row_count(self) -> int:
-        """How many rows are empty or a later copy of another row."""
-        if self._problem_rows is None:
-            self._problem_rows = sum(count if not key[1] or not key[2] else count - 1
-                                     for key, count in self._counts.items() if count > 1 or not key[1] or not key[2])
+        """How many rows are empty or a later copy of another row (kept up to date, no pass over the rows)."""
         return self._problem_rows
 
 
