@@ -115,16 +115,24 @@ def device_text() -> str:
     so that pressing Train later does not stall the window on multi-second imports holding the GIL."""
     from loradesk.core import models
 
-    text = models.device_description()
-    import datasets  # noqa: F401
-    import peft  # noqa: F401
-    from transformers import Trainer  # noqa: F401  (resolves transformers' lazy training modules)
-
-    # Move the hundreds of thousands of objects those imports created out of the garbage collector's view.
-    # Otherwise each full collection (accelerate runs one when training starts, transformers while loading a
-    # model) walks all of them holding the GIL: measured ~200-240 ms GUI freezes each, ~20 ms after this.
+    # The imports create hundreds of thousands of long-lived objects. While they run, the collector's full
+    # passes walk the growing heap holding the GIL (measured: six passes of 40-260 ms freezing the window in
+    # the first seconds) and find almost nothing to free, so it is paused; afterwards the import-time objects
+    # are moved out of its view for good. Otherwise each later full collection (accelerate runs one when
+    # training starts, transformers while loading a model) walks them all: ~200-240 ms freezes, ~20 ms after.
     # Only import-time objects are frozen (no model is loaded yet), and those live as long as the process.
-    gc.freeze()
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        text = models.device_description()
+        import datasets  # noqa: F401
+        import peft  # noqa: F401
+        from transformers import Trainer  # noqa: F401  (resolves transformers' lazy training modules)
+
+        gc.freeze()
+    finally:
+        if was_enabled:
+            gc.enable()
     return text
 
 
