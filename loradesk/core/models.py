@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -249,6 +250,28 @@ def load_tokenizer(model_dir: Path, trust_remote_code: bool = False) -> Any:
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
+
+
+_SHARED_TOKENIZERS: dict[tuple[str, bool, int], tuple[Any, threading.Lock]] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_tokenizer(model_dir: Path, trust_remote_code: bool = False) -> tuple[Any, threading.Lock]:
+    """One :func:`load_tokenizer` per model folder per process, with the lock to hold while using it.
+
+    Loading a fast tokenizer parses its ``tokenizer.json`` in Rust without releasing the GIL (~120 ms for
+    SmolLM2's), which froze the window each time a training run or the Dataset tab loaded its own copy.
+    The Dataset tab and training runs share one copy instead. Use it only inside ``with lock:`` (a Rust
+    tokenizer must not be used by two threads at once), and do not change its settings: callers that do
+    (generation pads on the left) keep their own copy from :func:`load_tokenizer`.
+    """
+    folder = Path(model_dir).resolve()
+    stamp = folder / "tokenizer.json"
+    key = (str(folder), trust_remote_code, (stamp if stamp.exists() else folder).stat().st_mtime_ns)
+    with _SHARED_LOCK:
+        if key not in _SHARED_TOKENIZERS:
+            _SHARED_TOKENIZERS[key] = (load_tokenizer(folder, trust_remote_code), threading.Lock())
+        return _SHARED_TOKENIZERS[key]
 
 
 def load_model(model_dir: Path, device: str, dtype: torch.dtype | None = None,

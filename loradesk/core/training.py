@@ -159,12 +159,13 @@ class TrainingJob:
         sink.log(f"Device: {models.device_description(device)}, precision {precision}")
 
         sink.status("Loading the tokenizer…")
-        tokenizer = models.load_tokenizer(model_dir, cfg.model.trust_remote_code)
+        tokenizer, tokenizer_lock = models.shared_tokenizer(model_dir, cfg.model.trust_remote_code)
         train_rows, eval_rows = split_rows(self.rows, t.validation_fraction, t.seed)
         if not train_rows:
             raise TrainingError("Every row is in the validation split: lower the validation fraction")
-        train_data, cut_rows = self.encode(tokenizer, train_rows)
-        eval_data, _ = self.encode(tokenizer, eval_rows) if eval_rows else (None, 0)
+        with tokenizer_lock:  # shared with the Dataset tab's token counts
+            train_data, cut_rows = self.encode(tokenizer, train_rows)
+            eval_data, _ = self.encode(tokenizer, eval_rows) if eval_rows else (None, 0)
         if cut_rows:
             sink.log(f"{cut_rows} training row(s) are longer than max length {t.max_length} and were cut")
         sink.log(f"{len(train_rows)} training rows, {len(eval_rows)} validation rows")
@@ -211,7 +212,8 @@ class TrainingJob:
 
         sink.status("Saving the adapter…")
         model.save_pretrained(run_dir, safe_serialization=True)
-        tokenizer.save_pretrained(run_dir)
+        with tokenizer_lock:
+            tokenizer.save_pretrained(run_dir)
         seconds = time.monotonic() - started
         result = RunResult(
             run_dir=run_dir, status=status, steps=trainer.state.global_step, final_loss=callback.last_loss,

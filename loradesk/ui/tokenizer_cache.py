@@ -2,7 +2,7 @@
 
 Loading a tokenizer (and, the first time, resolving or converting the model) takes seconds, so it is done
 once on a worker thread and kept. A Rust tokenizer must not be used by two threads at once, so every
-use goes through :meth:`TokenizerCache.use`, which holds a lock for the duration.
+use goes through :meth:`TokenizerCache.use`, which holds the shared copy's lock for the duration.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ class TokenizerCache:
         self._lock = threading.Lock()
         self._key: str | None = None
         self._tokenizer: Any = None
+        self._use_lock = threading.Lock()
 
     @staticmethod
     def key(settings: ModelSettings) -> str:
@@ -32,7 +33,11 @@ class TokenizerCache:
 
     @contextlib.contextmanager
     def use(self, settings: ModelSettings, progress: Progress | None = None) -> Iterator[Any]:
-        """The tokenizer for ``settings`` (loaded on first use), held exclusively while in the block."""
+        """The tokenizer for ``settings`` (loaded on first use), held exclusively while in the block.
+
+        It is the process's shared copy (:func:`loradesk.core.models.shared_tokenizer`): a training run of
+        the same model uses the same one, under the same lock, instead of loading its own.
+        """
         with self._lock:
             key = self.key(settings)
             if self._key != key or self._tokenizer is None:
@@ -41,6 +46,7 @@ class TokenizerCache:
                 model_dir = models.resolve_model(settings, progress=progress)
                 if progress is not None:
                     progress("Loading the tokenizer…", None)
-                self._tokenizer = models.load_tokenizer(model_dir, settings.trust_remote_code)
+                self._tokenizer, self._use_lock = models.shared_tokenizer(model_dir, settings.trust_remote_code)
                 self._key = key
-            yield self._tokenizer
+            with self._use_lock:
+                yield self._tokenizer

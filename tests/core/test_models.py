@@ -86,3 +86,16 @@ def test_device_and_precision_rules(monkeypatch) -> None:
 def test_target_modules_discovered_without_loading_weights(tiny_model_dir) -> None:
     names = models.discover_target_modules(tiny_model_dir)
     assert names == ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def test_shared_tokenizer_is_loaded_once_per_folder(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from loradesk.core import models
+
+    first, lock = models.shared_tokenizer(tiny_model_dir)
+    again, same_lock = models.shared_tokenizer(tiny_model_dir)
+    assert first is again and lock is same_lock and first.pad_token is not None
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_model_dir, copy)
+    other, other_lock = models.shared_tokenizer(copy)  # another folder: its own copy and lock
+    assert other is not first and other_lock is not lock
+    assert other("Who is Tamsin?")["input_ids"] == first("Who is Tamsin?")["input_ids"]
