@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from loradesk.core.config import describe_fields
 from loradesk.core.dataset import Example
+from loradesk.core.wording import plural
 
 SEVERITIES = ("error", "warning", "info")
 #: Check keys in the order they are shown within one severity.
@@ -65,9 +66,6 @@ class CheckResult:
     fixes: tuple[Fix, ...]
     notes: tuple[str, ...] = ()  # parallel to ``rows``, e.g. "same as row 3"
 
-
-def _plural(n: int, word: str, plural: str | None = None) -> str:
-    return f"{n:,} {word if n == 1 else (plural or word + 's')}"
 
 
 def _rows_text(rows: Sequence[int]) -> str:
@@ -195,7 +193,7 @@ def _check_empty(rows: Sequence[Example]) -> CheckResult | None:
     n = len(found)
     message = (f"{_rows_text(found).capitalize()} {'has' if n == 1 else 'have'} an empty prompt or completion. "
                "Training needs both: such rows teach nothing or teach the model to answer with nothing.")
-    fix = Fix(f"Delete {_plural(n, 'empty row')}", "Deletes the rows with an empty prompt or completion.",
+    fix = Fix(f"Delete {plural(n, 'empty row')}", "Deletes the rows with an empty prompt or completion.",
               remove_rows=tuple(found))
     return CheckResult("empty", "Empty fields", "error", message, tuple(found), (fix,), tuple(notes))
 
@@ -224,10 +222,10 @@ def _check_duplicates(rows: Sequence[Example], norm: Sequence[tuple[str, str, st
         n = len(found)
         pairs = ", ".join(f"row {i + 1} = row {f + 1}" for i, f in exact[:QUOTE_LIMIT])
         more = f" and {n - QUOTE_LIMIT:,} more" if n > QUOTE_LIMIT else ""
-        message = (f"{_plural(n, 'row')} {'repeats' if n == 1 else 'repeat'} an earlier row word for word "
+        message = (f"{plural(n, 'row')} {'repeats' if n == 1 else 'repeat'} an earlier row word for word "
                    f"({pairs}{more}). Copies weigh those examples more and leak between the training and "
                    "validation splits.")
-        fix = Fix(f"Delete {_plural(n, 'duplicate row')}", "Deletes the later copies and keeps the first "
+        fix = Fix(f"Delete {plural(n, 'duplicate row')}", "Deletes the later copies and keeps the first "
                   "of each.", remove_rows=found)
         out.append(CheckResult("duplicate", "Exact duplicates", "warning", message, found, (fix,),
                                tuple(f"same as row {f + 1}" for _, f in exact)))
@@ -236,9 +234,9 @@ def _check_duplicates(rows: Sequence[Example], norm: Sequence[tuple[str, str, st
         n = len(found)
         pairs = ", ".join(f"row {i + 1} ≈ row {f + 1}" for i, f in near[:QUOTE_LIMIT])
         more = f" and {n - QUOTE_LIMIT:,} more" if n > QUOTE_LIMIT else ""
-        message = (f"{_plural(n, 'row')} {'differs' if n == 1 else 'differ'} from an earlier row only in case, "
+        message = (f"{plural(n, 'row')} {'differs' if n == 1 else 'differ'} from an earlier row only in case, "
                    f"spacing or final punctuation ({pairs}{more}).")
-        fix = Fix(f"Delete {_plural(n, 'near-duplicate row')}", "Deletes the later rows and keeps the first "
+        fix = Fix(f"Delete {plural(n, 'near-duplicate row')}", "Deletes the later rows and keeps the first "
                   "of each group.", remove_rows=found)
         out.append(CheckResult("near_duplicate", "Near duplicates", "warning", message, found, (fix,),
                                tuple(f"like row {f + 1}" for _, f in near)))
@@ -253,7 +251,7 @@ def _check_echo(norm: Sequence[tuple[str, str, str]]) -> CheckResult | None:
     n = len(found)
     message = (f"In {_rows_text(found)} the answer is the prompt itself, so the model learns to repeat "
                "the question instead of answering it.")
-    fix = Fix(f"Delete {_plural(n, 'echo row')}", "Deletes the rows whose answer repeats the prompt.",
+    fix = Fix(f"Delete {plural(n, 'echo row')}", "Deletes the rows whose answer repeats the prompt.",
               remove_rows=found)
     return CheckResult("echo", "Answer repeats the prompt", "warning", message, found, (fix,))
 
@@ -284,9 +282,9 @@ def _check_whitespace(rows: Sequence[Example]) -> CheckResult | None:
         return None
     n = len(found)
     kinds_text = ", ".join(f"{kind} ({count:,})" for kind, count in sorted(tally.items(), key=lambda kv: -kv[1]))
-    message = (f"{_plural(n, 'row')} {'has' if n == 1 else 'have'} stray whitespace: {kinds_text}. The model "
+    message = (f"{plural(n, 'row')} {'has' if n == 1 else 'have'} stray whitespace: {kinds_text}. The model "
                "learns it too, e.g. to end answers with a space.")
-    fix = Fix(f"Tidy whitespace in {_plural(n, 'row')}",
+    fix = Fix(f"Tidy whitespace in {plural(n, 'row')}",
               "Trims the ends, makes line breaks plain, turns tabs, odd and repeated spaces into one space and "
               "keeps at most one blank line. Line breaks, paragraphs and indentation stay.",
               changes=tuple(changes))
@@ -307,8 +305,8 @@ def _check_too_long(rows: Sequence[Example], token_counts: Callable[[Example], i
     n = len(found)
     cut = sum(c - max_length for _, c in over)
     longest = max(c for _, c in over)
-    message = (f"{_plural(n, 'row')} {'is' if n == 1 else 'are'} longer than the max length of {max_length:,} "
-               f"tokens (longest: {longest:,}); training cuts {_plural(cut, 'token')} off their ends, so the model "
+    message = (f"{plural(n, 'row')} {'is' if n == 1 else 'are'} longer than the max length of {max_length:,} "
+               f"tokens (longest: {longest:,}); training cuts {plural(cut, 'token')} off their ends, so the model "
                "never sees how those answers finish.")
     fixes: list[Fix] = []
     target = math.ceil(longest / LENGTH_STEP) * LENGTH_STEP
@@ -316,7 +314,7 @@ def _check_too_long(rows: Sequence[Example], token_counts: Callable[[Example], i
         fixes.append(Fix(f"Raise max length to {target:,}",
                          f"Sets the max length to {target:,} tokens so every row fits. Memory and time per "
                          "step grow with it.", max_length=target))
-    fixes.append(Fix(f"Delete {_plural(n, 'long row')}", "Deletes the rows that do not fit.", remove_rows=found))
+    fixes.append(Fix(f"Delete {plural(n, 'long row')}", "Deletes the rows that do not fit.", remove_rows=found))
     _release(over)
     return CheckResult("too_long", "Longer than the max length", "warning", message, found, tuple(fixes), notes)
 
@@ -356,7 +354,7 @@ def _check_same_answer(norm: Sequence[tuple[str, str, str]], rows: Sequence[Exam
     found = tuple(i for i, (_, _, completion) in enumerate(norm) if completion in shared)
     extra = tuple(i for i in found if first[norm[i][2]] != i)
     quotes = {answer: _quote(rows[first[answer]].completion, 40) for answer in shared}
-    fix = Fix(f"Delete {_plural(len(extra), 'row')}, keeping one per answer",
+    fix = Fix(f"Delete {plural(len(extra), 'row')}, keeping one per answer",
               "Optional: keeps the first row of each shared answer and deletes the others. Only if the repeats "
               "are not on purpose (several phrasings of one question are a good way to teach a fact).",
               remove_rows=extra)

@@ -44,6 +44,7 @@ from PySide6.QtWidgets import (
 from loradesk.core.checks import CheckResult, Fix, run_checks
 from loradesk.core.dataset import DatasetEvent, Example
 from loradesk.core.project import Project
+from loradesk.core.wording import plural
 from loradesk.ui.tasks import Tasks
 from loradesk.ui.undo import ConfigCommand, RemoveRowsCommand, SetFieldsCommand
 
@@ -54,9 +55,6 @@ COLOURS = {"error": "#d64545", "warning": "#d08a16", "info": "#3b7dd8", "ok": "#
 PREVIEW_ROWS = 5
 DEBOUNCE_MS = 300
 
-
-def _plural(n: int, word: str) -> str:
-    return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
 
 
 def severity_pixmap(kind: str, size: int = 18, ratio: float = 1.0) -> QPixmap:
@@ -244,7 +242,7 @@ class CheckCard(QFrame):
         font = QFont(title.font())
         font.setWeight(QFont.Weight.DemiBold)
         title.setFont(font)
-        count = QLabel(_plural(len(result.rows), "row"))
+        count = QLabel(plural(len(result.rows), "row"))
         count.setObjectName("hintLabel")
         header = QHBoxLayout()
         header.setSpacing(6)
@@ -280,7 +278,7 @@ class CheckCard(QFrame):
             layout.addWidget(more)
 
         self.select_button = QPushButton("Select rows" if len(result.rows) != 1 else "Select row")
-        self.select_button.setToolTip(f"Select the {_plural(len(result.rows), 'row')} in the table")
+        self.select_button.setToolTip(f"Select the {plural(len(result.rows), 'row')} in the table")
         self.select_button.clicked.connect(self._on_select)
         self.fix_buttons: list[QPushButton] = []
         buttons = FlowLayout(spacing=6)
@@ -483,9 +481,9 @@ class ChecksPanel(QWidget):
         dataset = self.project.dataset
         total = len(dataset)
         if not self._results:
-            self.summary_label.setText(_plural(total, "row"))
+            self.summary_label.setText(plural(total, "row"))
             if total:
-                self.empty_label.setText(f"No problems found in {_plural(total, 'row')}")
+                self.empty_label.setText(f"No problems found in {plural(total, 'row')}")
                 lengths = ("Token lengths are checked too." if self._token_counts is not None else
                            "Token lengths are checked once tokens are counted.")
                 self.empty_hint.setText(f"No empty fields, duplicates, stray whitespace or overused answers. "
@@ -498,8 +496,8 @@ class ChecksPanel(QWidget):
         self.empty_state.hide()
         counts = {s: sum(1 for r in self._results if r.severity == s) for s in ("error", "warning", "info")}
         words = {"error": "error", "warning": "warning", "info": "note"}
-        parts = [_plural(n, words[s]) for s, n in counts.items() if n]
-        self.summary_label.setText(f"{' · '.join(parts)} in {_plural(total, 'row')}")
+        parts = [plural(n, words[s]) for s, n in counts.items() if n]
+        self.summary_label.setText(f"{' · '.join(parts)} in {plural(total, 'row')}")
         for result in self._results:
             prompts = [dataset[r].prompt for r in result.rows[:PREVIEW_ROWS]]
             card = CheckCard(result, prompts)

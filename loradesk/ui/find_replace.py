@@ -50,6 +50,7 @@ from PySide6.QtWidgets import (
 
 from loradesk.core.dataset import FIELDS, Dataset, DatasetEvent, Example
 from loradesk.core.find_replace import NEW, OLD, FindResult, FindSpec, Match, find_matches, preview_segments
+from loradesk.core.wording import plural
 from loradesk.ui.tasks import Cancelled, Tasks
 from loradesk.ui.undo import SetFieldsCommand
 from loradesk.ui.workers import Job
@@ -64,9 +65,6 @@ _FIND_STYLE = "background-color:#fbe7a1; color:#4d3b00;"  # a match the replacem
 _NEW_STYLE = "background-color:#cdeecb; color:#12501a; font-weight:600;"
 _ERROR_STYLE = "color:#d64545;"
 
-
-def _plural(n: int, word: str, words: str | None = None) -> str:
-    return f"{n:,} {word}" if n == 1 else f"{n:,} {words or word + 's'}"
 
 
 def _quote(text: str, limit: int = 30) -> str:
@@ -208,7 +206,7 @@ def _tooltip(cell: Match, limit: int = 600) -> str:
     def cut(text: str) -> str:
         return html.escape(text if len(text) <= limit else text[:limit] + "…").replace("\n", "<br>")
 
-    matches = _plural(cell.count, "match", "matches")
+    matches = plural(cell.count, "match", "matches")
     return (f"<b>Row {cell.row + 1}, {cell.field}</b> · {matches}<br><br><b>Before</b><br>{cut(cell.before)}"
             f"<br><br><b>After</b><br>{cut(cell.after)}<br><br><i>Double-click to show the row</i>")
 
@@ -530,7 +528,7 @@ class FindReplaceDialog(QDialog):
         spec, result = outcome.spec, outcome.result
         self.undo_stack.push(SetFieldsCommand(self.dataset, changes, f"{self._action(spec)} ({result.matches:,})"))
         rows = len({row for row, _, _ in changes})
-        self._show_status(f"Replaced {_plural(result.matches, 'match', 'matches')} in {_plural(rows, 'row')}. "
+        self._show_status(f"Replaced {plural(result.matches, 'match', 'matches')} in {plural(rows, 'row')}. "
                           "Undo (Ctrl+Z) brings them back.")
 
     @Slot()
@@ -548,7 +546,7 @@ class FindReplaceDialog(QDialog):
         matches = sum(c.count for c in cells)
         self.undo_stack.push(SetFieldsCommand(self.dataset, [(c.row, c.field, c.after) for c in cells],
                                               f"{self._action(outcome.spec)} {where} ({matches:,})"))
-        self._show_status(f"Replaced {_plural(matches, 'match', 'matches')} {where}.")
+        self._show_status(f"Replaced {plural(matches, 'match', 'matches')} {where}.")
 
     # --- events ----------------------------------------------------------------------------------------
     def showEvent(self, event: Any) -> None:
@@ -627,7 +625,7 @@ class FindReplaceDialog(QDialog):
         if result.matches == 0:
             text = "No matches"
         else:
-            text = f"{_plural(result.matches, 'match', 'matches')} in {_plural(len(result.rows), 'row')}"
+            text = f"{plural(result.matches, 'match', 'matches')} in {plural(len(result.rows), 'row')}"
             if not result.change_count:
                 text += " · the replacement changes nothing"
         self._finish(outcome, text, hint=result.matches == 0)
@@ -636,7 +634,7 @@ class FindReplaceDialog(QDialog):
         self._outcome = outcome
         self.model.set_cells(outcome.result.cells, outcome.previews)
         more = outcome.result.more
-        self.more_label.setText(f"and {_plural(more, 'more cell')} (Replace All changes them too)")
+        self.more_label.setText(f"and {plural(more, 'more cell')} (Replace All changes them too)")
         self.more_label.setVisible(more > 0)
         self._show_message(message, hint=hint, error=error)
         self._fit_row_column(outcome.result.cells[-1].row + 1 if outcome.result.cells else 1)

@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 from loradesk.core.config import ModelSettings
 from loradesk.core.dataset import Example
 from loradesk.core.tokenize import Explained, TokenPiece
+from loradesk.core.wording import plural
 from loradesk.ui.plots import SMOOTH_COLOR
 from loradesk.ui.tokenizer_cache import TokenizerCache
 
@@ -62,9 +63,6 @@ def _mix(base: QColor, hue: str, amount: float) -> QColor:
                                                                 (base.greenF(), tint.greenF()),
                                                                 (base.blueF(), tint.blueF()))))
 
-
-def _plural(n: int, word: str) -> str:
-    return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
 def _visible(text: str, dim: str) -> str:
@@ -214,11 +212,11 @@ class TokenPreview(QWidget):
 
     def _header_html(self, ex: Explained, row: int | None) -> str:
         where = f"<b>Row {row + 1:,}</b> · " if row is not None else ""
-        head = (f"{where}{_plural(ex.total, 'token')}: {ex.untrained_tokens:,} no loss (prompt and template), "
+        head = (f"{where}{plural(ex.total, 'token')}: {ex.untrained_tokens:,} no loss (prompt and template), "
                 f"{ex.trained_tokens:,} trained, {ex.cut:,} cut")
         if not ex.cut:
             return head
-        warn = (f"{_plural(ex.cut, 'token')} beyond the max length of {ex.max_length:,} "
+        warn = (f"{plural(ex.cut, 'token')} beyond the max length of {ex.max_length:,} "
                 f"{'is' if ex.cut == 1 else 'are'} not trained on")
         end = next((p for p in reversed(ex.pieces) if p.special), None)  # the completion's end of turn / EOS
         if end is not None and end.cut:
@@ -449,14 +447,14 @@ class LengthHistogram(QWidget):
 
     def _summary_html(self, values: np.ndarray, max_length: int) -> str:
         over = values[values > max_length]
-        text = (f"{_plural(values.size, 'row')} · median {_number(float(np.median(values)))} · "
+        text = (f"{plural(values.size, 'row')} · median {_number(float(np.median(values)))} · "
                 f"longest {int(values.max()):,} · ")
         if not over.size:
             return text + "none over the max length"
         lost = int((over - max_length).sum())
         verb = "loses" if over.size == 1 else "lose"
-        return (text + f'<span style="color:{OVER_COLOR}">{_plural(int(over.size), "row")} over the max length '
-                f"{verb} {_plural(lost, 'token')}</span>")
+        return (text + f'<span style="color:{OVER_COLOR}">{plural(int(over.size), "row")} over the max length '
+                f"{verb} {plural(lost, 'token')}</span>")
 
     def bins(self) -> list[tuple[int, int, int]]:
         """``(lowest count, highest count, rows)`` of every bin, empty ones included."""
@@ -506,7 +504,7 @@ class LengthHistogram(QWidget):
             return
         lo, hi, rows = found
         span = f"{lo:,} tokens" if lo == hi else f"{lo:,}–{hi:,} tokens"
-        tip = f"{span}: {_plural(rows, 'row')}{' over the max length' if lo > self._max_length else ''}\n" \
+        tip = f"{span}: {plural(rows, 'row')}{' over the max length' if lo > self._max_length else ''}\n" \
               "Click to select them."
         self.plot_widget.setToolTip(tip)
         QToolTip.showText(QCursor.pos(), tip, self.plot_widget)

@@ -14,6 +14,7 @@ from PySide6.QtGui import QUndoCommand
 from loradesk.core.config import RunConfig
 from loradesk.core.dataset import Dataset, Example
 from loradesk.core.project import Project
+from loradesk.core.wording import plural
 
 _CONFIG_EDIT_ID = 0x10AD
 
@@ -33,9 +34,6 @@ def _ranges(indices: Sequence[int]) -> list[tuple[int, int]]:
             out.append((i, 1))
     return out
 
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n:,} {word}s"
 
 
 class EditCellCommand(QUndoCommand):
@@ -58,7 +56,7 @@ class InsertRowsCommand(QUndoCommand):
     """Insert rows before ``index`` (``len(dataset)`` appends)."""
 
     def __init__(self, dataset: Dataset, index: int, rows: Sequence[Example], text: str | None = None) -> None:
-        super().__init__(text or f"Add {_plural(len(rows), 'row')}")
+        super().__init__(text or f"Add {plural(len(rows), 'row')}")
         self._dataset = dataset
         self._index = max(0, min(index, len(dataset)))
         self._rows = _copies(rows)
@@ -81,7 +79,7 @@ class RemoveRowsCommand(QUndoCommand):
 
     def __init__(self, dataset: Dataset, indices: Sequence[int]) -> None:
         self._runs = _ranges(indices)
-        super().__init__(f"Delete {_plural(sum(n for _, n in self._runs), 'row')}")
+        super().__init__(f"Delete {plural(sum(n for _, n in self._runs), 'row')}")
         self._dataset = dataset
         self._removed: list[list[Example]] = []
         self._before: list[Example] = []
