@@ -359,11 +359,13 @@ class DatasetTableModel(QAbstractTableModel):
         extra = sum(1 for row in self.too_long_rows() if not self._index.has_problem(row))
         return self._index.problem_row_count() + extra
 
-    def set_max_length(self, max_length: int | None) -> None:
-        """The cutoff that marks rows "Too long" once their token counts are known."""
-        if max_length != self._max_length:
-            self._max_length = max_length
-            self._refresh_tokens()
+    def set_max_length(self, max_length: int | None) -> bool:
+        """The cutoff that marks rows "Too long" once their token counts are known; True when it changed."""
+        if max_length == self._max_length:
+            return False
+        self._max_length = max_length
+        self._refresh_tokens()
+        return True
 
     def set_token_counts(self, counts: Mapping[TokenKey, int]) -> None:
         """Add known token counts (keyed by :func:`token_key`)."""

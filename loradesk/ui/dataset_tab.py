@@ -472,15 +472,17 @@ class DatasetTab(QWidget):
     def _on_project_event(self, kind: str) -> None:
         if kind in ("config", "loaded"):
             training = self.project.config.training
-            self.model.set_max_length(training.max_length)
+            lengths_changed = self.model.set_max_length(training.max_length)
             self.model.set_split_policy(training.validation_fraction, training.seed)
             if self._token_setup is not None and self._token_setup != self._token_setup_key():
                 self.model.clear_token_counts()  # another model or template: old counts are wrong
                 self._token_setup = None
+                lengths_changed = True
                 if self._tokens_wanted:
                     self._recount_timer.start()
             self._update_token_label()
-            self._update_lengths()
+            if lengths_changed or kind == "loaded":  # not on every other setting (a pass over every row)
+                self._update_lengths()
             self._preview_timer.start()
         if kind == "loaded":
             self.filter_edit.clear()
