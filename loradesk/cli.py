@@ -45,24 +45,55 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int)
     t.add_argument("--resume", metavar="RUN", help="continue a stopped run from its last checkpoint")
     t.add_argument("--save-config", metavar="FILE", help="write the effective settings to FILE and exit")
+    _trust_arg(t)
 
     a = sub.add_parser("ask", help="ask the base and the tuned model the same question")
     a.add_argument("question", nargs="+")
     a.add_argument("--adapter", required=True, metavar="RUN", help="a run folder (or exported adapter)")
+    _trust_arg(a)
     _generation_args(a)
 
     e = sub.add_parser("eval", help="score base and tuned answers on held-out questions")
     e.add_argument("--adapter", required=True, metavar="RUN")
     e.add_argument("--heldout", help="JSON/JSONL of {prompt, expected} (default: the sample's held-out file)")
+    _trust_arg(e)
     _generation_args(e)
 
     x = sub.add_parser("export", help="export a run's adapter, or a merged model")
     x.add_argument("run", help="run folder")
     x.add_argument("--out", required=True, help="destination folder")
     x.add_argument("--merged", action="store_true", help="fold the adapter into the base weights")
+    _trust_arg(x)
 
     sub.add_parser("runs", help="list finished runs")
     return p
+
+
+def _trust_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="trust the model's own Python files (they are named) and let them run")
+
+
+def _trust_models(args: argparse.Namespace, folders: list[Path]) -> bool:
+    """With --trust-remote-code: record trust for each model folder, naming its Python files."""
+    if not getattr(args, "trust_remote_code", False):
+        return False
+    from loradesk.core import trust
+
+    for i, folder in enumerate(folders):
+        files = trust.python_files(folder)
+        if files or i == 0:  # the base model always; an adapter folder only when it ships code
+            trust.trust_model(folder)
+            print(f"Warning: {trust.warning_text(folder, files)}", file=sys.stderr)
+    return True
+
+
+def _trust_adapter(args: argparse.Namespace, adapter: str | Path) -> None:
+    if getattr(args, "trust_remote_code", False):
+        from loradesk.core.generation import base_model_folder
+
+        path = Path(adapter).expanduser()
+        _trust_models(args, [base_model_folder(path), path])
 
 
 def _generation_args(p: argparse.ArgumentParser) -> None:
@@ -166,6 +197,10 @@ def cmd_train(args: argparse.Namespace) -> int:
                       ("batch_size", "batch_size")):
         if getattr(args, flag) is not None:
             data["training"][key] = getattr(args, flag)
+    if args.trust_remote_code:
+        from loradesk.core.models import resolve_model
+
+        data["model"]["trust_remote_code"] = _trust_models(args, [resolve_model(RunConfig.from_dict(data).model)])
     config = RunConfig.from_dict(data).check()
     if args.save_config:
         config.save(args.save_config)
@@ -238,6 +273,7 @@ def side_by_side(left_title: str, left: str, right_title: str, right: str, width
 
 def cmd_ask(args: argparse.Namespace) -> int:
     question = " ".join(args.question)
+    _trust_adapter(args, args.adapter)
     answerer = _answerer(args.adapter)
     settings = _settings(args)
     base = answerer.answer(question, tuned=False, settings=settings)
@@ -254,6 +290,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     heldout = Path(args.heldout) if args.heldout else sample_data_dir() / "sample_heldout.json"
     questions = load_heldout(heldout)
+    _trust_adapter(args, args.adapter)
     answerer = _answerer(args.adapter)
     rows = compare_all(answerer, questions, _settings(args))
     for r in rows:
@@ -272,6 +309,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from loradesk.core.runs import export_adapter, export_merged
 
+    if args.merged:
+        _trust_adapter(args, args.run)
     dest = (export_merged if args.merged else export_adapter)(Path(args.run), Path(args.out))
     what = "Merged model" if args.merged else "Adapter"
     print(f"{what} written to {dest}")

@@ -50,6 +50,24 @@ def load_heldout(path: Path) -> list[tuple[str, str]]:
     return read_heldout(path)
 
 
+def base_model_folder(path: Path) -> Path:
+    """The base model an adapter folder (a run folder or an exported adapter) was trained on."""
+    import json
+
+    from loradesk.core.runs import RUN_FILE, read_run
+
+    path = Path(path)
+    config = path / "adapter_config.json"
+    if not config.is_file():
+        raise ValueError(f"{path} is not an adapter folder (no adapter_config.json)")
+    if (path / RUN_FILE).is_file():
+        return Path(read_run(path).base_model_dir)
+    try:
+        return Path(json.loads(config.read_text(encoding="utf-8"))["base_model_name_or_path"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{config}: no base_model_name_or_path ({exc})") from None
+
+
 class Answerer:
     """A loaded model (plus an optional adapter) that answers prompts as the base or the tuned model."""
 
@@ -73,29 +91,27 @@ class Answerer:
 
     @classmethod
     def from_run(cls, run_dir: Path, device: str | None = None) -> Answerer:
-        """Base model and adapter of a run folder, with the template setting it trained with."""
+        """Base model and adapter of a run folder, with the template setting it trained with.
+
+        Nothing in the run folder enables the model's own code: it runs only for a model (and files)
+        the user trusted (:func:`loradesk.core.trust.remote_code_allowed`).
+        """
         from loradesk.core.runs import read_run
 
         info = read_run(Path(run_dir))
+        # The run file's own trust_remote_code is ignored: only the user's trust store lets code run.
         return cls(Path(info.base_model_dir), Path(run_dir), device,
-                   use_chat_template=info.config.training.use_chat_template,
-                   trust_remote_code=info.config.model.trust_remote_code)
+                   use_chat_template=info.config.training.use_chat_template, trust_remote_code=True)
 
     @classmethod
     def from_adapter(cls, path: Path, device: str | None = None) -> Answerer:
         """A run folder, or any peft adapter folder (e.g. an exported one) on top of the base model it names."""
-        import json
-
         from loradesk.core.runs import RUN_FILE
 
         path = Path(path)
-        config = path / "adapter_config.json"
-        if not config.is_file():
-            raise ValueError(f"{path} is not an adapter folder (no adapter_config.json)")
-        if (path / RUN_FILE).is_file():
+        if (path / RUN_FILE).is_file() and (path / "adapter_config.json").is_file():
             return cls.from_run(path, device)
-        base = json.loads(config.read_text(encoding="utf-8"))["base_model_name_or_path"]
-        return cls(Path(base), path, device)
+        return cls(base_model_folder(path), path, device, trust_remote_code=True)  # the trust store decides
 
     def _prompt_text(self, prompt: str | Example) -> str:
         from loradesk.core.tokenize import render_prompt

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from loradesk.core import trust
 from loradesk.core.config import ModelSettings
 from loradesk.core.paths import models_home
 
@@ -240,13 +241,20 @@ def device_description(device: str | None = None) -> str:
 
 # --- loading ---------------------------------------------------------------------------------------------
 def load_tokenizer(model_dir: Path, trust_remote_code: bool = False) -> Any:
-    """The model's tokenizer, with a pad token (the EOS token when it has none)."""
+    """The model's tokenizer, with a pad token (the EOS token when it has none).
+
+    ``trust_remote_code`` is what the settings ask for; :func:`loradesk.core.trust.remote_code_allowed`
+    decides (here and in every loader below) whether the model's own code may actually run.
+    """
     from transformers import AutoTokenizer
 
+    allowed = trust.remote_code_allowed(model_dir, trust_remote_code)
     try:
-        tok = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+        tok = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=allowed)
     except Exception as exc:
-        raise ModelError(f"Could not load the tokenizer from {model_dir}: {exc}") from exc
+        if trust.needs_remote_code(exc):
+            raise trust.refusal(model_dir) from None
+        raise ModelError(f"Could not load the tokenizer from {model_dir}: {_first_line(exc)}") from exc
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
@@ -267,10 +275,11 @@ def shared_tokenizer(model_dir: Path, trust_remote_code: bool = False) -> tuple[
     """
     folder = Path(model_dir).resolve()
     stamp = folder / "tokenizer.json"
-    key = (str(folder), trust_remote_code, (stamp if stamp.exists() else folder).stat().st_mtime_ns)
+    allowed = trust.remote_code_allowed(folder, trust_remote_code)
+    key = (str(folder), allowed, (stamp if stamp.exists() else folder).stat().st_mtime_ns)
     with _SHARED_LOCK:
         if key not in _SHARED_TOKENIZERS:
-            _SHARED_TOKENIZERS[key] = (load_tokenizer(folder, trust_remote_code), threading.Lock())
+            _SHARED_TOKENIZERS[key] = (load_tokenizer(folder, allowed), threading.Lock())
         return _SHARED_TOKENIZERS[key]
 
 
@@ -280,15 +289,18 @@ def load_model(model_dir: Path, device: str, dtype: torch.dtype | None = None,
     import torch
     from transformers import AutoModelForCausalLM
 
+    allowed = trust.remote_code_allowed(model_dir, trust_remote_code)
     try:
-        model = AutoModelForCausalLM.from_pretrained(
-            model_dir, dtype=dtype or torch.float32, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype or torch.float32,
+                                                     trust_remote_code=allowed)
     except ValueError as exc:
+        if trust.needs_remote_code(exc):
+            raise trust.refusal(model_dir) from None
         raise ModelError(f"transformers cannot load the model in {model_dir} as a text generator "
-                         f"({exc}). Try a newer transformers, or turn on 'Trust remote code' if the "
-                         f"model ships its own code and you trust it.") from exc
+                         f"({_first_line(exc)}). Try a newer transformers, or turn on 'Trust remote code' "
+                         f"if the model ships its own code and you trust it.") from exc
     except OSError as exc:
-        raise ModelError(f"Could not load the model in {model_dir}: {exc}") from exc
+        raise ModelError(f"Could not load the model in {model_dir}: {_first_line(exc)}") from exc
     return model.to(device)
 
 
@@ -301,10 +313,22 @@ def discover_target_modules(model_dir: Path, trust_remote_code: bool = False) ->
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    config = AutoConfig.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
+    allowed = trust.remote_code_allowed(model_dir, trust_remote_code)
+    try:
+        config = AutoConfig.from_pretrained(model_dir, trust_remote_code=allowed)
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(config, trust_remote_code=allowed)
+    except ValueError as exc:
+        if trust.needs_remote_code(exc):
+            raise trust.refusal(model_dir) from None
+        raise
     return linear_module_names(model)
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (transformers' messages run over many lines)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def linear_module_names(model: Any) -> list[str]:
