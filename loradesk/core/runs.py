@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -23,7 +24,14 @@ from typing import Any
 
 from loradesk.core.config import RunConfig
 from loradesk.core.dataset import Example
-from loradesk.core.fileio import atomic_open, atomic_write_text
+from loradesk.core.fileio import (
+    atomic_open,
+    atomic_write_text,
+    move_into_place,
+    remove_stale_temps,
+    storage_errors_named,
+    temp_dir_beside,
+)
 from loradesk.core.paths import default_runs_dir
 
 RUN_FILE = "loradesk_run.json"
@@ -105,8 +113,10 @@ def list_runs(runs_dir: Path | None = None) -> list[RunInfo]:
     """Every readable run under ``runs_dir``, newest first (unreadable folders are skipped)."""
     runs_dir = Path(runs_dir) if runs_dir else default_runs_dir()
     out = []
+    remove_stale_temps(runs_dir)  # temporary files and folders a killed write left (an hour old at least)
     for child in runs_dir.iterdir() if runs_dir.is_dir() else ():
         if (child / RUN_FILE).is_file():
+            remove_stale_temps(child)
             try:
                 out.append(read_run(child))
             except (RunError, ValueError):
@@ -179,19 +189,29 @@ ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
 
 def export_adapter(run_dir: Path, dest: Path) -> Path:
-    """Copy the adapter and tokenizer (no checkpoints) to ``dest``; loadable with peft or ``pipeline``."""
+    """Copy the adapter and tokenizer (no checkpoints) to ``dest``; loadable with peft or ``pipeline``.
+
+    Written into a temporary folder beside ``dest`` and moved into place at the end: on any error
+    ``dest`` is unchanged and nothing is left behind.
+    """
     run_dir, dest = Path(run_dir), Path(dest)
     if not (run_dir / ADAPTER_FILES[0]).is_file():
         raise RunError(f"{run_dir} holds no adapter yet")
-    dest.mkdir(parents=True, exist_ok=True)
-    for child in run_dir.iterdir():
-        if child.is_file() and child.name not in (METRICS_FILE, DATASET_FILE) and not child.name.startswith("."):
-            shutil.copy2(child, dest / child.name)
-    return dest
+
+    def write(tmp: Path) -> None:
+        for child in run_dir.iterdir():
+            if child.is_file() and child.name not in (METRICS_FILE, DATASET_FILE) and not child.name.startswith("."):
+                shutil.copyfile(child, tmp / child.name)
+
+    return _export(dest, write)
 
 
 def export_merged(run_dir: Path, dest: Path, dtype: str = "auto") -> Path:
-    """Fold the adapter into the base weights and save a plain transformers model (safetensors) to ``dest``."""
+    """Fold the adapter into the base weights and save a plain transformers model (safetensors) to ``dest``.
+
+    Like :func:`export_adapter`, all or nothing. The model's own code runs only if the user trusted the
+    base model (the run file's setting is ignored).
+    """
     import torch
     from peft import PeftModel
 
@@ -201,10 +221,25 @@ def export_merged(run_dir: Path, dest: Path, dtype: str = "auto") -> Path:
     info = read_run(run_dir)
     torch_dtype = {"auto": torch.float32, "fp32": torch.float32, "bf16": torch.bfloat16,
                    "fp16": torch.float16}[dtype]
-    base = load_model(Path(info.base_model_dir), "cpu", torch_dtype, info.config.model.trust_remote_code)
+    base = load_model(Path(info.base_model_dir), "cpu", torch_dtype, trust_remote_code=True)
     model = PeftModel.from_pretrained(base, run_dir).merge_and_unload()
-    tokenizer = load_tokenizer(run_dir)
-    dest.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(dest, safe_serialization=True)
-    tokenizer.save_pretrained(dest)
-    return dest
+    tokenizer = load_tokenizer(run_dir, trust_remote_code=True)
+
+    def write(tmp: Path) -> None:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+
+    return _export(dest, write)
+
+
+def _export(dest: Path, write: Callable[[Path], None]) -> Path:
+    """Run ``write(tmp)`` on a temporary folder beside ``dest``, then move it into place (or remove it)."""
+    remove_stale_temps(dest.parent)
+    with storage_errors_named(dest):
+        tmp = temp_dir_beside(dest)
+        try:
+            write(tmp)
+            return move_into_place(tmp, dest)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise

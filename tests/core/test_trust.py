@@ -35,13 +35,8 @@ class EvilModel(LlamaForCausalLM):
 
 
 @pytest.fixture
-def evil_run(tiny_model_dir: Path, tmp_path: Path) -> tuple[Path, Path, Path]:
+def evil_run(tiny_model_dir: Path, tmp_path: Path, make_run) -> tuple[Path, Path, Path]:
     """(run folder, base model folder, marker path): a run whose base model ships code, trust on in the run."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    from loradesk.core.config import RunConfig
-
     marker = tmp_path / "MARKER"
     base = tmp_path / "evil-model"
     shutil.copytree(tiny_model_dir, base)
@@ -49,19 +44,7 @@ def evil_run(tiny_model_dir: Path, tmp_path: Path) -> tuple[Path, Path, Path]:
     config["auto_map"] = {"AutoConfig": "evil.EvilConfig", "AutoModelForCausalLM": "evil.EvilModel"}
     (base / "config.json").write_text(json.dumps(config))
     (base / "evil.py").write_text(EVIL.format(marker=str(marker)))
-
-    run = tmp_path / "shared-run"
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
-                           LoraConfig(r=2, target_modules=["q_proj"]))
-    model.save_pretrained(run)
-    for name in os.listdir(tiny_model_dir):
-        if name.startswith(("tokenizer", "special_tokens", "chat_template")):
-            shutil.copy(tiny_model_dir / name, run / name)
-    cfg = RunConfig().to_dict()
-    cfg["model"].update(kind="local", name=str(base), trust_remote_code=True)
-    (run / "loradesk_run.json").write_text(json.dumps({
-        "created": "2026-11-30T10:00:00", "model": "evil", "base_model_dir": str(base), "config": cfg,
-        "result": {"status": "completed", "steps": 1}}))
+    run = make_run(tmp_path / "shared-run", base, trust_remote_code=True)
     return run, base, marker
 
 
