@@ -117,10 +117,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("loradesk: interrupted", file=sys.stderr)
         return 130
-    except EXPECTED_ERRORS as exc:
-        if args.debug:
+    except Exception as exc:
+        from loradesk.core.fileio import storage_error
+
+        error = storage_error(exc)  # disk full, read-only, no permission: one line naming the file
+        if args.debug or (error is None and not isinstance(exc, EXPECTED_ERRORS)):
             raise
-        print(f"loradesk: error: {exc}", file=sys.stderr)
+        print(f"loradesk: error: {error or exc}", file=sys.stderr)
         return 1
 
 

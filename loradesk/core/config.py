@@ -62,25 +62,40 @@ class _Settings:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "") -> Any:
+        kwargs, problems = cls.parse(data, where)
+        if problems:
+            raise ConfigError(problems)
+        return cls(**kwargs)
+
+    @classmethod
+    def parse(cls, data: Any, where: str = "") -> tuple[dict[str, Any], list[tuple[str, str]]]:
+        """``(field values, problems)`` of a JSON object: every unknown key and wrong type at once."""
         if not isinstance(data, dict):
-            raise ConfigError([(where or cls.__name__, "expected a JSON object")])
+            return {}, [(where.rstrip(".") or cls.__name__, "expected a JSON object")]
         known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
-        unknown = sorted(set(data) - set(known))
-        if unknown:
-            raise ConfigError([(f"{where}{k}", "unknown setting") for k in unknown])
         kwargs: dict[str, Any] = {}
         bad: list[tuple[str, str]] = []
         defaults = cls()
         for name, value in data.items():
+            if name not in known:
+                bad.append((f"{where}{name}", _unknown(name, list(known))))
+                continue
             expected = getattr(defaults, name)
             coerced = _coerce(value, expected)
             if coerced is _BAD:
                 bad.append((f"{where}{name}", f"expected {type(expected).__name__}, got {value!r}"))
             else:
                 kwargs[name] = coerced
-        if bad:
-            raise ConfigError(bad)
-        return cls(**kwargs)
+        return kwargs, bad
+
+
+def _unknown(name: str, allowed: list[str]) -> str:
+    """``unknown setting`` with the likely intended key, or the allowed ones."""
+    import difflib
+
+    close = difflib.get_close_matches(name, allowed, n=1)
+    hint = f"did you mean {close[0]}?" if close else f"allowed: {', '.join(allowed)}"
+    return f"unknown setting ({hint})"
 
 
 _BAD = object()
@@ -223,17 +238,21 @@ class RunConfig:
         return {"name": self.name, **{s: getattr(self, s).to_dict() for s in self.SECTIONS}}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+    def from_dict(cls, data: dict[str, Any], source: str | Path | None = None) -> RunConfig:
+        """Settings from JSON data; a :class:`ConfigError` lists every bad key at once (and names ``source``)."""
         if not isinstance(data, dict):
-            raise ConfigError([("config", "expected a JSON object")])
-        unknown = sorted(set(data) - {*cls.SECTIONS, "name"})
-        if unknown:
-            raise ConfigError([(k, "unknown section") for k in unknown])
-        parts = {
-            "model": ModelSettings.from_dict(data.get("model", {}), "model."),
-            "lora": LoraSettings.from_dict(data.get("lora", {}), "lora."),
-            "training": TrainingSettings.from_dict(data.get("training", {}), "training."),
-        }
+            raise ConfigError([("config", "expected a JSON object")], str(source) if source else None)
+        problems = [(k, f"unknown section (allowed: {', '.join((*cls.SECTIONS, 'name'))})")
+                    for k in sorted(set(data) - {*cls.SECTIONS, "name"})]
+        parts: dict[str, Any] = {}
+        for section, kind in (("model", ModelSettings), ("lora", LoraSettings), ("training", TrainingSettings)):
+            kwargs, bad = kind.parse(data.get(section, {}), f"{section}.")
+            problems += bad
+            parts[section] = kind(**kwargs)
+        if "name" in data and not isinstance(data["name"], str):
+            problems.append(("name", f"expected str, got {data['name']!r}"))
+        if problems:
+            raise ConfigError(problems, str(source) if source else None)
         return cls(name=str(data.get("name", "")), **parts)
 
     def to_json(self) -> str:
@@ -253,10 +272,7 @@ class RunConfig:
             raise ConfigError([("file", "not found")], str(path)) from None
         except json.JSONDecodeError as exc:
             raise ConfigError([(f"line {exc.lineno}", exc.msg)], str(path)) from None
-        try:
-            return cls.from_dict(data)
-        except ConfigError as exc:
-            raise ConfigError(exc.problems, str(path)) from None
+        return cls.from_dict(data, path)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,13 @@ from typing import Any, Literal
 
 from loradesk.core.config import ConfigError, RunConfig
 from loradesk.core.dataset import SPLITS, Dataset, DatasetEvent, Example
-from loradesk.core.fileio import atomic_open, atomic_write_text, iter_json
+from loradesk.core.fileio import (
+    atomic_open,
+    atomic_write_text,
+    iter_json,
+    remove_stale_temps,
+    storage_errors_named,
+)
 from loradesk.core.paths import app_home, sample_data_dir
 
 PROJECT_SUFFIX = ".loradesk"
@@ -164,8 +170,11 @@ class Project:
         try:
             config = RunConfig.from_dict(data.get("config", {}))
         except ConfigError as exc:
-            name, message = exc.problems[0]
-            raise ProjectError(source, f"config.{name}", message) from None
+            if len(exc.problems) == 1:
+                name, message = exc.problems[0]
+                raise ProjectError(source, f"config.{name}", message) from None
+            raise ProjectError(source, None, "invalid settings: " + "; ".join(
+                f"config.{name}: {message}" for name, message in exc.problems)) from None
         heldout = data.get("heldout")
         if heldout is not None and not isinstance(heldout, str):
             raise ProjectError(source, "heldout", "expected a file path or null")
@@ -181,7 +190,8 @@ class Project:
         target = Path(path) if path is not None else self._path
         if target is None:
             raise ValueError("the project has no file yet: give a path")
-        atomic_write_text(target, json.dumps(self.to_dict(), indent=1, ensure_ascii=False) + "\n")
+        with storage_errors_named(target):
+            atomic_write_text(target, json.dumps(self.to_dict(), indent=1, ensure_ascii=False) + "\n")
         if target != self._path:
             self._path = target
             self._emit("path")
@@ -193,6 +203,7 @@ class Project:
     def load(cls, path: str | Path) -> Project:
         """Read a project file; raises :class:`ProjectError` naming the file, row and field."""
         path = Path(path)
+        remove_stale_temps(path.parent)  # what a killed save left beside it
         project = cls.from_dict(_read_json(path), path)
         project._path = path
         return project
@@ -277,8 +288,12 @@ def recovery_path() -> Path:
 
 
 def find_recovery() -> RecoveryInfo | None:
-    """Describe the recovery file left by a session that did not close cleanly, if any."""
+    """Describe the recovery file left by a session that did not close cleanly, if any.
+
+    Called at start: it also clears temporary files a killed write left in the data folder.
+    """
     path = recovery_path()
+    remove_stale_temps(path.parent)
     if not path.is_file():
         return None
     try:

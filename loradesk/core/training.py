@@ -23,6 +23,7 @@ from loradesk import __version__
 from loradesk.core import runs
 from loradesk.core.config import RunConfig
 from loradesk.core.dataset import Dataset, Example, split_rows
+from loradesk.core.fileio import storage_errors_named
 from loradesk.core.paths import default_runs_dir
 
 
@@ -131,7 +132,10 @@ def run(config: RunConfig, dataset: Dataset | Sequence[Example], sink: Sink | No
             if run_dir.exists() and any(run_dir.iterdir()):
                 raise TrainingError(f"{run_dir} already exists and is not empty: choose a new folder")
     check_rows(rows)
-    return TrainingJob(config, rows, sink, stop).run(runs_dir or default_runs_dir(), run_dir, checkpoint)
+    job = TrainingJob(config, rows, sink, stop)
+    # disk full, read-only, no permission: one line naming the run folder
+    with storage_errors_named(lambda: job.run_dir or run_dir or runs_dir or default_runs_dir()):
+        return job.run(runs_dir or default_runs_dir(), run_dir, checkpoint)
 
 
 class TrainingJob:
@@ -140,6 +144,7 @@ class TrainingJob:
 
     def __init__(self, config: RunConfig, rows: list[Example], sink: Sink, stop: threading.Event) -> None:
         self.config, self.rows, self.sink, self.stop = config, rows, sink, stop
+        self.run_dir: Path | None = None  # the run folder, once there is one
 
     def run(self, runs_dir: Path, run_dir: Path | None, checkpoint: Path | None) -> RunResult:
         import torch
@@ -179,6 +184,7 @@ class TrainingJob:
             if run_dir is None:
                 run_dir = runs.new_run_dir(runs_dir, self._model_label(model_dir))
             run_dir.mkdir(parents=True, exist_ok=True)
+            self.run_dir = run_dir
             runs.save_dataset_snapshot(run_dir, self.rows)
         else:
             runs.truncate_metrics(run_dir, int(checkpoint.name.split("-")[-1]) if checkpoint else 0)

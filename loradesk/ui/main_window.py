@@ -510,8 +510,9 @@ class MainWindow(QMainWindow):
         self.wait_for_autosave()
         try:
             self.project.save(path)
-        except OSError as exc:
-            QMessageBox.critical(self, "Cannot save the project", f"{path}: {exc}")
+        except OSError as exc:  # a StorageError (disk full, read-only) names the file itself
+            message = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
+            QMessageBox.critical(self, "Cannot save the project", message)
             return False
         self.undo_stack.setClean()
         self.add_recent(path)
