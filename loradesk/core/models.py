@@ -59,6 +59,24 @@ def resolve_model(settings: ModelSettings, progress: ProgressFn | None = None) -
     raise ModelError(f"unknown model source {kind!r}")
 
 
+def local_model_folder(settings: ModelSettings) -> Path | None:
+    """The model's folder if it is on this machine already (nothing is downloaded or converted), else None."""
+    kind, name = settings.kind, settings.name.strip()
+    if kind == "local":
+        folder = Path(name).expanduser()
+        return folder if folder.is_dir() else None
+    if kind == "hub" and name:
+        from huggingface_hub import try_to_load_from_cache
+
+        try:
+            found = try_to_load_from_cache(name, "config.json", revision=settings.revision or None)
+        except ValueError:  # not a valid repo id
+            return None
+        return Path(found).parent if isinstance(found, str) else None
+    folder = default_model_dir() if kind == "default" else None
+    return folder if folder is not None and folder.is_dir() else None
+
+
 def check_model_folder(path: Path) -> Path:
     """``path`` if it is a model folder transformers can read, else a :class:`ModelError` saying why."""
     if not path.exists():

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QMessageBox,
     QProgressBar,
     QPushButton,
     QScrollArea,
@@ -276,6 +277,7 @@ class SettingsForm(QWidget):
         self._busy_model = False
         self._layers_for: str | None = None  # the model settings the layer checkboxes were read from
         self._job_key: str | None = None
+        self.trust_box: QMessageBox | None = None  # the confirmation shown when trust is turned on
         self._build()
         self._unsubscribe = project.subscribe(self._on_project_event)
         self.destroyed.connect(self._unsubscribe)
@@ -487,11 +489,59 @@ class SettingsForm(QWidget):
         self.name_edit.textEdited.connect(self._on_name)
         self.revision_edit.textEdited.connect(
             lambda text: self._write("model", "revision", text.strip(), "model revision"))
-        self.trust_check.toggled.connect(
-            lambda on: self._write("model", "trust_remote_code", on, "trust remote code"))
+        self.trust_check.toggled.connect(self._on_trust)
         self.browse_button.clicked.connect(self.browse_model)
         self.download_button.clicked.connect(self.download_model)
         return box
+
+    # --- trusting the model's own code ------------------------------------------------------------------
+    @Slot(bool)
+    def _on_trust(self, on: bool) -> None:
+        """Turning trust on asks first, naming the model's Python files, and records the trust in the store."""
+        if self._loading:
+            return
+        if not on:
+            self._write("model", "trust_remote_code", False, "trust remote code")
+            return
+        from loradesk.core import models, trust
+
+        self._set_trust_check(False)  # until the user confirms
+        folder = models.local_model_folder(self.project.config.model)
+        if folder is None:
+            self.trust_box = self._message_box(
+                QMessageBox.Icon.Information, "Get the model first",
+                "LoRA Desk shows which Python files a model would run before you trust it: download or "
+                "choose the model first, then turn on 'Trust remote code'.", QMessageBox.StandardButton.Ok)
+            return
+        files = trust.python_files(folder)
+        box = self._message_box(QMessageBox.Icon.Warning, "Trust this model's code?",
+                                trust.warning_text(folder, files),
+                                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No)
+        box.setDefaultButton(QMessageBox.StandardButton.No)
+        box.buttonClicked.connect(lambda button: self._trust_answered(
+            folder, box.standardButton(button) == QMessageBox.StandardButton.Yes))
+        self.trust_box = box
+
+    def _message_box(self, icon: QMessageBox.Icon, title: str, text: str,
+                     buttons: QMessageBox.StandardButton) -> QMessageBox:
+        box = QMessageBox(icon, title, text, buttons, self)
+        box.setWindowModality(Qt.WindowModality.WindowModal)
+        box.open()
+        return box
+
+    def _trust_answered(self, folder: Path, yes: bool) -> None:
+        if not yes:
+            return
+        from loradesk.core import trust
+
+        trust.trust_model(folder, self.project.config.model.name)
+        self._set_trust_check(True)
+        self._write("model", "trust_remote_code", True, "trust remote code")
+
+    def _set_trust_check(self, on: bool) -> None:
+        self.trust_check.blockSignals(True)
+        self.trust_check.setChecked(on)
+        self.trust_check.blockSignals(False)
 
     # --- reading and writing the project's settings ----------------------------------------------------
     def _writer(self, info: FieldInfo) -> Callable[..., None]:

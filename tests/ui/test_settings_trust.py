@@ -1,0 +1,62 @@
+"""Turning on 'Trust remote code' asks first, naming the model's Python files, and records the trust."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtGui import QUndoStack
+from PySide6.QtWidgets import QMessageBox
+from pytestqt.qtbot import QtBot
+
+from loradesk.core import trust
+from loradesk.core.config import RunConfig
+from loradesk.core.project import Project
+from loradesk.ui.settings_form import SettingsForm
+
+
+def _form(qtbot: QtBot, folder: Path | str, kind: str = "local") -> SettingsForm:
+    config = RunConfig()
+    config.model.kind, config.model.name = kind, str(folder)
+    form = SettingsForm(Project(config=config), QUndoStack())
+    qtbot.addWidget(form)
+    return form
+
+
+def _model(tmp_path: Path) -> Path:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    (folder / "modeling_custom.py").write_text("print('hello')\n")
+    return folder
+
+
+def test_trusting_asks_naming_the_files_and_records_it(qtbot: QtBot, tmp_path: Path) -> None:
+    folder = _model(tmp_path)
+    form = _form(qtbot, folder)
+    form.trust_check.click()
+    box = form.trust_box
+    assert box is not None and box.isVisible()
+    assert "modeling_custom.py" in box.text()
+    assert not form.trust_check.isChecked() and not trust.is_trusted(folder)  # nothing before the answer
+    box.button(QMessageBox.StandardButton.Yes).click()
+    assert form.trust_check.isChecked()
+    assert form.project.config.model.trust_remote_code
+    assert trust.remote_code_allowed(folder, form.project.config.model.trust_remote_code)
+
+
+def test_declining_leaves_it_off(qtbot: QtBot, tmp_path: Path) -> None:
+    folder = _model(tmp_path)
+    form = _form(qtbot, folder)
+    form.trust_check.click()
+    form.trust_box.button(QMessageBox.StandardButton.No).click()
+    assert not form.trust_check.isChecked()
+    assert not form.project.config.model.trust_remote_code
+    assert not trust.is_trusted(folder)
+
+
+def test_a_model_not_on_this_machine_cannot_be_trusted_yet(qtbot: QtBot) -> None:
+    form = _form(qtbot, "someone/not-downloaded-model", kind="hub")
+    form.trust_check.click()
+    assert form.trust_box is not None and "download" in form.trust_box.text()
+    form.trust_box.button(QMessageBox.StandardButton.Ok).click()
+    assert not form.trust_check.isChecked() and not form.project.config.model.trust_remote_code
