@@ -28,8 +28,13 @@ from loradesk.core.dataset import Dataset, Example
 
 
 def error_message(exc: BaseException) -> str:
-    """A one-line message for the user: the exception text, or its type when it has none."""
-    text = str(exc).strip()
+    """A one-line message for the user: the exception text, or its type when it has none.
+
+    A disk-side write failure (full, read-only, no permission) reads ``<file>: no space left on device``.
+    """
+    from loradesk.core.fileio import storage_error
+
+    text = str(storage_error(exc) or exc).strip()
     return text if text else type(exc).__name__
 
 

@@ -34,6 +34,16 @@ class EvilModel(LlamaForCausalLM):
 '''
 
 
+EVIL_TOKENIZER = '''import pathlib
+pathlib.Path({marker!r}).write_text("ran")
+from transformers import PreTrainedTokenizerFast
+
+
+class EvilTokenizer(PreTrainedTokenizerFast):
+    pass
+'''
+
+
 @pytest.fixture
 def evil_run(tiny_model_dir: Path, tmp_path: Path, make_run) -> tuple[Path, Path, Path]:
     """(run folder, base model folder, marker path): a run whose base model ships code, trust on in the run."""
@@ -45,6 +55,11 @@ def evil_run(tiny_model_dir: Path, tmp_path: Path, make_run) -> tuple[Path, Path
     (base / "config.json").write_text(json.dumps(config))
     (base / "evil.py").write_text(EVIL.format(marker=str(marker)))
     run = make_run(tmp_path / "shared-run", base, trust_remote_code=True)
+    # the run folder's own tokenizer asks for code too
+    tok_config = json.loads((run / "tokenizer_config.json").read_text())
+    tok_config["auto_map"] = {"AutoTokenizer": [None, "evil_tok.EvilTokenizer"]}
+    (run / "tokenizer_config.json").write_text(json.dumps(tok_config))
+    (run / "evil_tok.py").write_text(EVIL_TOKENIZER.format(marker=str(marker)))
     return run, base, marker
 
 
@@ -65,9 +80,9 @@ def test_cli_ask_runs_no_code_then_runs_it_once_trusted(evil_run, loradesk_home:
     done = _cli("ask", "--adapter", str(run), "--max-new-tokens", "2", "--trust-remote-code", "Who?",
                 home=loradesk_home, modules=modules)
     assert done.returncode == 0, done.stderr
-    assert "evil.py" in done.stderr and "Warning" in done.stderr  # the warning names the file
+    assert "evil.py" in done.stderr and "evil_tok.py" in done.stderr  # the warning names the files
     assert marker.read_text() == "ran"  # trusted explicitly: its code is used
-    assert trust.is_trusted(base)
+    assert trust.is_trusted(base) and trust.is_trusted(run)
 
 
 def test_eval_export_and_answerer_run_no_code(evil_run, tmp_path: Path, capsys) -> None:

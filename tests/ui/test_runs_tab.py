@@ -123,3 +123,25 @@ def test_an_empty_runs_folder(tab, tmp_path):
     assert tab.model.rowCount() == 0 and tab.selected_run() is None
     assert "No runs yet" in tab.detail_label.text()
     assert not tab.compare_button.isEnabled() and not tab.open_button.isEnabled()
+
+
+def test_a_merged_export_that_cannot_be_written_is_one_line_and_leaves_nothing(qtbot, tab, tmp_path):
+    """RLIMIT_FSIZE (SIGXFSZ ignored) makes the model file's write fail with EFBIG, as a full disk would."""
+    import os
+    import resource
+    import signal
+
+    dest = tmp_path / "merged"
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, hard))
+    try:
+        with qtbot.waitSignal(tab.busy_changed, timeout=60_000, check_params_cb=lambda b: not b):
+            tab.export_merged(dest)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, old_handler)
+    assert tab.error_box is not None
+    assert tab.error_box.text() == f"{dest}: file too large (a file size limit was reached)"
+    assert os.listdir(tmp_path) == []
+    tab.error_box.close()
