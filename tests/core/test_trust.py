@@ -134,3 +134,16 @@ def test_a_changed_python_file_is_no_longer_trusted(tmp_path: Path) -> None:
     (folder / "extra.py").write_text("y = 1\n")
     assert not trust.remote_code_allowed(folder)
     assert "extra.py" in trust.warning_text(folder) and "modeling.py" in trust.warning_text(folder)
+
+
+def test_train_trust_flag_names_the_files_and_records_the_model(evil_run, tmp_path: Path, capsys) -> None:
+    _run, base, marker = evil_run
+    settings = tmp_path / "settings.json"
+    assert main(["train", "data.json", "--model", str(base), "--save-config", str(settings)]) == 0
+    assert not trust.is_trusted(base)
+    assert main(["train", "data.json", "--model", str(base), "--trust-remote-code",
+                 "--save-config", str(settings)]) == 0
+    assert "evil.py" in capsys.readouterr().err
+    assert trust.is_trusted(base)
+    assert json.loads(settings.read_text())["model"]["trust_remote_code"] is True
+    assert not marker.exists()  # trusting runs nothing by itself
