@@ -186,3 +186,18 @@ def test_config_errors_name_the_file_and_every_bad_key(tmp_path: Path) -> None:
         Project.load(project)
     assert str(project) in str(err.value)
     assert "config.training.lr_magic" in str(err.value) and "config.lora.r" in str(err.value)
+
+
+def test_storage_errors_from_any_library_become_one_line_naming_the_file(tmp_path: Path) -> None:
+    """Permission denied cannot be provoked as root, so the mapping itself is checked here."""
+    denied = PermissionError(13, "Permission denied", str(tmp_path / ".p.loradesk.ab12cd34.tmp"))
+    assert str(fileio.storage_error(denied)) == f"{tmp_path / 'p.loradesk'}: permission denied"
+    try:  # safetensors and torch say it only in their text, often as the cause of another error
+        try:
+            raise RuntimeError("Error while serializing: I/O error: No space left on device (os error 28)")
+        except RuntimeError as exc:
+            raise ValueError("saving failed") from exc
+    except ValueError as exc:
+        assert str(fileio.storage_error(exc, tmp_path / "out")) == f"{tmp_path / 'out'}: no space left on device"
+    assert fileio.storage_error(ValueError("bad value")) is None
+    assert fileio.storage_error(FileNotFoundError(2, "No such file", "x")) is None
