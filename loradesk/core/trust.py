@@ -113,8 +113,8 @@ def refusal(folder: Path) -> UntrustedCodeError:
     """The one-line error for a model that needs code the user has not trusted."""
     names = ", ".join(python_files(folder)) or "no .py files found"
     return UntrustedCodeError(
-        f"{folder}: the model needs its own Python code ({names}), which is not trusted: turn on "
-        f"'Trust remote code' in the settings for this model, or pass --trust-remote-code")
+        f"{folder}: the model needs its own Python code ({names}), which you have not trusted: trust it "
+        f"with 'Trust remote code' in the settings, or pass --trust-remote-code")
 
 
 def needs_remote_code(exc: BaseException) -> bool:

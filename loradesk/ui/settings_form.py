@@ -538,6 +538,13 @@ class SettingsForm(QWidget):
         self._set_trust_check(True)
         self._write("model", "trust_remote_code", True, "trust remote code")
 
+    def _model_trusted(self) -> bool:
+        """Whether the user trusted the chosen model's code (a project file saying so is not enough)."""
+        from loradesk.core import models, trust
+
+        folder = models.local_model_folder(self.project.config.model)
+        return folder is not None and trust.is_trusted(folder)
+
     def _set_trust_check(self, on: bool) -> None:
         self.trust_check.blockSignals(True)
         self.trust_check.setChecked(on)
@@ -590,7 +597,7 @@ class SettingsForm(QWidget):
                 self.name_edit.setText(model.name)
             if self.revision_edit.text() != model.revision:
                 self.revision_edit.setText(model.revision)
-            self.trust_check.setChecked(model.trust_remote_code)
+            self.trust_check.setChecked(model.trust_remote_code and self._model_trusted())
         finally:
             self._loading = False
         self._after_change()

@@ -116,7 +116,7 @@ def test_model_that_needs_its_code_is_refused_in_one_line(evil_run, capsys) -> N
     assert main(["ask", "--adapter", str(run), "--max-new-tokens", "2", "Who?"]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
-    assert str(base) in err and "evil.py" in err and "not trusted" in err and "--trust-remote-code" in err
+    assert str(base) in err and "evil.py" in err and "have not trusted" in err and "--trust-remote-code" in err
     assert not marker.exists()
 
 

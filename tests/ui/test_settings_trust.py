@@ -60,3 +60,15 @@ def test_a_model_not_on_this_machine_cannot_be_trusted_yet(qtbot: QtBot) -> None
     assert form.trust_box is not None and "download" in form.trust_box.text()
     form.trust_box.button(QMessageBox.StandardButton.Ok).click()
     assert not form.trust_check.isChecked() and not form.project.config.model.trust_remote_code
+
+
+def test_a_project_saying_trust_shows_it_off_until_the_user_trusts_the_model(qtbot: QtBot, tmp_path: Path) -> None:
+    folder = _model(tmp_path)
+    config = RunConfig()
+    config.model.kind, config.model.name, config.model.trust_remote_code = "local", str(folder), True
+    form = SettingsForm(Project(config=config), QUndoStack())
+    qtbot.addWidget(form)
+    assert not form.trust_check.isChecked()  # the file's say-so is not trust
+    trust.trust_model(folder)
+    form.load_from_config()
+    assert form.trust_check.isChecked()
