@@ -66,7 +66,10 @@ class Interrupts:
         return exit_code(self.signum) if self.signum is not None else None
 
     def install(self, wakeup_fd: int | None = None) -> None:
-        """Install the handlers (main thread only); ``wakeup_fd`` gets a byte per signal (for event loops)."""
+        """Install the handlers; ``wakeup_fd`` gets a byte per signal (for event loops). Python only lets the
+        main thread handle signals: called from another thread (an embedding app), this does nothing."""
+        if threading.current_thread() is not threading.main_thread():
+            return
         for signum in SIGNALS:
             self._previous[signum] = signal.signal(signum, self._handle)
         if wakeup_fd is not None:

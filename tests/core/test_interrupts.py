@@ -213,3 +213,22 @@ def _dead_pid() -> int:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
     return proc.pid
+
+
+def test_installing_off_the_main_thread_leaves_the_handlers_alone() -> None:
+    before = signal.getsignal(signal.SIGINT)
+    handler = interrupts.Interrupts(threading.Event())
+    errors: list[Exception] = []
+
+    def install() -> None:
+        try:
+            handler.install()
+        except ValueError as exc:  # "signal only works in main thread of the main interpreter"
+            errors.append(exc)
+
+    worker = threading.Thread(target=install)
+    worker.start()
+    worker.join()
+    assert errors == [] and signal.getsignal(signal.SIGINT) is before
+    handler.uninstall()
+    assert signal.getsignal(signal.SIGINT) is before
