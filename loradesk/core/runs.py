@@ -5,10 +5,14 @@ A run folder is itself a loadable adapter folder, so the tutorial's own code wor
     run_dir/
       adapter_config.json, adapter_model.safetensors   the LoRA adapter (peft)
       tokenizer files, chat_template.jinja              the tokenizer the run trained with
-      loradesk_run.json                                 config, base model, result, score
+      loradesk_run.json                                 config, base model, result, score, training process
       dataset.jsonl                                     the rows it trained on (for resume)
       metrics.jsonl                                     one JSON object per logged step / eval
       checkpoints/checkpoint-N/                         resumable states (complete ones carry a marker)
+      .saving-XXXX/                                     only while the final adapter is being saved
+
+A run's status is "completed", "stopped" (by the user or a signal, adapter kept), "failed", "running", or
+"interrupted" (its process ended without a final save; resumable from its latest complete checkpoint).
 """
 
 from __future__ import annotations
