@@ -30,12 +30,20 @@ class SignalBridge(QObject):
         self.app = app
         self.interrupts = Interrupts(None, self._on_signal)
         self._quitting = False
-        self._read_fd, self._write_fd = os.pipe()
-        for fd in (self._read_fd, self._write_fd):
-            os.set_blocking(fd, False)
-        self._notifier = QSocketNotifier(self._read_fd, QSocketNotifier.Type.Read, self)
-        self._notifier.activated.connect(self._drain)
-        self.interrupts.install(self._write_fd)
+        self._fds: tuple[int, int] | None = None
+        self._notifier: QSocketNotifier | None = None
+        self._timer: QTimer | None = None
+        if os.name == "posix":
+            self._fds = os.pipe()
+            for fd in self._fds:
+                os.set_blocking(fd, False)
+            self._notifier = QSocketNotifier(self._fds[0], QSocketNotifier.Type.Read, self)
+            self._notifier.activated.connect(self._drain)
+        else:  # Windows wants a socket for the wakeup fd: let Python in twice a second instead
+            self._timer = QTimer(self)
+            self._timer.timeout.connect(lambda: None)
+            self._timer.start(500)
+        self.interrupts.install(self._fds[1] if self._fds else None)
 
     @property
     def exit_code(self) -> int | None:
@@ -45,16 +53,20 @@ class SignalBridge(QObject):
     def close(self) -> None:
         """Put the previous handlers back and close the pipe."""
         self.interrupts.uninstall()
-        self._notifier.setEnabled(False)
-        for fd in (self._read_fd, self._write_fd):
+        if self._timer is not None:
+            self._timer.stop()
+        if self._notifier is not None:
+            self._notifier.setEnabled(False)
+        for fd in self._fds or ():
             with contextlib.suppress(OSError):
                 os.close(fd)
+        self._fds = None
 
     @Slot()
     def _drain(self) -> None:
         """The pipe woke the loop; Python has already run the handlers. Empty it so it can wake us again."""
-        with contextlib.suppress(BlockingIOError, OSError):
-            while os.read(self._read_fd, 512):
+        with contextlib.suppress(OSError):  # BlockingIOError once it is empty
+            while self._fds and os.read(self._fds[0], 512):
                 pass
 
     def _on_signal(self, signum: int) -> None:
