@@ -18,9 +18,12 @@ import sys
 import textwrap
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loradesk import __version__
+
+if TYPE_CHECKING:
+    from loradesk.core.interrupts import Interrupts
 
 EXPECTED_ERRORS: tuple[type[BaseException], ...] = (ValueError, RuntimeError, OSError)
 
@@ -168,7 +171,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return _train(args, stop, interrupts)
 
 
-def _train(args: argparse.Namespace, stop: threading.Event, interrupts: Any) -> int:
+def _train(args: argparse.Namespace, stop: threading.Event, interrupts: Interrupts) -> int:
     from loradesk.core.config import RunConfig
 
     config = RunConfig.load(args.config) if args.config else RunConfig()
