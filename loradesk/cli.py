@@ -18,9 +18,12 @@ import sys
 import textwrap
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loradesk import __version__
+
+if TYPE_CHECKING:
+    from loradesk.core.interrupts import Interrupts
 
 EXPECTED_ERRORS: tuple[type[BaseException], ...] = (ValueError, RuntimeError, OSError)
 
@@ -190,6 +193,19 @@ class TerminalSink:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from loradesk.core.interrupts import Interrupts, signal_name
+
+    stop = threading.Event()
+
+    def stopping(signum: int) -> None:
+        print(f"\n{signal_name(signum)}: stopping after this step (a checkpoint and the adapter are kept)… "
+              f"press Ctrl+C again within a few seconds to abort.", file=sys.stderr, flush=True)
+
+    with Interrupts(stop, stopping).installed() as interrupts:  # a signal sets the stop flag from now on
+        return _train(args, stop, interrupts)
+
+
+def _train(args: argparse.Namespace, stop: threading.Event, interrupts: Interrupts) -> int:
     from loradesk.core.config import RunConfig
 
     config = RunConfig.load(args.config) if args.config else RunConfig()
@@ -210,12 +226,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"Settings written to {args.save_config}")
         return 0
 
-    from loradesk.core import training
+    from loradesk.core import runs, training
     from loradesk.core.formats import read_dataset
+    from loradesk.core.interrupts import signal_name
 
     rows = [] if args.resume else read_dataset(Path(args.data))
     sink = TerminalSink()
-    stop = threading.Event()
     box: dict[str, Any] = {}
 
     def work() -> None:
@@ -227,17 +243,21 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     thread = threading.Thread(target=work, name="training", daemon=True)
     thread.start()
-    try:
-        while thread.is_alive():
-            thread.join(0.2)
-    except KeyboardInterrupt:  # first Ctrl+C: stop at the next step and keep the adapter
-        print("\nStopping after this step (the adapter is kept)… press Ctrl+C again to abort.", file=sys.stderr)
-        stop.set()
-        thread.join()
+    while thread.is_alive():  # signal handlers run on this thread between joins
+        thread.join(0.2)
     sink.close()
+    if isinstance(box.get("error"), training.TrainingStopped) and interrupts.exit_code:
+        print(f"{signal_name(interrupts.signum)}: stopped before training started; nothing was written.",
+              file=sys.stderr)
+        return interrupts.exit_code
     if "error" in box:
         raise box["error"]
     r = box["result"]
+    if interrupts.exit_code:
+        kept = runs.latest_checkpoint(r.run_dir)
+        print(f"{signal_name(interrupts.signum)}: stopped after {r.steps} steps; kept the adapter in {r.run_dir}"
+              + (f" and {kept.name} (resume: {runs.resume_command(r.run_dir)})" if kept else ""), file=sys.stderr)
+        return interrupts.exit_code
     loss = f"{r.final_loss:.4f}" if r.final_loss is not None else "n/a"
     speed = f", {r.tokens_per_second:.0f} trained tokens/s" if r.tokens_per_second else ""
     print(f"{r.status.capitalize()}: {r.steps} steps in {r.seconds:.0f} s on {r.device} ({r.precision}{speed}), "
@@ -321,7 +341,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from loradesk.core.runs import list_runs
+    from loradesk.core.runs import list_runs, resume_command
 
     runs = list_runs()
     if not runs:
@@ -329,7 +349,11 @@ def cmd_runs(args: argparse.Namespace) -> int:
     for r in runs:
         loss = f"{r.final_loss:.3f}" if r.final_loss is not None else "  -  "
         score = f"{100 * r.score:.0f} %" if r.score is not None else "-"
-        print(f"{r.created:19}  {r.status:9}  loss {loss}  score {score:>5}  {r.model}  {r.path}")
+        print(f"{r.created:19}  {r.status:11}  loss {loss}  score {score:>5}  {r.model}  {r.path}")
+        if r.where:
+            print(f"{'':21}training in {r.where}")
+        if r.resumable:
+            print(f"{'':21}resume from {r.checkpoint.name if r.checkpoint else ''}: {resume_command(r.path)}")
     return 0
 
 

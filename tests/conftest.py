@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -69,3 +71,29 @@ def sample_path() -> Path:
 @pytest.fixture
 def heldout_path() -> Path:
     return DATA / "sample_heldout.json"
+
+
+class StopAt:
+    """A training sink that sets its ``stop`` flag once step ``step`` is reported; ``steps`` records them all."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+        self.stop = threading.Event()
+        self.steps: list[int] = []
+
+    def status(self, text: str) -> None:
+        pass
+
+    def log(self, text: str) -> None:
+        pass
+
+    def progress(self, p: Any) -> None:
+        self.steps.append(p.step)
+        if p.step >= self.step:
+            self.stop.set()
+
+
+@pytest.fixture(scope="session")
+def stop_at() -> type[StopAt]:
+    """``sink = stop_at(3); training.run(config, rows, sink, sink.stop)``: a run that stops after step 3."""
+    return StopAt

@@ -200,6 +200,9 @@ class TrainingSettings(_Settings):
                          min=0, max=100_000, label="Eval every")
     save_steps: int = _f(0, "Save a resumable checkpoint every this many steps (0: at each epoch end).",
                          min=0, max=100_000, label="Checkpoint every")
+    save_minutes: float = _f(10.0, "Also save a resumable checkpoint every this many minutes of training, so a "
+                             "crash or power cut loses at most that much (0: off). Two checkpoints are kept.",
+                             min=0.0, max=1440.0, step=1.0, label="Checkpoint every (minutes)")
     completion_only_loss: bool = _f(True, "Train only on the answer: prompt and template tokens carry no "
                                     "loss. Turn off to also learn to reproduce the prompts.",
                                     label="Completion-only loss")

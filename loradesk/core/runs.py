@@ -5,10 +5,14 @@ A run folder is itself a loadable adapter folder, so the tutorial's own code wor
     run_dir/
       adapter_config.json, adapter_model.safetensors   the LoRA adapter (peft)
       tokenizer files, chat_template.jinja              the tokenizer the run trained with
-      loradesk_run.json                                 config, base model, result, score
+      loradesk_run.json                                 config, base model, result, score, training process
       dataset.jsonl                                     the rows it trained on (for resume)
       metrics.jsonl                                     one JSON object per logged step / eval
       checkpoints/checkpoint-N/                         resumable states (complete ones carry a marker)
+      .saving-XXXX/                                     only while the final adapter is being saved
+
+A run's status is "completed", "stopped" (by the user or a signal, adapter kept), "failed", "running", or
+"interrupted" (its process ended without a final save; resumable from its latest complete checkpoint).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from loradesk.core import checkpoints, liveness
 from loradesk.core.config import RunConfig
 from loradesk.core.dataset import Example
 from loradesk.core.fileio import (
@@ -41,7 +46,8 @@ CHECKPOINTS = "checkpoints"
 COMPLETE_MARKER = "loradesk_complete"
 
 __all__ = ["RunInfo", "default_runs_dir", "export_adapter", "export_merged", "latest_checkpoint",
-           "list_runs", "new_run_dir", "read_metrics", "read_run", "record_score"]
+           "list_runs", "mark_interrupted", "new_run_dir", "read_metrics", "read_run", "record_score",
+           "resume_command"]
 
 
 class RunError(RuntimeError):
@@ -64,6 +70,13 @@ class RunInfo:
     base_model_dir: str
     seconds: float | None = None
     device: str = ""
+    checkpoint: Path | None = None  # the latest complete checkpoint (interrupted and stopped runs)
+    where: str = ""  # the training process ("pid 12 on host") of a run that says "running"
+
+    @property
+    def resumable(self) -> bool:
+        """A stopped or interrupted run with a complete checkpoint to continue from."""
+        return self.status in ("stopped", "interrupted") and self.checkpoint is not None
 
 
 def new_run_dir(runs_dir: Path, model_label: str) -> Path:
@@ -96,17 +109,59 @@ def read_run_file(run_dir: Path) -> dict[str, Any]:
 
 
 def read_run(run_dir: Path) -> RunInfo:
-    """The :class:`RunInfo` of one run folder."""
+    """The :class:`RunInfo` of one run folder.
+
+    A run whose file says "running" but whose training process is gone (same host) is reported as
+    "interrupted", with its latest complete checkpoint; on another host it stays "running" and ``where``
+    names the process.
+    """
     run_dir = Path(run_dir)
     data = read_run_file(run_dir)
     result = data.get("result", {})
+    status = result.get("status", "running")
+    where = ""
+    checkpoint = None
+    if status == "running":
+        state = liveness.process_state(data.get("process"))
+        if state == "gone":
+            checkpoint = latest_checkpoint(run_dir)
+            status, result = "interrupted", {**result, **_interrupted_result(run_dir, checkpoint)}
+        elif state in ("alive", "elsewhere"):
+            where = liveness.describe(data.get("process"))
+    elif status in ("stopped", "interrupted"):
+        checkpoint = latest_checkpoint(run_dir)
     return RunInfo(
         path=run_dir, name=run_dir.name, created=data.get("created", ""), model=data.get("model", ""),
-        status=result.get("status", "running"), final_loss=result.get("final_loss"),
+        status=status, final_loss=result.get("final_loss"),
         steps=int(result.get("steps", 0)), config=RunConfig.from_dict(data.get("config", {})),
         score=data.get("score"), base_model_dir=data.get("base_model_dir", ""),
-        seconds=result.get("seconds"), device=result.get("device", ""),
+        seconds=result.get("seconds"), device=result.get("device", ""), checkpoint=checkpoint, where=where,
     )
+
+
+def _interrupted_result(run_dir: Path, checkpoint: Path | None) -> dict[str, Any]:
+    """What an interrupted run kept: its latest complete checkpoint, the steps and loss up to it."""
+    steps = checkpoint_step(checkpoint) if checkpoint else 0
+    losses = [m["loss"] for m in read_metrics(run_dir) if "loss" in m and int(m.get("step", 0)) <= steps]
+    return {"status": "interrupted", "steps": steps, "final_loss": losses[-1] if losses else None,
+            "checkpoint": checkpoint.name if checkpoint else None}
+
+
+def mark_interrupted(run_dir: Path) -> bool:
+    """Record a run whose training process is ending without a final save as "interrupted" (only while its
+    file still says "running"); True when it was marked."""
+    data = read_run_file(run_dir)
+    if data.get("result", {}).get("status", "running") != "running":
+        return False
+    result = {**data.get("result", {}), **_interrupted_result(run_dir, latest_checkpoint(run_dir))}
+    write_run_file(Path(run_dir), {**data, "result": result})
+    return True
+
+
+def resume_command(run_dir: Path) -> str:
+    """The command line that continues ``run_dir`` (its rows come from the run's own dataset snapshot)."""
+    run_dir = Path(run_dir)
+    return f'loradesk train "{run_dir / DATASET_FILE}" --resume "{run_dir}"'
 
 
 def list_runs(runs_dir: Path | None = None) -> list[RunInfo]:
@@ -118,9 +173,12 @@ def list_runs(runs_dir: Path | None = None) -> list[RunInfo]:
         if (child / RUN_FILE).is_file():
             remove_stale_temps(child)
             try:
-                out.append(read_run(child))
+                info = read_run(child)
             except (RunError, ValueError):
                 continue
+            if info.status != "running":  # nothing is saving into it: a temporary save folder is stale
+                checkpoints.remove_stale_saves(child)
+            out.append(info)
     return sorted(out, key=lambda r: (r.created, r.name), reverse=True)
 
 
@@ -174,15 +232,31 @@ def load_dataset_snapshot(run_dir: Path) -> list[Example]:
     return rows
 
 
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The newest checkpoint that was completely written (half-written ones are ignored)."""
+def checkpoint_step(folder: Path) -> int:
+    """The global step of ``checkpoint-N``."""
+    return int(Path(folder).name.rsplit("-", 1)[-1])
+
+
+def latest_checkpoint(run_dir: Path, repair: bool = False) -> Path | None:
+    """The newest checkpoint that was completely written (half-written ones are ignored).
+
+    A checkpoint counts when it carries the completion marker, or when its files verify
+    (:func:`loradesk.core.checkpoints.verify_checkpoint`: the process died between the last file and the
+    marker); with ``repair`` the missing marker is then written.
+    """
     folder = Path(run_dir) / CHECKPOINTS
-    best: tuple[int, Path] | None = None
+    found = []
     for child in folder.glob("checkpoint-*") if folder.is_dir() else ():
-        m = re.fullmatch(r"checkpoint-(\d+)", child.name)
-        if m and (child / COMPLETE_MARKER).is_file() and (best is None or int(m.group(1)) > best[0]):
-            best = (int(m.group(1)), child)
-    return best[1] if best else None
+        if re.fullmatch(r"checkpoint-(\d+)", child.name) and child.is_dir():
+            found.append((checkpoint_step(child), child))
+    for step, child in sorted(found, reverse=True):
+        if (child / COMPLETE_MARKER).is_file():
+            return child
+        if checkpoints.verify_checkpoint(child) is None:
+            if repair:
+                atomic_write_text(child / COMPLETE_MARKER, str(step))
+            return child
+    return None
 
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")

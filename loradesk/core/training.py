@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from loradesk import __version__
-from loradesk.core import runs
+from loradesk.core import checkpoints, interrupts, liveness, runs
 from loradesk.core.config import RunConfig
 from loradesk.core.dataset import Dataset, Example, split_rows
 from loradesk.core.fileio import storage_errors_named
@@ -29,6 +29,10 @@ from loradesk.core.paths import default_runs_dir
 
 class TrainingError(RuntimeError):
     """Training cannot start or failed; the message says what to fix."""
+
+
+class TrainingStopped(TrainingError):
+    """The stop flag was set before training started: nothing was written (a resumed run is unchanged)."""
 
 
 @dataclass
@@ -116,7 +120,11 @@ def run(config: RunConfig, dataset: Dataset | Sequence[Example], sink: Sink | No
     stop = stop or threading.Event()
     if resume_from is not None:
         run_dir = Path(resume_from)
-        checkpoint = runs.latest_checkpoint(run_dir)
+        info = runs.read_run(run_dir)
+        if info.status == "running" and info.where:
+            raise TrainingError(f"{run_dir} is still being trained ({info.where}): stop it there first")
+        checkpoints.remove_stale_saves(run_dir)
+        checkpoint = runs.latest_checkpoint(run_dir, repair=True)
         if checkpoint is None:
             raise TrainingError(f"{run_dir} has no complete checkpoint to resume from")
         data = runs.read_run_file(run_dir)
@@ -175,10 +183,12 @@ class TrainingJob:
             sink.log(f"{cut_rows} training row(s) are longer than max length {t.max_length} and were cut")
         sink.log(f"{len(train_rows)} training rows, {len(eval_rows)} validation rows")
 
+        self._check_stop()
         sink.status("Loading the model…")
         model = models.load_model(model_dir, device, models.weights_dtype(device, precision),
                                   cfg.model.trust_remote_code)
         model = self.wrap_lora(model)
+        self._check_stop()
 
         if checkpoint is None:
             if run_dir is None:
@@ -191,35 +201,35 @@ class TrainingJob:
         base_record = {
             "app": f"LoRA Desk {__version__}", "created": datetime.now().isoformat(timespec="seconds"),
             "model": self._model_label(model_dir), "base_model_dir": str(model_dir),
-            "config": cfg.to_dict(), "result": {"status": "running"},
+            "config": cfg.to_dict(), "result": {"status": "running"}, "process": liveness.process_record(),
         }
         if checkpoint is not None:
             previous = runs.read_run_file(run_dir)
             base_record["created"] = previous.get("created", base_record["created"])
             base_record["score"] = None
         runs.write_run_file(run_dir, base_record)
+        interrupts.register_run(run_dir)
 
         trainer, _collator, callback = self.build_trainer(model, tokenizer, train_data, eval_data, run_dir,
                                                           device, precision, started)
         status = "completed"
-        if self.stop.is_set():
+        if self.stop.is_set() and checkpoint is None:
             status = "stopped"
         else:
             sink.status("Training")
             try:
                 trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
             except Exception as exc:  # record the failure in the run folder, then let the caller report it
-                runs.write_run_file(run_dir, {**base_record, "result": {
-                    "status": "failed", "error": f"{type(exc).__name__}: {exc}",
-                    "steps": trainer.state.global_step, "seconds": time.monotonic() - started}})
+                with interrupts.finishing(run_dir):
+                    runs.write_run_file(run_dir, {**base_record, "result": {
+                        "status": "failed", "error": f"{type(exc).__name__}: {exc}",
+                        "steps": trainer.state.global_step, "seconds": time.monotonic() - started}})
                 raise
             if callback.stopped:
                 status = "stopped"
 
         sink.status("Saving the adapter…")
-        model.save_pretrained(run_dir, safe_serialization=True)
-        with tokenizer_lock:
-            tokenizer.save_pretrained(run_dir)
+        checkpoints.save_adapter(model, tokenizer, run_dir, tokenizer_lock)
         seconds = time.monotonic() - started
         result = RunResult(
             run_dir=run_dir, status=status, steps=trainer.state.global_step, final_loss=callback.last_loss,
@@ -229,12 +239,17 @@ class TrainingJob:
         )
         record = {**base_record, "result": {k: (str(v) if isinstance(v, Path) else v)
                                             for k, v in dataclasses.asdict(result).items()}}
-        runs.write_run_file(run_dir, record)
+        with interrupts.finishing(run_dir):
+            runs.write_run_file(run_dir, record)
         sink.status("Stopped: adapter saved" if status == "stopped" else "Done")
         sink.log(f"Adapter saved to {run_dir}")
         return result
 
     # -- pieces --
+    def _check_stop(self) -> None:
+        if self.stop.is_set():
+            raise TrainingStopped("Stopped before training started: nothing was saved")
+
     def encode(self, tokenizer: Any, rows: list[Example]) -> tuple[Any, int]:
         """Rows as a tokenized datasets.Dataset (input_ids, labels, length) and how many were cut."""
         from datasets import Dataset as HFDataset
@@ -333,9 +348,10 @@ class TrainingJob:
         )
         collator = DataCollator(tokenizer.pad_token_id, pad_to_multiple_of=8 if device == "cuda" else None)
         callback = _make_callback_class()(self.sink, self.stop, run_dir, collator, started)
+        timed = [checkpoints.timed_save_callback(t.save_minutes)] if t.save_minutes > 0 else []
         trainer = Trainer(model=model, args=args, data_collator=collator, train_dataset=train_data,
                           eval_dataset=eval_data if has_eval else None, processing_class=tokenizer,
-                          callbacks=[callback])
+                          callbacks=[callback, *timed])
         trainer.remove_callback(PrinterCallback)  # progress goes to the sink, not stdout
         return trainer, collator, callback
 

@@ -24,6 +24,7 @@ from loradesk.core.project import (
     recovery_path,
 )
 from loradesk.ui.main_window import APP_NAME, DATASET_SUFFIXES, MainWindow, recent_projects
+from loradesk.ui.signal_bridge import SignalBridge
 from loradesk.ui.style import apply_style
 
 #: How often a thread holding the GIL hands it over to a waiting one (Python's default: 5 ms).
@@ -119,7 +120,9 @@ def run_gui(argv: Sequence[str] | None = None) -> int:
     """Run the desktop app; ``argv`` are the arguments after the program name (a project file, Qt options)."""
     window = build_window(sys.argv[1:] if argv is None else list(argv))
     app = QApplication.instance()
-    assert app is not None
+    assert isinstance(app, QApplication)
+    signals = SignalBridge(window, app)  # SIGINT/SIGTERM: stop training, keep unsaved work, quit 130/143
     code = app.exec()
+    signals.close()
     del window
-    return code
+    return signals.exit_code or code

@@ -161,6 +161,7 @@ class MainWindow(QMainWindow):
         self._import: ImportRequest | None = None
         self._hub_values: dict[str, Any] = {}
         self._settings_ok = True
+        self._ask_on_close = True
         self.setAcceptDrops(True)
         self._build_tabs()
         self._build_actions()
@@ -213,6 +214,7 @@ class MainWindow(QMainWindow):
             self.training_tab.run_finished.connect(self._on_run_finished)
         if hasattr(self.runs_tab, "run_selected"):
             self.runs_tab.run_selected.connect(self.show_run)
+            self.runs_tab.resume_requested.connect(self.resume_training)
 
     def _load_tab(self, module: str, cls: str, title: str) -> QWidget:
         try:
@@ -416,9 +418,11 @@ class MainWindow(QMainWindow):
         self.training_tab.stop()
 
     @Slot()
-    def resume_training(self) -> None:
+    @Slot(str)
+    def resume_training(self, run_dir: str = "") -> None:
+        """Resume ``run_dir`` (from the Runs tab), or the newest stopped run (Run menu)."""
         self.tabs.setCurrentWidget(self.training_tab)
-        self.training_tab.resume()
+        self.training_tab.resume(run_dir or None)
 
     @Slot(bool)
     def _on_running(self, running: bool) -> None:
@@ -787,8 +791,17 @@ class MainWindow(QMainWindow):
         QMessageBox.about(self, "About LoRA Desk", self.about_text())
 
     # --- closing ---------------------------------------------------------------------------------------
+    def close_keeping_unsaved(self) -> bool:
+        """Close without asking (a signal asked the app to quit): unsaved changes are written to the recovery
+        file, offered again at the next start. Stop a running training first (it keeps its adapter)."""
+        self._ask_on_close = False
+        self.wait_for_autosave()
+        self.autosave()
+        self.wait_for_autosave()
+        return self.close()
+
     def closeEvent(self, event: QCloseEvent) -> None:
-        if self._running():
+        if self._ask_on_close and self._running():
             answer = QMessageBox.question(
                 self, "Training is running", "Stop training and quit? The adapter trained so far is kept "
                 "and the run can be resumed later.",
@@ -796,7 +809,7 @@ class MainWindow(QMainWindow):
             if answer != QMessageBox.StandardButton.Yes:
                 event.ignore()
                 return
-        if not self.maybe_save():
+        if self._ask_on_close and not self.maybe_save():
             event.ignore()
             return
         self._autosave_timer.stop()

@@ -28,7 +28,8 @@ from loradesk.ui.training_tab import open_error_box
 from loradesk.ui.workers import CallWorker, Job
 
 COLUMNS = ("Date", "Model", "r / alpha", "Learning rate", "Epochs", "Steps", "Status", "Final loss", "Score")
-STATUS_COLORS = {"completed": "#1e7b34", "stopped": "#9a6700", "running": "#1f6fb5", "failed": "#b3261e"}
+STATUS_COLORS = {"completed": "#1e7b34", "stopped": "#9a6700", "interrupted": "#b35c00", "running": "#1f6fb5",
+                 "failed": "#b3261e"}
 PATH_ROLE = Qt.ItemDataRole.UserRole + 1
 
 
@@ -48,6 +49,7 @@ class RunsTab(QWidget):
     """The list of runs with their curves. Embedded by the main window."""
 
     run_selected = Signal(str)  # "Compare this run": the run folder
+    resume_requested = Signal(str)  # "Resume": a stopped or interrupted run folder, for the Train tab
     busy_changed = Signal(bool)  # an export started (True) or ended (False)
 
     def __init__(self, project: Any, parent: QWidget | None = None) -> None:
@@ -96,12 +98,17 @@ class RunsTab(QWidget):
         self.compare_button = QPushButton(style.standardIcon(QStyle.StandardPixmap.SP_ArrowRight),
                                           "Compare this run")
         self.compare_button.clicked.connect(self.compare_selected)
+        self.resume_button = QPushButton(style.standardIcon(QStyle.StandardPixmap.SP_MediaSeekForward), "Resume")
+        self.resume_button.setToolTip("Continue the selected stopped or interrupted run from its latest checkpoint "
+                                      "on the Train tab")
+        self.resume_button.clicked.connect(self.resume_selected)
         buttons = QHBoxLayout()
         buttons.addWidget(self.refresh_button)
         buttons.addWidget(self.open_button)
         buttons.addWidget(self.export_adapter_button)
         buttons.addWidget(self.export_merged_button)
         buttons.addStretch(1)
+        buttons.addWidget(self.resume_button)
         buttons.addWidget(self.compare_button)
 
         self.detail_label = QLabel("Select a run to see its loss curve.")
@@ -182,6 +189,10 @@ class RunsTab(QWidget):
         epochs = f"{t.epochs:g}" if t.max_steps <= 0 else "—"
         loss = info.final_loss
         status = _item(info.status)
+        if info.where:
+            status.setToolTip(f"Training in {info.where}")
+        elif info.resumable and info.checkpoint is not None:
+            status.setToolTip(f"Can be resumed from {info.checkpoint.name}")
         status.setForeground(QBrush(QColor(STATUS_COLORS.get(info.status, "#555555"))))
         cells = [
             _item(info.created.replace("T", " ")[:16], info.created),
@@ -246,6 +257,12 @@ class RunsTab(QWidget):
         run_dir = self.selected_run()
         if run_dir is not None:
             self.run_selected.emit(str(run_dir))
+
+    def resume_selected(self, *_: Any) -> None:
+        """Hand the selected stopped or interrupted run to the Train tab's Resume."""
+        info = self._info(self.selected_run())
+        if info is not None and info.resumable:
+            self.resume_requested.emit(str(info.path))
 
     def open_folder(self) -> None:
         run_dir = self.selected_run()
@@ -326,6 +343,7 @@ class RunsTab(QWidget):
         self.export_adapter_button.setEnabled(has_adapter and not busy)
         self.export_merged_button.setEnabled(has_adapter and not busy)
         self.compare_button.setEnabled(has_adapter)
+        self.resume_button.setEnabled(info is not None and info.resumable)
         self.refresh_button.setEnabled(not busy)
 
     def show_error(self, title: str, message: str, details: str = "") -> None:

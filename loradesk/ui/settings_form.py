@@ -60,7 +60,8 @@ MAIN_TRAINING = ("epochs", "max_steps", "learning_rate", "scheduler", "warmup_ra
                  "max_length")
 #: What 0 means for fields where it is a switch rather than a number.
 ZERO_MEANS = {"training.max_steps": "Off (use epochs)", "training.eval_steps": "Each epoch",
-              "training.save_steps": "Each epoch", "training.threads": "Auto", "training.validation_fraction": "None"}
+              "training.save_steps": "Each epoch", "training.save_minutes": "Off", "training.threads": "Auto",
+              "training.validation_fraction": "None"}
 INVALID_STYLE = """
 *[invalid="true"] { border: 1px solid #d64545; border-radius: 3px; }
 QLabel#fieldMessage { color: #d64545; }

@@ -242,13 +242,14 @@ class TrainingTab(QWidget):
                          + (f"{t.max_steps} steps)" if t.max_steps else f"{t.epochs:g} epochs)"))
         self._launch(TrainWorker(config, snapshot, self.runs_dir))
 
-    def resume(self) -> None:
-        """Continue the last stopped run from its latest complete checkpoint."""
-        if self.is_running() or self._blocked or self._resume_dir is None:
+    def resume(self, run_dir: str | Path | None = None) -> None:
+        """Continue ``run_dir`` (default: the newest stopped or interrupted run) from its latest complete
+        checkpoint."""
+        run_dir = Path(run_dir) if run_dir else self._resume_dir
+        if self.is_running() or self._blocked or run_dir is None:
             return
         from loradesk.core import runs
 
-        run_dir = self._resume_dir
         try:
             info = runs.read_run(run_dir)
         except (OSError, ValueError) as exc:
@@ -394,6 +395,9 @@ class TrainingTab(QWidget):
         result = self._result
         if result is not None:
             self._resume_dir = Path(result.run_dir) if result.status == "stopped" else None
+        elif self._error is None and self.progress_bar.maximum() == 0:  # stopped before training started
+            self.progress_bar.setRange(0, 1)
+            self.progress_bar.setFormat("Not started")
         self._update_buttons()
         self.running_changed.emit(False)
         if result is not None:
@@ -411,7 +415,7 @@ class TrainingTab(QWidget):
             found = runs.list_runs(self.runs_dir)
         except OSError:
             found = []
-        if found and found[0].status == "stopped" and runs.latest_checkpoint(found[0].path) is not None:
+        if found and found[0].resumable:
             self._resume_dir = found[0].path
         self._update_buttons()
         if found and self._result is None and self._error is None:
@@ -436,7 +440,7 @@ class TrainingTab(QWidget):
         self.progress_bar.setValue(min(info.steps, max_steps))
         self.progress_bar.setFormat(epoch_text(float(last.get("epoch") or 0.0), info.steps, max_steps,
                                                None if t.max_steps > 0 else t.epochs) + " · %p%")
-        status = {"running": "interrupted"}.get(info.status, info.status)
+        status = info.status  # read_run reports a run whose process is gone as "interrupted"
         self._set_phase(f"Last run: {status}")
         self.elapsed_stat.set(format_duration(info.seconds))
         self.eta_stat.set("—")

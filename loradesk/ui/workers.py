@@ -151,8 +151,12 @@ class TrainWorker(Worker):
         from loradesk.core import models, training
 
         self.device.emit(models.device_description())
-        result = training.run(self.config, self.dataset, SignalSink(self), self.stop_event, self.runs_dir,
-                              self.resume_from)
+        try:
+            result = training.run(self.config, self.dataset, SignalSink(self), self.stop_event, self.runs_dir,
+                                  self.resume_from)
+        except training.TrainingStopped as exc:  # stopped while the model loaded: not a failure
+            self.status.emit(str(exc))
+            return
         self.finished.emit(result)
 
 

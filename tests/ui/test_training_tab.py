@@ -191,3 +191,15 @@ def test_plot_buffers_points_and_draws_them_on_a_timer(qtbot):
     plot.add_point(51, loss=float("nan"))  # ignored, no crash
     plot.flush()
     assert plot.point_count() == 50
+
+
+def test_stop_while_the_model_loads_writes_nothing_and_is_no_failure(qtbot, tab, project, tiny_model_dir):
+    use_tiny_model(project, tiny_model_dir, steps=50)
+    tab.start()
+    tab.stop()  # long before the worker has loaded the model
+    qtbot.waitUntil(lambda: not tab.is_running(), timeout=60_000)
+    qtbot.waitUntil(lambda: tab.start_button.isEnabled(), timeout=5_000)
+    assert runs.list_runs(tab.runs_dir) == [] and not list(tab.runs_dir.glob("*"))
+    assert tab.error_box is None and tab.last_result is None
+    assert tab.phase_label.text() == "Stopped before training started: nothing was saved"
+    assert tab.progress_bar.text() == "Not started"
