@@ -1,4 +1,4 @@
-"""SIGINT and SIGTERM as a normal way to end a run, for the CLI and the GUI alike (no Qt here).
+"""SIGINT, SIGTERM and SIGHUP as a normal way to end a run, for the CLI and the GUI alike (no Qt here).
 
 :class:`Interrupts` installs handlers that turn the first signal into a stop request (the training's stop
 flag is set: the current step finishes, a checkpoint and the adapter are saved, the run says "stopped")
@@ -26,7 +26,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: SIGHUP (the terminal was closed, a logout) is a stop too, where the platform has it: exit 129.
+SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None)
 #: A second signal within this many seconds of the previous one aborts instead of waiting for the stop.
 ABORT_WINDOW_S = 5.0
 

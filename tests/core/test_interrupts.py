@@ -232,3 +232,14 @@ def test_installing_off_the_main_thread_leaves_the_handlers_alone() -> None:
     assert errors == [] and signal.getsignal(signal.SIGINT) is before
     handler.uninstall()
     assert signal.getsignal(signal.SIGINT) is before
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP on this platform")
+def test_a_closed_terminal_is_a_stop_too() -> None:
+    stop = threading.Event()
+    stopped: list[int] = []
+    handler = interrupts.Interrupts(stop, stopped.append, lambda _s: None, window_s=60)
+    with handler.installed():
+        os.kill(os.getpid(), signal.SIGHUP)
+        time.sleep(0.01)
+        assert stop.is_set() and stopped == [signal.SIGHUP] and handler.exit_code == 129
