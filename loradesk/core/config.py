@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from loradesk.core.wording import brief
+
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 BIASES = ("none", "all", "lora_only")
@@ -46,7 +48,7 @@ class _Settings:
             value = getattr(self, f.name)
             meta = f.metadata
             if "choices" in meta and value not in meta["choices"]:
-                out.append((f.name, f"must be one of {', '.join(map(str, meta['choices']))} (got {value!r})"))
+                out.append((f.name, f"must be one of {', '.join(map(str, meta['choices']))} (got {brief(value)})"))
                 continue
             if isinstance(value, bool) or not isinstance(value, int | float):
                 continue
@@ -83,7 +85,7 @@ class _Settings:
             expected = getattr(defaults, name)
             coerced = _coerce(value, expected)
             if coerced is _BAD:
-                bad.append((f"{where}{name}", f"expected {type(expected).__name__}, got {value!r}"))
+                bad.append((f"{where}{name}", f"expected {type(expected).__name__}, got {brief(value)}"))
             else:
                 kwargs[name] = coerced
         return kwargs, bad
@@ -253,7 +255,7 @@ class RunConfig:
             problems += bad
             parts[section] = kind(**kwargs)
         if "name" in data and not isinstance(data["name"], str):
-            problems.append(("name", f"expected str, got {data['name']!r}"))
+            problems.append(("name", f"expected str, got {brief(data['name'])}"))
         if problems:
             raise ConfigError(problems, str(source) if source else None)
         return cls(name=str(data.get("name", "")), **parts)

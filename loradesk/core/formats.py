@@ -47,6 +47,8 @@ from typing import Any
 
 from loradesk.core.dataset import SPLITS, Example
 from loradesk.core.fileio import atomic_open
+from loradesk.core.jsonsafe import TOO_BIG, JSONLimitError, loads
+from loradesk.core.wording import brief
 
 FORMATS = ("json", "jsonl", "csv", "alpaca", "sharegpt", "openai")
 WRITE_FORMATS = FORMATS
@@ -292,7 +294,7 @@ def _load(path: Path, container: str | None, limit: int | None = None) -> _Sourc
                 line = fh.readline()
                 fh.seek(0)
                 try:
-                    one_record = isinstance(json.loads(line), dict)
+                    one_record = isinstance(loads(line), dict)
                 except ValueError:  # a broken first line that looks whole is reported as JSONL
                     one_record = line.rstrip().endswith(b"}")
                 if one_record:
@@ -300,6 +302,8 @@ def _load(path: Path, container: str | None, limit: int | None = None) -> _Sourc
             return _load_json(path, fh.read(), limit)
     except OSError as exc:
         raise FormatError(path, f"can't read the file: {exc.strerror or exc}") from exc
+    except MemoryError:
+        raise FormatError(path, f"the file is {TOO_BIG}") from None
 
 
 def _first_byte(fh: io.BufferedReader, path: Path) -> bytes:
@@ -329,9 +333,11 @@ def _decode(path: Path, data: bytes, line_offset: int = 0) -> str:
 def _load_json(path: Path, data: bytes, limit: int | None) -> _Source:
     text = _decode(path, data)
     try:
-        doc = json.loads(text)
+        doc = loads(text)
     except json.JSONDecodeError as exc:
         raise FormatError(path, f"invalid JSON: {exc.msg}", line=exc.lineno, column=exc.colno) from None
+    except JSONLimitError as exc:
+        raise FormatError(path, f"the JSON is {exc}") from None
     if not isinstance(doc, list):
         raise FormatError(path, "the file must hold a JSON array of records (or one JSON object per line), "
                                 f"not {_kind(doc)}")
@@ -350,10 +356,12 @@ def _load_jsonl(path: Path, fh: io.BufferedReader, limit: int | None) -> _Source
             continue
         line = _decode(path, raw, number - 1)
         try:
-            rec = json.loads(line)
+            rec = loads(line)
         except json.JSONDecodeError as exc:
             raise FormatError(path, f"invalid JSON at column {exc.colno}: {exc.msg}", number,
                               unit="line") from None
+        except JSONLimitError as exc:
+            raise FormatError(path, f"the JSON is {exc}", number, unit="line") from None
         if not isinstance(rec, dict):
             raise src.error(number, f"each line must be a JSON object with named fields, got {_kind(rec)}")
         src.records.append((number, rec))
@@ -472,7 +480,7 @@ def _read_columns(src: _Source, shape: str, mapping: dict[str, str] | None) -> l
             value = _text(src, number, rec, split_col, optional=True)
             split = _SPLIT_VALUES.get(value.strip().lower(), "")
             if not split:
-                raise src.error(number, f"field '{split_col}' is {value!r}; expected train, validation or "
+                raise src.error(number, f"field '{split_col}' is {brief(value)}; expected train, validation or "
                                         "empty", split_col)
         rows.append(Example(prompt, completion, system, split))
     return rows
@@ -541,7 +549,7 @@ def _conversation_rows(src: _Source, number: int, rec: Mapping[str, Any], shape:
         role = _text(src, number, msg, role_key, field=f"{field}.{role_key}")
         side = roles.get(role.strip().lower())
         if side is None:
-            raise src.error(number, f"field '{field}.{role_key}' is {role!r}; expected one of "
+            raise src.error(number, f"field '{field}.{role_key}' is {brief(role)}; expected one of "
                                     f"{', '.join(roles)}", f"{field}.{role_key}")
         text = _message_text(src, number, msg, text_key, f"{field}.{text_key}")
         if side == "system":

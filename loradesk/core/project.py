@@ -30,7 +30,9 @@ from loradesk.core.fileio import (
     remove_stale_temps,
     storage_errors_named,
 )
+from loradesk.core.jsonsafe import TOO_BIG, JSONLimitError, loads
 from loradesk.core.paths import app_home, sample_data_dir
+from loradesk.core.wording import brief
 
 PROJECT_SUFFIX = ".loradesk"
 PROJECT_FORMAT = "loradesk-project"
@@ -161,7 +163,7 @@ class Project:
             raise ProjectError(source, "format", f"not a LoRA Desk project (expected {PROJECT_FORMAT!r})")
         version = data.get("version")
         if not isinstance(version, int) or version > PROJECT_VERSION:
-            raise ProjectError(source, "version", f"unsupported version {version!r} "
+            raise ProjectError(source, "version", f"unsupported version {brief(version)} "
                                                   f"(this LoRA Desk reads up to {PROJECT_VERSION})")
         unknown = sorted(set(data) - {"format", "version", "dataset", "config", "heldout"})
         if unknown:
@@ -313,6 +315,8 @@ def recover() -> Project:
         raise ProjectError(path, "format", f"not a LoRA Desk recovery file (expected {RECOVERY_FORMAT!r})")
     project = Project.from_dict(data.get("project"), path)
     source = data.get("source")
+    if source is not None and not isinstance(source, str):
+        raise ProjectError(path, "source", "expected a file path or null")
     project._path = Path(source) if source else None
     project.mark_dirty()
     return project
@@ -331,16 +335,24 @@ def discard_recovery(keep_backup: bool = True) -> None:
 
 def _read_json(path: Path) -> Any:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_bytes().decode("utf-8-sig")  # an editor's BOM is fine
     except FileNotFoundError:
         raise ProjectError(path, None, "file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ProjectError(path, None, f"cannot read the file ({exc})") from None
+    except UnicodeDecodeError as exc:
+        line = exc.object.count(b"\n", 0, exc.start) + 1
+        raise ProjectError(path, None, f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} on line {line})"
+                           ) from None
+    except OSError as exc:
+        raise ProjectError(path, None, f"cannot read the file ({exc.strerror or exc})") from None
+    except MemoryError:
+        raise ProjectError(path, None, f"the file is {TOO_BIG}") from None
     try:
-        return json.loads(text)
+        return loads(text)
     except json.JSONDecodeError as exc:
         raise ProjectError(path, None, f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
                            ) from None
+    except JSONLimitError as exc:
+        raise ProjectError(path, None, f"the JSON is {exc}") from None
 
 
 def _rows_from_records(records: Any, source: str | Path) -> list[Example]:
