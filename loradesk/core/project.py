@@ -284,17 +284,18 @@ class RecoveryInfo:
     rows: int
 
 
-def recovery_path() -> Path:
-    """The autosave file for unsaved work."""
-    return app_home() / RECOVERY_NAME
+def recovery_path(backup: bool = False) -> Path:
+    """The autosave file for unsaved work (``backup``: the copy :func:`discard_recovery` keeps)."""
+    path = app_home() / RECOVERY_NAME
+    return path.with_name(path.name + ".bak") if backup else path
 
 
-def find_recovery() -> RecoveryInfo | None:
-    """Describe the recovery file left by a session that did not close cleanly, if any.
+def find_recovery(backup: bool = False) -> RecoveryInfo | None:
+    """Describe the recovery file left by a session that did not close cleanly (or its backup), if any.
 
     Called at start: it also clears temporary files a killed write left in the data folder.
     """
-    path = recovery_path()
+    path = recovery_path(backup)
     remove_stale_temps(path.parent)
     if not path.is_file():
         return None
@@ -307,9 +308,9 @@ def find_recovery() -> RecoveryInfo | None:
         return RecoveryInfo(path, "", None, 0)
 
 
-def recover() -> Project:
-    """Load the recovery file as a dirty project pointing at the file it came from."""
-    path = recovery_path()
+def recover(backup: bool = False) -> Project:
+    """Load the recovery file (or its backup) as a dirty project pointing at the file it came from."""
+    path = recovery_path(backup)
     data = _read_json(path)
     if not isinstance(data, dict) or data.get("format") != RECOVERY_FORMAT:
         raise ProjectError(path, "format", f"not a LoRA Desk recovery file (expected {RECOVERY_FORMAT!r})")
@@ -327,7 +328,7 @@ def discard_recovery(keep_backup: bool = True) -> None:
     path = recovery_path()
     with _RECOVERY_LOCK:  # never between the steps of a write on another thread
         if keep_backup and path.is_file():
-            os.replace(path, path.with_name(path.name + ".bak"))
+            os.replace(path, recovery_path(backup=True))
         else:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
