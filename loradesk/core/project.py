@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -193,7 +194,7 @@ class Project:
         if target is None:
             raise ValueError("the project has no file yet: give a path")
         with storage_errors_named(target):
-            atomic_write_text(target, json.dumps(self.to_dict(), indent=1, ensure_ascii=False) + "\n")
+            atomic_write_text(target, _utf8_safe(json.dumps(self.to_dict(), indent=1, ensure_ascii=False)) + "\n")
         if target != self._path:
             self._path = target
             self._emit("path")
@@ -269,7 +270,7 @@ def write_recovery(snapshot: dict[str, Any]) -> Path:
         snapshot = {**snapshot, "project": {**project, "dataset": records}}
     with _RECOVERY_LOCK, atomic_open(target) as fh:
         for piece in iter_json(snapshot):
-            fh.write(piece)
+            fh.write(_utf8_safe(piece))
         fh.write("\n")
     return target
 
@@ -332,6 +333,17 @@ def discard_recovery(keep_backup: bool = True) -> None:
         else:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _utf8_safe(text: str) -> str:
+    """JSON text with lone surrogates (a row imported from a broken ``\\ud800`` escape) written as escapes,
+    so the file can be UTF-8 and reads back the same; other text is returned as it is."""
+    if _SURROGATE.search(text) is None:
+        return text
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def _read_json(path: Path) -> Any:
