@@ -109,9 +109,12 @@ def _coerce(value: Any, expected: Any) -> Any:
         return value if isinstance(value, bool) else _BAD
     if isinstance(expected, int):
         return value if isinstance(value, int) and not isinstance(value, bool) else _BAD
-    if isinstance(expected, float):
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        return float(value) if ok else _BAD
+    if isinstance(expected, float):  # NaN would slip past every range check; 10**400 has no float
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and value == value
+        try:
+            return float(value) if ok else _BAD
+        except OverflowError:
+            return _BAD
     if isinstance(expected, str):
         return value if isinstance(value, str) else _BAD
     if isinstance(expected, list):

@@ -77,6 +77,8 @@ _SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user",
                    "gpt": "assistant", "assistant": "assistant", "chatgpt": "assistant"}
 _OPENAI_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 _SNIFF_RECORDS = 20
+#: Columns named in a message before "and N more".
+_LISTED = 12
 #: How many records a preview (and an unrecognised-columns error's ``preview``) holds.
 PREVIEW_ROWS = 50
 MAPPING_FIELDS = ("prompt", "completion", "system", "split")
@@ -113,8 +115,8 @@ class FormatError(ValueError):
         elif self.line is not None:
             where.append(f"line {self.line}" + (f", column {self.column}" if self.column else ""))
         message = self.message
-        if self.field and f"'{self.field}'" not in message:
-            message = f"field '{self.field}': {message}"
+        if self.field and brief(self.field) not in message:
+            message = f"field {brief(self.field)}: {message}"
         return f"{', '.join(where)}: {message}"
 
 
@@ -386,7 +388,7 @@ def _load_csv(path: Path, data: bytes, limit: int | None) -> _Source:
         src.header = header = [name.strip() for name in header]
         for name in header:
             if header.count(name) > 1:
-                raise FormatError(path, f"column '{name}' appears more than once in the header",
+                raise FormatError(path, f"column {brief(name)} appears more than once in the header",
                                   field=name, line=1)
         number = 0
         for row in reader:
@@ -429,14 +431,16 @@ def _find(columns: Sequence[str], name: str) -> str | None:
 def _resolve_columns(src: _Source, shape: str, mapping: dict[str, str] | None) -> dict[str, str | None]:
     """Map our fields (prompt, completion, input, system, split) to the file's column names."""
     columns = src.columns()
-    listed = ", ".join(repr(c) for c in columns) or "none"
+    listed = ", ".join(brief(c) for c in columns[:_LISTED]) or "none"
+    if len(columns) > _LISTED:
+        listed += f" and {len(columns) - _LISTED:,} more"
     system = next((c for c in (_find(columns, n) for n in _SYSTEM_NAMES) if c), None)
     out: dict[str, str | None] = {"input": None, "system": system, "split": _find(columns, "split")}
     if mapping:  # explicit columns; system and split fall back to the usual names when not mapped
         for field, column in mapping.items():
             found = _find(columns, column)
             if found is None:
-                raise src.column_error(f"there is no column '{column}' for the {field} (columns found: {listed})",
+                raise src.column_error(f"there is no column {brief(column)} for the {field} (columns found: {listed})",
                                        column)
             out[field] = found
         return out
@@ -500,8 +504,8 @@ def _text(src: _Source, number: int, rec: Mapping[str, Any], key: str, optional:
         if optional:
             return ""
         if key not in rec:
-            raise src.error(number, f"missing field '{field}'", field)
-    raise src.error(number, f"field '{field}' must be text, got {_kind(value)}", field)
+            raise src.error(number, f"missing field {brief(field)}", field)
+    raise src.error(number, f"field {brief(field)} must be text, got {_kind(value)}", field)
 
 
 def _kind(value: Any) -> str:
@@ -533,15 +537,15 @@ def _conversation_rows(src: _Source, number: int, rec: Mapping[str, Any], shape:
     key = _find(list(rec), key) or key
     messages = rec.get(key)
     if key not in rec:
-        raise src.error(number, f"missing field '{key}'", key)
+        raise src.error(number, f"missing field {brief(key)}", key)
     if not isinstance(messages, list):
-        raise src.error(number, f"field '{key}' must be a list of messages, got {_kind(messages)}", key)
+        raise src.error(number, f"field {brief(key)} must be a list of messages, got {_kind(messages)}", key)
     systems = [_text(src, number, rec, "system", optional=True)] if shape == "sharegpt" else []
     turns: list[tuple[str, str]] = []
     for i, msg in enumerate(messages):
         field = f"{key}[{i}]"
         if not isinstance(msg, dict):
-            raise src.error(number, f"field '{field}' must be an object, got {_kind(msg)}", field)
+            raise src.error(number, f"field {brief(field)} must be an object, got {_kind(msg)}", field)
         role_key, text_key = ("from", "value") if shape == "sharegpt" else ("role", "content")
         if role_key not in msg and "role" in msg:  # ShareGPT written with OpenAI-style keys
             role_key, text_key = "role", "content"

@@ -68,6 +68,8 @@ def test_project_with_wrong_types_names_the_field(tmp_path: Path) -> None:
     base = {"format": "loradesk-project", "version": 1}
     cases = [({"version": "1" * 100_000}, "field 'version'"),
              ({"config": {"training": {"learning_rate": "x" * 100_000}}}, "config.training.learning_rate"),
+             ({"config": {"training": {"learning_rate": 10**400}}}, "config.training.learning_rate"),
+             ({"config": {"training": {"learning_rate": float("nan")}}}, "config.training.learning_rate"),
              ({"dataset": [{"prompt": None, "completion": "b"}]}, "row 1, field 'prompt'")]
     for extra, where in cases:
         path.write_text(json.dumps({**base, **extra}), encoding="utf-8")
