@@ -15,8 +15,8 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from loradesk.core.config import describe_fields
 from loradesk.core.dataset import Example
+from loradesk.core.tokenize import COUNT_LIMIT, count_text
 from loradesk.core.wording import plural
 
 SEVERITIES = ("error", "warning", "info")
@@ -207,11 +207,6 @@ def control_rows(rows: Sequence[Example]) -> list[int]:
 
 
 # --- the checks ----------------------------------------------------------------------------------------------
-def _max_length_limit() -> int:
-    info = next(f for f in describe_fields("training") if f.name == "max_length")
-    return int(info.maximum or 131_072)
-
-
 def _check_empty(rows: Sequence[Example]) -> CheckResult | None:
     found: list[int] = []
     notes: list[str] = []
@@ -367,16 +362,17 @@ def _check_too_long(rows: Sequence[Example], token_counts: Callable[[Example], i
     if not over:
         return None
     found = tuple(i for i, _ in over)
-    notes = tuple(f"{c:,} tokens, {c - max_length:,} cut" for _, c in over)
+    notes = tuple(f"{count_text(c)} tokens, {count_text(c, max_length)} cut" for _, c in over)
     n = len(found)
     cut = sum(c - max_length for _, c in over)
     longest = max(c for _, c in over)
+    cut_words = plural(cut, "token") if longest <= COUNT_LIMIT else f"over {plural(cut, 'token')}"
     message = (f"{plural(n, 'row')} {'is' if n == 1 else 'are'} longer than the max length of {max_length:,} "
-               f"tokens (longest: {longest:,}); training cuts {plural(cut, 'token')} off their ends, so the model "
+               f"tokens (longest: {count_text(longest)}); training cuts {cut_words} off their ends, so the model "
                "never sees how those answers finish.")
     fixes: list[Fix] = []
     target = math.ceil(longest / LENGTH_STEP) * LENGTH_STEP
-    if target <= _max_length_limit():
+    if target <= COUNT_LIMIT:
         fixes.append(Fix(f"Raise max length to {target:,}",
                          f"Sets the max length to {target:,} tokens so every row fits. Memory and time per "
                          "step grow with it.", max_length=target))
