@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from loradesk.core.jsonsafe import TOO_BIG, JSONLimitError, loads
 from loradesk.core.wording import brief
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
@@ -275,11 +276,17 @@ class RunConfig:
     def load(cls, path: str | Path) -> RunConfig:
         path = Path(path)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = loads(path.read_bytes().decode("utf-8-sig"))
         except FileNotFoundError:
             raise ConfigError([("file", "not found")], str(path)) from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError([("file", f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x})")], str(path)) from None
         except json.JSONDecodeError as exc:
             raise ConfigError([(f"line {exc.lineno}", exc.msg)], str(path)) from None
+        except JSONLimitError as exc:
+            raise ConfigError([("file", f"the JSON is {exc}")], str(path)) from None
+        except MemoryError:
+            raise ConfigError([("file", f"the file is {TOO_BIG}")], str(path)) from None
         return cls.from_dict(data, path)
 
 

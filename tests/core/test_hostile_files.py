@@ -110,3 +110,14 @@ def test_file_bigger_than_memory_allows(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ["big.json: the file is too big to load into memory",
                                        f"{path}: the file is too big to load into memory"]
+
+
+def test_settings_file_deep_or_not_utf8(tmp_path: Path) -> None:
+    from loradesk.core.config import ConfigError, RunConfig
+
+    path = tmp_path / "settings.json"
+    for content, expected in ((deep().encode(), "the JSON is nested too deeply"),
+                              (b'{"name": "\xff"}', "not UTF-8 text (byte 0xff)")):
+        path.write_bytes(content)
+        with pytest.raises(ConfigError, match=rf"^{path}: invalid settings: file: {expected}"):
+            RunConfig.load(path)
