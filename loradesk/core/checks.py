@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from loradesk.core.dataset import Example
-from loradesk.core.tokenize import COUNT_LIMIT, count_text
+from loradesk.core.tokenize import COUNT_LIMIT, LONE_SURROGATE, count_text
 from loradesk.core.wording import plural
 
 SEVERITIES = ("error", "warning", "info")
@@ -197,7 +197,7 @@ def remove_control_characters(text: str) -> str:
 
 def has_lone_surrogate(text: str) -> bool:
     """True when ``text`` holds a lone surrogate, which cannot be encoded as UTF-8 (nor tokenized)."""
-    return any(0xD800 <= ord(c) <= 0xDFFF for c in _CONTROL.findall(text))
+    return LONE_SURROGATE.search(text) is not None
 
 
 def control_rows(rows: Sequence[Example]) -> list[int]:

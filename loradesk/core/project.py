@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from loradesk.core.fileio import (
 )
 from loradesk.core.jsonsafe import TOO_BIG, JSONLimitError, loads
 from loradesk.core.paths import app_home, sample_data_dir
+from loradesk.core.tokenize import LONE_SURROGATE
 from loradesk.core.wording import brief
 
 PROJECT_SUFFIX = ".loradesk"
@@ -335,15 +335,12 @@ def discard_recovery(keep_backup: bool = True) -> None:
                 path.unlink()
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
 def _utf8_safe(text: str) -> str:
     """JSON text with lone surrogates (a row imported from a broken ``\\ud800`` escape) written as escapes,
     so the file can be UTF-8 and reads back the same; other text is returned as it is."""
-    if _SURROGATE.search(text) is None:
+    if LONE_SURROGATE.search(text) is None:
         return text
-    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    return LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def _read_json(path: Path) -> Any:

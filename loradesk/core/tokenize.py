@@ -13,6 +13,7 @@ are exact. A cut row is known only to be longer than ``n`` tokens (:func:`count_
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -80,6 +81,9 @@ def render(tokenizer: Any, example: Example, use_chat_template: bool = True) -> 
     return prompt_part, example.completion + eos
 
 
+#: A lone surrogate: a Python string can hold one (a JSON file's broken ``\\ud800`` escape), no UTF-8 file
+#: or tokenizer can.
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _LONGEST: dict[int, tuple[Any, int]] = {}
 _LONGEST_LOCK = threading.Lock()
 
@@ -107,12 +111,20 @@ def longest_token_chars(tokenizer: Any) -> int:
 
 def clip(tokenizer: Any, example: Example, max_tokens: int) -> tuple[Example, bool]:
     """``example`` with each field cut to the characters that surely make more than ``max_tokens`` tokens;
-    ``True`` when something was cut (the row is then longer than ``max_tokens`` tokens)."""
+    ``True`` when something was cut (the row is then longer than ``max_tokens`` tokens). Lone surrogates
+    become U+FFFD, which tokenizers can read."""
     limit = (max(0, max_tokens) + 1) * longest_token_chars(tokenizer)
-    if len(example.prompt) <= limit and len(example.completion) <= limit and len(example.system) <= limit:
-        return example, False
-    return replace(example, prompt=example.prompt[:limit], completion=example.completion[:limit],
-                   system=example.system[:limit]), True
+    clipped = len(example.prompt) > limit or len(example.completion) > limit or len(example.system) > limit
+    if clipped:
+        example = replace(example, prompt=example.prompt[:limit], completion=example.completion[:limit],
+                          system=example.system[:limit])
+    if any(LONE_SURROGATE.search(t) for t in (example.prompt, example.completion, example.system)):
+        # A lone surrogate (from a broken "\ud800" escape) makes tokenizers fail; shown as U+FFFD instead.
+        # Training refuses such rows before it gets here; the Checks panel flags and removes them.
+        example = replace(example, prompt=LONE_SURROGATE.sub("\ufffd", example.prompt),
+                          completion=LONE_SURROGATE.sub("\ufffd", example.completion),
+                          system=LONE_SURROGATE.sub("\ufffd", example.system))
+    return example, clipped
 
 
 def count_text(count: int, minus: int = 0) -> str:

@@ -88,3 +88,18 @@ def test_training_says_when_rows_hold_control_characters(tiny_model_dir: Path, t
     training.run(config, rows, sink, runs_dir=tmp_path)
     assert ("2 rows (row 2 first) hold control characters such as NUL; they are trained as they are "
             "(the Checks panel removes them)") in sink.lines
+
+
+def test_lone_surrogates_are_counted_but_not_trained(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from loradesk.core import tokenize, training
+    from loradesk.core.config import RunConfig
+    from loradesk.core.models import load_tokenizer
+
+    row = Example("half \ud83d emoji", "ok")
+    tok = load_tokenizer(tiny_model_dir)
+    assert tokenize.token_count(tok, row) == tokenize.token_count(tok, Example("half \ufffd emoji", "ok"))
+    config = RunConfig()
+    config.model.kind, config.model.name = "local", str(tiny_model_dir)
+    config.training.validation_fraction = 0.0
+    with pytest.raises(training.TrainingError, match=r"^Row 2 holds a lone surrogate"):
+        training.run(config, [Example("Fine?", "Yes."), row], runs_dir=tmp_path)
