@@ -23,6 +23,7 @@ from loradesk.core.project import (
     recover,
     recovery_path,
 )
+from loradesk.core.wording import plural
 from loradesk.ui.main_window import APP_NAME, DATASET_SUFFIXES, MainWindow, recent_projects
 from loradesk.ui.signal_bridge import SignalBridge
 from loradesk.ui.style import apply_style
@@ -54,10 +55,10 @@ def ask_restore(info: RecoveryInfo, parent: QWidget | None = None) -> bool:
     when = info.saved.replace("T", " ")[:16] if info.saved else "an earlier session"
     backup = recovery_path(backup=True)
     if info.path == backup:
-        text = (f"The last autosaved copy of changes to {source} ({info.rows:,} rows, saved {when}) is kept in "
+        text = (f"The last autosaved copy of changes to {source} ({plural(info.rows, 'row')}, saved {when}) is kept in "
                 f"{backup.name}.\n\nOpen it? (If not, it stays there and the sample dataset opens.)")
     else:
-        text = (f"LoRA Desk did not close normally. Unsaved changes to {source} ({info.rows:,} rows, saved "
+        text = (f"LoRA Desk did not close normally. Unsaved changes to {source} ({plural(info.rows, 'row')}, saved "
                 f"{when}) can be restored.\n\nRestore them? (If not, they are kept in {backup.name}.)")
     answer = QMessageBox.question(
         parent, "Restore unsaved work?", text,

@@ -113,3 +113,16 @@ def test_app_starts_with_a_deeply_nested_last_project(tmp_path: Path) -> None:
         assert [title for title, _ in result["shown"]] == ["Cannot open the last project"]
         assert "nested too deeply" in result["shown"][0][1]
     assert path.read_bytes() == before
+
+
+def test_the_offer_says_which_copy_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    from loradesk.ui.app import ask_restore
+
+    asked: list[str] = []
+    monkeypatch.setattr(QMessageBox, "question", lambda _p, _t, text, *a, **k: asked.append(text)
+                        or QMessageBox.StandardButton.No)
+    source = Path("/somewhere/last.loradesk")
+    assert not ask_restore(RecoveryInfo(recovery_path(backup=True), "2026-11-30T10:00:00", source, 3))
+    assert not ask_restore(RecoveryInfo(recovery_path(), "", None, 1))
+    assert asked[0].startswith("The last autosaved copy of changes to last.loradesk (3 rows, saved 2026-11-30 10:00)")
+    assert asked[1].startswith("LoRA Desk did not close normally. Unsaved changes to an untitled project (1 row,")
