@@ -179,7 +179,7 @@ class TrainingJob:
         if not train_rows:
             raise TrainingError("Every row is in the validation split: lower the validation fraction")
         if odd := control_rows(self.rows):
-            broken = next((i for i in odd if any(has_lone_surrogate(t) for t in (
+            broken = next((i for i in odd if any(has_lone_surrogate(text) for text in (
                 self.rows[i].prompt, self.rows[i].completion, self.rows[i].system))), None)
             if broken is not None:
                 raise TrainingError(f"Row {broken + 1} holds a lone surrogate (a broken \\ud800 escape) that no "
