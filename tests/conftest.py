@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data"
@@ -21,6 +22,13 @@ DATA = ROOT / "data"
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# Property-based tests: in CI (CI=true) the same examples every run, a bounded number, each within a deadline,
+# so the fuzz tests stay well under a minute on two slow cores; elsewhere fresh random examples each run.
+settings.register_profile("ci", derandomize=True, database=None, max_examples=100, deadline=5000,
+                          print_blob=True)
+settings.register_profile("dev", max_examples=60, deadline=None)
+settings.load_profile("ci" if os.environ.get("CI", "").lower() == "true" else "dev")
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark every test under tests/ui as ``gui`` so ``pytest -m "not gui"`` runs the core alone."""

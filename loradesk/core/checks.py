@@ -15,13 +15,13 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from loradesk.core.config import describe_fields
 from loradesk.core.dataset import Example
+from loradesk.core.tokenize import COUNT_LIMIT, LONE_SURROGATE, count_text
 from loradesk.core.wording import plural
 
 SEVERITIES = ("error", "warning", "info")
 #: Check keys in the order they are shown within one severity.
-CHECK_ORDER = ("empty", "duplicate", "near_duplicate", "echo", "too_long", "whitespace", "same_answer")
+CHECK_ORDER = ("control", "empty", "duplicate", "near_duplicate", "echo", "too_long", "whitespace", "same_answer")
 TEXT_FIELDS = ("prompt", "completion", "system")
 
 #: An answer given to this many different prompts (or to this share of all rows) is reported.
@@ -115,7 +115,7 @@ def normalise(text: str) -> str:
 #: Characters that look like a space (or nothing) but are not one; tabs are handled per line.
 _WIDE_SPACES = {ord(c): " " for c in "\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009"
                 "\u200a\u202f\u205f\u3000"}
-_ZERO_WIDTH = {ord(c): None for c in "\u200b\u2060\ufeff"}
+_ZERO_WIDTH = {ord(c): None for c in "\u200b\u2060"}  # U+FEFF (a byte order mark) is a control character
 _ODD_SPACES = _WIDE_SPACES | _ZERO_WIDTH
 _ODD_CLASS = "".join(chr(c) for c in _ODD_SPACES)
 _ODD_CHARS = re.compile(rf"[\t\r{_ODD_CLASS}]")
@@ -174,12 +174,39 @@ def tidy_whitespace(text: str) -> tuple[str, list[str]]:
     return t, found
 
 
+# --- control characters -------------------------------------------------------------------------------------
+#: C0 and C1 control characters except tab, line feed and carriage return (the whitespace check tidies those),
+#: DEL, U+FEFF (a byte order mark pasted into the middle of text) and lone surrogates (a broken ``\ud800``
+#: escape in a JSON file: no tokenizer or UTF-8 file can hold one).
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufeff\ud800-\udfff]")
+_CONTROL_NAMES = {"\x00": "NUL", "\ufeff": "byte order mark U+FEFF"}
+
+
+def control_characters(text: str) -> list[str]:
+    """The control characters in ``text``, named (``"NUL"``, ``"U+0007"``, ``"lone surrogate U+D800"``),
+    each once, in order of appearance; empty for clean text."""
+    found = dict.fromkeys(_CONTROL.findall(text)) if _CONTROL.search(text) else {}
+    return [_CONTROL_NAMES.get(c) or (f"lone surrogate U+{ord(c):04X}" if 0xD800 <= ord(c) <= 0xDFFF
+                                      else f"U+{ord(c):04X}") for c in found]
+
+
+def remove_control_characters(text: str) -> str:
+    """``text`` without the characters :func:`control_characters` names."""
+    return _CONTROL.sub("", text)
+
+
+def has_lone_surrogate(text: str) -> bool:
+    """True when ``text`` holds a lone surrogate, which cannot be encoded as UTF-8 (nor tokenized)."""
+    return LONE_SURROGATE.search(text) is not None
+
+
+def control_rows(rows: Sequence[Example]) -> list[int]:
+    """The rows (0-based) holding a control character in any text field."""
+    search = _CONTROL.search
+    return [i for i, row in enumerate(rows) if search(row.prompt) or search(row.completion) or search(row.system)]
+
+
 # --- the checks ----------------------------------------------------------------------------------------------
-def _max_length_limit() -> int:
-    info = next(f for f in describe_fields("training") if f.name == "max_length")
-    return int(info.maximum or 131_072)
-
-
 def _check_empty(rows: Sequence[Example]) -> CheckResult | None:
     found: list[int] = []
     notes: list[str] = []
@@ -256,6 +283,40 @@ def _check_echo(norm: Sequence[tuple[str, str, str]]) -> CheckResult | None:
     return CheckResult("echo", "Answer repeats the prompt", "warning", message, found, (fix,))
 
 
+def _check_control(rows: Sequence[Example]) -> CheckResult | None:
+    found = control_rows(rows)
+    if not found:
+        return None
+    notes: list[str] = []
+    changes: list[tuple[int, str, str]] = []
+    tally: dict[str, int] = {}
+    broken = False
+    for i in found:
+        row_notes: list[str] = []
+        for name in TEXT_FIELDS:
+            text = getattr(rows[i], name)
+            names = control_characters(text)
+            if names:
+                changes.append((i, name, remove_control_characters(text)))
+                row_notes.append(f"{name}: {', '.join(names)}")
+                broken |= has_lone_surrogate(text)
+                for kind in names:
+                    tally[kind] = tally.get(kind, 0) + 1
+        notes.append("; ".join(row_notes))
+    n = len(found)
+    kinds = sorted(tally.items(), key=lambda kv: -kv[1])
+    kinds_text = ", ".join(kind for kind, _ in kinds[:QUOTE_LIMIT]) + (" and more" if len(kinds) > QUOTE_LIMIT
+                                                                         else "")
+    message = (f"{_rows_text(found).capitalize()} {'holds' if n == 1 else 'hold'} invisible control characters "
+               f"({kinds_text}), usually debris from a conversion or a binary file. The model would learn them.")
+    if broken:
+        message += " Lone surrogates cannot be tokenized or saved as UTF-8: training stops at them."
+    fix = Fix(f"Remove control characters from {plural(n, 'row')}",
+              "Deletes the control characters; tabs and line breaks stay.", changes=tuple(changes))
+    return CheckResult("control", "Control characters", "error" if broken else "warning", message, tuple(found),
+                       (fix,), tuple(notes))
+
+
 def _check_whitespace(rows: Sequence[Example]) -> CheckResult | None:
     found: list[int] = []
     notes: list[str] = []
@@ -301,16 +362,17 @@ def _check_too_long(rows: Sequence[Example], token_counts: Callable[[Example], i
     if not over:
         return None
     found = tuple(i for i, _ in over)
-    notes = tuple(f"{c:,} tokens, {c - max_length:,} cut" for _, c in over)
+    notes = tuple(f"{count_text(c)} tokens, {count_text(c, max_length)} cut" for _, c in over)
     n = len(found)
     cut = sum(c - max_length for _, c in over)
     longest = max(c for _, c in over)
+    cut_words = plural(cut, "token") if longest <= COUNT_LIMIT else f"over {plural(cut, 'token')}"
     message = (f"{plural(n, 'row')} {'is' if n == 1 else 'are'} longer than the max length of {max_length:,} "
-               f"tokens (longest: {longest:,}); training cuts {plural(cut, 'token')} off their ends, so the model "
+               f"tokens (longest: {count_text(longest)}); training cuts {cut_words} off their ends, so the model "
                "never sees how those answers finish.")
     fixes: list[Fix] = []
     target = math.ceil(longest / LENGTH_STEP) * LENGTH_STEP
-    if target <= _max_length_limit():
+    if target <= COUNT_LIMIT:
         fixes.append(Fix(f"Raise max length to {target:,}",
                          f"Sets the max length to {target:,} tokens so every row fits. Memory and time per "
                          "step grow with it.", max_length=target))
@@ -371,6 +433,7 @@ def run_checks(rows: Sequence[Example], token_counts: Callable[[Example], int | 
     """
     norm = [(normalise(r.system) if r.system else "", normalise(r.prompt), normalise(r.completion)) for r in rows]
     found: list[CheckResult | None] = [
+        _check_control(rows),
         _check_empty(rows),
         *_check_duplicates(rows, norm),
         _check_echo(norm),

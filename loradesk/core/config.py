@@ -14,6 +14,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from loradesk.core.jsonsafe import TOO_BIG, JSONLimitError, loads
+from loradesk.core.wording import brief
+
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 BIASES = ("none", "all", "lora_only")
@@ -46,7 +49,7 @@ class _Settings:
             value = getattr(self, f.name)
             meta = f.metadata
             if "choices" in meta and value not in meta["choices"]:
-                out.append((f.name, f"must be one of {', '.join(map(str, meta['choices']))} (got {value!r})"))
+                out.append((f.name, f"must be one of {', '.join(map(str, meta['choices']))} (got {brief(value)})"))
                 continue
             if isinstance(value, bool) or not isinstance(value, int | float):
                 continue
@@ -83,7 +86,7 @@ class _Settings:
             expected = getattr(defaults, name)
             coerced = _coerce(value, expected)
             if coerced is _BAD:
-                bad.append((f"{where}{name}", f"expected {type(expected).__name__}, got {value!r}"))
+                bad.append((f"{where}{name}", f"expected {type(expected).__name__}, got {brief(value)}"))
             else:
                 kwargs[name] = coerced
         return kwargs, bad
@@ -107,9 +110,12 @@ def _coerce(value: Any, expected: Any) -> Any:
         return value if isinstance(value, bool) else _BAD
     if isinstance(expected, int):
         return value if isinstance(value, int) and not isinstance(value, bool) else _BAD
-    if isinstance(expected, float):
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        return float(value) if ok else _BAD
+    if isinstance(expected, float):  # NaN would slip past every range check; 10**400 has no float
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and value == value
+        try:
+            return float(value) if ok else _BAD
+        except OverflowError:
+            return _BAD
     if isinstance(expected, str):
         return value if isinstance(value, str) else _BAD
     if isinstance(expected, list):
@@ -253,7 +259,7 @@ class RunConfig:
             problems += bad
             parts[section] = kind(**kwargs)
         if "name" in data and not isinstance(data["name"], str):
-            problems.append(("name", f"expected str, got {data['name']!r}"))
+            problems.append(("name", f"expected str, got {brief(data['name'])}"))
         if problems:
             raise ConfigError(problems, str(source) if source else None)
         return cls(name=str(data.get("name", "")), **parts)
@@ -270,11 +276,17 @@ class RunConfig:
     def load(cls, path: str | Path) -> RunConfig:
         path = Path(path)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = loads(path.read_bytes().decode("utf-8-sig"))
         except FileNotFoundError:
             raise ConfigError([("file", "not found")], str(path)) from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError([("file", f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x})")], str(path)) from None
         except json.JSONDecodeError as exc:
             raise ConfigError([(f"line {exc.lineno}", exc.msg)], str(path)) from None
+        except JSONLimitError as exc:
+            raise ConfigError([("file", f"the JSON is {exc}")], str(path)) from None
+        except MemoryError:
+            raise ConfigError([("file", f"the file is {TOO_BIG}")], str(path)) from None
         return cls.from_dict(data, path)
 
 

@@ -47,6 +47,8 @@ from typing import Any
 
 from loradesk.core.dataset import SPLITS, Example
 from loradesk.core.fileio import atomic_open
+from loradesk.core.jsonsafe import TOO_BIG, JSONLimitError, loads
+from loradesk.core.wording import brief
 
 FORMATS = ("json", "jsonl", "csv", "alpaca", "sharegpt", "openai")
 WRITE_FORMATS = FORMATS
@@ -75,6 +77,8 @@ _SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user",
                    "gpt": "assistant", "assistant": "assistant", "chatgpt": "assistant"}
 _OPENAI_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 _SNIFF_RECORDS = 20
+#: Columns named in a message before "and N more".
+_LISTED = 12
 #: How many records a preview (and an unrecognised-columns error's ``preview``) holds.
 PREVIEW_ROWS = 50
 MAPPING_FIELDS = ("prompt", "completion", "system", "split")
@@ -111,8 +115,8 @@ class FormatError(ValueError):
         elif self.line is not None:
             where.append(f"line {self.line}" + (f", column {self.column}" if self.column else ""))
         message = self.message
-        if self.field and f"'{self.field}'" not in message:
-            message = f"field '{self.field}': {message}"
+        if self.field and brief(self.field) not in message:
+            message = f"field {brief(self.field)}: {message}"
         return f"{', '.join(where)}: {message}"
 
 
@@ -292,7 +296,7 @@ def _load(path: Path, container: str | None, limit: int | None = None) -> _Sourc
                 line = fh.readline()
                 fh.seek(0)
                 try:
-                    one_record = isinstance(json.loads(line), dict)
+                    one_record = isinstance(loads(line), dict)
                 except ValueError:  # a broken first line that looks whole is reported as JSONL
                     one_record = line.rstrip().endswith(b"}")
                 if one_record:
@@ -300,6 +304,8 @@ def _load(path: Path, container: str | None, limit: int | None = None) -> _Sourc
             return _load_json(path, fh.read(), limit)
     except OSError as exc:
         raise FormatError(path, f"can't read the file: {exc.strerror or exc}") from exc
+    except MemoryError:
+        raise FormatError(path, f"the file is {TOO_BIG}") from None
 
 
 def _first_byte(fh: io.BufferedReader, path: Path) -> bytes:
@@ -329,9 +335,11 @@ def _decode(path: Path, data: bytes, line_offset: int = 0) -> str:
 def _load_json(path: Path, data: bytes, limit: int | None) -> _Source:
     text = _decode(path, data)
     try:
-        doc = json.loads(text)
+        doc = loads(text)
     except json.JSONDecodeError as exc:
         raise FormatError(path, f"invalid JSON: {exc.msg}", line=exc.lineno, column=exc.colno) from None
+    except JSONLimitError as exc:
+        raise FormatError(path, f"the JSON is {exc}") from None
     if not isinstance(doc, list):
         raise FormatError(path, "the file must hold a JSON array of records (or one JSON object per line), "
                                 f"not {_kind(doc)}")
@@ -350,10 +358,12 @@ def _load_jsonl(path: Path, fh: io.BufferedReader, limit: int | None) -> _Source
             continue
         line = _decode(path, raw, number - 1)
         try:
-            rec = json.loads(line)
+            rec = loads(line)
         except json.JSONDecodeError as exc:
             raise FormatError(path, f"invalid JSON at column {exc.colno}: {exc.msg}", number,
                               unit="line") from None
+        except JSONLimitError as exc:
+            raise FormatError(path, f"the JSON is {exc}", number, unit="line") from None
         if not isinstance(rec, dict):
             raise src.error(number, f"each line must be a JSON object with named fields, got {_kind(rec)}")
         src.records.append((number, rec))
@@ -378,7 +388,7 @@ def _load_csv(path: Path, data: bytes, limit: int | None) -> _Source:
         src.header = header = [name.strip() for name in header]
         for name in header:
             if header.count(name) > 1:
-                raise FormatError(path, f"column '{name}' appears more than once in the header",
+                raise FormatError(path, f"column {brief(name)} appears more than once in the header",
                                   field=name, line=1)
         number = 0
         for row in reader:
@@ -421,14 +431,16 @@ def _find(columns: Sequence[str], name: str) -> str | None:
 def _resolve_columns(src: _Source, shape: str, mapping: dict[str, str] | None) -> dict[str, str | None]:
     """Map our fields (prompt, completion, input, system, split) to the file's column names."""
     columns = src.columns()
-    listed = ", ".join(repr(c) for c in columns) or "none"
+    listed = ", ".join(brief(c) for c in columns[:_LISTED]) or "none"
+    if len(columns) > _LISTED:
+        listed += f" and {len(columns) - _LISTED:,} more"
     system = next((c for c in (_find(columns, n) for n in _SYSTEM_NAMES) if c), None)
     out: dict[str, str | None] = {"input": None, "system": system, "split": _find(columns, "split")}
     if mapping:  # explicit columns; system and split fall back to the usual names when not mapped
         for field, column in mapping.items():
             found = _find(columns, column)
             if found is None:
-                raise src.column_error(f"there is no column '{column}' for the {field} (columns found: {listed})",
+                raise src.column_error(f"there is no column {brief(column)} for the {field} (columns found: {listed})",
                                        column)
             out[field] = found
         return out
@@ -472,7 +484,7 @@ def _read_columns(src: _Source, shape: str, mapping: dict[str, str] | None) -> l
             value = _text(src, number, rec, split_col, optional=True)
             split = _SPLIT_VALUES.get(value.strip().lower(), "")
             if not split:
-                raise src.error(number, f"field '{split_col}' is {value!r}; expected train, validation or "
+                raise src.error(number, f"field '{split_col}' is {brief(value)}; expected train, validation or "
                                         "empty", split_col)
         rows.append(Example(prompt, completion, system, split))
     return rows
@@ -492,8 +504,8 @@ def _text(src: _Source, number: int, rec: Mapping[str, Any], key: str, optional:
         if optional:
             return ""
         if key not in rec:
-            raise src.error(number, f"missing field '{field}'", field)
-    raise src.error(number, f"field '{field}' must be text, got {_kind(value)}", field)
+            raise src.error(number, f"missing field {brief(field)}", field)
+    raise src.error(number, f"field {brief(field)} must be text, got {_kind(value)}", field)
 
 
 def _kind(value: Any) -> str:
@@ -525,15 +537,15 @@ def _conversation_rows(src: _Source, number: int, rec: Mapping[str, Any], shape:
     key = _find(list(rec), key) or key
     messages = rec.get(key)
     if key not in rec:
-        raise src.error(number, f"missing field '{key}'", key)
+        raise src.error(number, f"missing field {brief(key)}", key)
     if not isinstance(messages, list):
-        raise src.error(number, f"field '{key}' must be a list of messages, got {_kind(messages)}", key)
+        raise src.error(number, f"field {brief(key)} must be a list of messages, got {_kind(messages)}", key)
     systems = [_text(src, number, rec, "system", optional=True)] if shape == "sharegpt" else []
     turns: list[tuple[str, str]] = []
     for i, msg in enumerate(messages):
         field = f"{key}[{i}]"
         if not isinstance(msg, dict):
-            raise src.error(number, f"field '{field}' must be an object, got {_kind(msg)}", field)
+            raise src.error(number, f"field {brief(field)} must be an object, got {_kind(msg)}", field)
         role_key, text_key = ("from", "value") if shape == "sharegpt" else ("role", "content")
         if role_key not in msg and "role" in msg:  # ShareGPT written with OpenAI-style keys
             role_key, text_key = "role", "content"
@@ -541,7 +553,7 @@ def _conversation_rows(src: _Source, number: int, rec: Mapping[str, Any], shape:
         role = _text(src, number, msg, role_key, field=f"{field}.{role_key}")
         side = roles.get(role.strip().lower())
         if side is None:
-            raise src.error(number, f"field '{field}.{role_key}' is {role!r}; expected one of "
+            raise src.error(number, f"field '{field}.{role_key}' is {brief(role)}; expected one of "
                                     f"{', '.join(roles)}", f"{field}.{role_key}")
         text = _message_text(src, number, msg, text_key, f"{field}.{text_key}")
         if side == "system":

@@ -30,7 +30,10 @@ from loradesk.core.fileio import (
     remove_stale_temps,
     storage_errors_named,
 )
+from loradesk.core.jsonsafe import TOO_BIG, JSONLimitError, loads
 from loradesk.core.paths import app_home, sample_data_dir
+from loradesk.core.tokenize import LONE_SURROGATE
+from loradesk.core.wording import brief
 
 PROJECT_SUFFIX = ".loradesk"
 PROJECT_FORMAT = "loradesk-project"
@@ -161,7 +164,7 @@ class Project:
             raise ProjectError(source, "format", f"not a LoRA Desk project (expected {PROJECT_FORMAT!r})")
         version = data.get("version")
         if not isinstance(version, int) or version > PROJECT_VERSION:
-            raise ProjectError(source, "version", f"unsupported version {version!r} "
+            raise ProjectError(source, "version", f"unsupported version {brief(version)} "
                                                   f"(this LoRA Desk reads up to {PROJECT_VERSION})")
         unknown = sorted(set(data) - {"format", "version", "dataset", "config", "heldout"})
         if unknown:
@@ -191,7 +194,7 @@ class Project:
         if target is None:
             raise ValueError("the project has no file yet: give a path")
         with storage_errors_named(target):
-            atomic_write_text(target, json.dumps(self.to_dict(), indent=1, ensure_ascii=False) + "\n")
+            atomic_write_text(target, _utf8_safe(json.dumps(self.to_dict(), indent=1, ensure_ascii=False)) + "\n")
         if target != self._path:
             self._path = target
             self._emit("path")
@@ -267,7 +270,7 @@ def write_recovery(snapshot: dict[str, Any]) -> Path:
         snapshot = {**snapshot, "project": {**project, "dataset": records}}
     with _RECOVERY_LOCK, atomic_open(target) as fh:
         for piece in iter_json(snapshot):
-            fh.write(piece)
+            fh.write(_utf8_safe(piece))
         fh.write("\n")
     return target
 
@@ -282,17 +285,18 @@ class RecoveryInfo:
     rows: int
 
 
-def recovery_path() -> Path:
-    """The autosave file for unsaved work."""
-    return app_home() / RECOVERY_NAME
+def recovery_path(backup: bool = False) -> Path:
+    """The autosave file for unsaved work (``backup``: the copy :func:`discard_recovery` keeps)."""
+    path = app_home() / RECOVERY_NAME
+    return path.with_name(path.name + ".bak") if backup else path
 
 
-def find_recovery() -> RecoveryInfo | None:
-    """Describe the recovery file left by a session that did not close cleanly, if any.
+def find_recovery(backup: bool = False) -> RecoveryInfo | None:
+    """Describe the recovery file left by a session that did not close cleanly (or its backup), if any.
 
     Called at start: it also clears temporary files a killed write left in the data folder.
     """
-    path = recovery_path()
+    path = recovery_path(backup)
     remove_stale_temps(path.parent)
     if not path.is_file():
         return None
@@ -305,14 +309,16 @@ def find_recovery() -> RecoveryInfo | None:
         return RecoveryInfo(path, "", None, 0)
 
 
-def recover() -> Project:
-    """Load the recovery file as a dirty project pointing at the file it came from."""
-    path = recovery_path()
+def recover(backup: bool = False) -> Project:
+    """Load the recovery file (or its backup) as a dirty project pointing at the file it came from."""
+    path = recovery_path(backup)
     data = _read_json(path)
     if not isinstance(data, dict) or data.get("format") != RECOVERY_FORMAT:
         raise ProjectError(path, "format", f"not a LoRA Desk recovery file (expected {RECOVERY_FORMAT!r})")
     project = Project.from_dict(data.get("project"), path)
     source = data.get("source")
+    if source is not None and not isinstance(source, str):
+        raise ProjectError(path, "source", "expected a file path or null")
     project._path = Path(source) if source else None
     project.mark_dirty()
     return project
@@ -323,24 +329,40 @@ def discard_recovery(keep_backup: bool = True) -> None:
     path = recovery_path()
     with _RECOVERY_LOCK:  # never between the steps of a write on another thread
         if keep_backup and path.is_file():
-            os.replace(path, path.with_name(path.name + ".bak"))
+            os.replace(path, recovery_path(backup=True))
         else:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
 
 
+def _utf8_safe(text: str) -> str:
+    """JSON text with lone surrogates (a row imported from a broken ``\\ud800`` escape) written as escapes,
+    so the file can be UTF-8 and reads back the same; other text is returned as it is."""
+    if LONE_SURROGATE.search(text) is None:
+        return text
+    return LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
 def _read_json(path: Path) -> Any:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_bytes().decode("utf-8-sig")  # an editor's BOM is fine
     except FileNotFoundError:
         raise ProjectError(path, None, "file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ProjectError(path, None, f"cannot read the file ({exc})") from None
+    except UnicodeDecodeError as exc:
+        line = exc.object.count(b"\n", 0, exc.start) + 1
+        raise ProjectError(path, None, f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} on line {line})"
+                           ) from None
+    except OSError as exc:
+        raise ProjectError(path, None, f"cannot read the file ({exc.strerror or exc})") from None
+    except MemoryError:
+        raise ProjectError(path, None, f"the file is {TOO_BIG}") from None
     try:
-        return json.loads(text)
+        return loads(text)
     except json.JSONDecodeError as exc:
         raise ProjectError(path, None, f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
                            ) from None
+    except JSONLimitError as exc:
+        raise ProjectError(path, None, f"the JSON is {exc}") from None
 
 
 def _rows_from_records(records: Any, source: str | Path) -> list[Example]:

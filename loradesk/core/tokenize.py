@@ -3,17 +3,31 @@
 A row is rendered as two strings whose concatenation is the full training text: the *prompt part*
 (system + user turn + the assistant header) and the *completion part* (the answer and the end-of-turn /
 EOS token). They are tokenized separately, so the boundary between "no loss" and "loss" is exact.
+
+Very long fields are cut *before* tokenizing (a 50 MB cell took minutes and gigabytes in the tokenizer):
+no token spans more characters than the tokenizer's longest vocabulary entry (81 for the built-in model),
+so a field longer than ``(n + 1) x`` that many characters surely makes more than ``n`` tokens. Cutting
+it there keeps every token within ``n`` as it was; rows that fit are tokenized whole, so their counts
+are exact. A cut row is known only to be longer than ``n`` tokens (:func:`count_text` says so).
 """
 
 from __future__ import annotations
 
+import re
+import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from loradesk.core.config import describe_fields
 from loradesk.core.dataset import Example
 
 IGNORE_INDEX = -100
+#: The largest max length the settings allow: token counts (which do not depend on the max length) are
+#: exact up to here; a longer row is counted only as far as needed to know it is longer.
+COUNT_LIMIT = int(next(f for f in describe_fields("training") if f.name == "max_length").maximum or 131_072)
+#: The fewest characters per token assumed even for a tokenizer whose vocabulary is all short pieces.
+MIN_TOKEN_CHARS = 16
 
 
 @dataclass
@@ -22,7 +36,8 @@ class Encoded:
 
     input_ids: list[int]
     labels: list[int]
-    cut: int = 0
+    cut: int = 0  # at least this many when ``clipped``
+    clipped: bool = False  # a field was so long that it was cut before tokenizing
 
     @property
     def trained_tokens(self) -> int:
@@ -66,9 +81,62 @@ def render(tokenizer: Any, example: Example, use_chat_template: bool = True) -> 
     return prompt_part, example.completion + eos
 
 
+#: A lone surrogate: a Python string can hold one (a JSON file's broken ``\\ud800`` escape), no UTF-8 file
+#: or tokenizer can.
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+_LONGEST: dict[int, tuple[Any, int]] = {}
+_LONGEST_LOCK = threading.Lock()
+
+
+def longest_token_chars(tokenizer: Any) -> int:
+    """How many characters one token can cover at most: the longest vocabulary entry (cached per tokenizer).
+
+    Vocabulary entries are written one character per byte (byte-level BPE) or per character
+    (SentencePiece), so no token covers more characters of a text than its entry is long.
+    """
+    with _LONGEST_LOCK:
+        known = _LONGEST.get(id(tokenizer))
+        if known is not None and known[0] is tokenizer:
+            return known[1]
+    try:
+        vocab = tokenizer.get_vocab()
+        longest = max(map(len, vocab), default=0)
+    except (AttributeError, NotImplementedError, TypeError):
+        longest = 0
+    longest = max(longest, MIN_TOKEN_CHARS)
+    with _LONGEST_LOCK:
+        _LONGEST[id(tokenizer)] = (tokenizer, longest)
+    return longest
+
+
+def clip(tokenizer: Any, example: Example, max_tokens: int) -> tuple[Example, bool]:
+    """``example`` with each field cut to the characters that surely make more than ``max_tokens`` tokens;
+    ``True`` when something was cut (the row is then longer than ``max_tokens`` tokens). Lone surrogates
+    become U+FFFD, which tokenizers can read."""
+    limit = (max(0, max_tokens) + 1) * longest_token_chars(tokenizer)
+    clipped = len(example.prompt) > limit or len(example.completion) > limit or len(example.system) > limit
+    if clipped:
+        example = replace(example, prompt=example.prompt[:limit], completion=example.completion[:limit],
+                          system=example.system[:limit])
+    if any(LONE_SURROGATE.search(t) for t in (example.prompt, example.completion, example.system)):
+        # A lone surrogate (from a broken "\ud800" escape) makes tokenizers fail; shown as U+FFFD instead.
+        # Training refuses such rows before it gets here; the Checks panel flags and removes them.
+        example = replace(example, prompt=LONE_SURROGATE.sub("\ufffd", example.prompt),
+                          completion=LONE_SURROGATE.sub("\ufffd", example.completion),
+                          system=LONE_SURROGATE.sub("\ufffd", example.system))
+    return example, clipped
+
+
+def count_text(count: int, minus: int = 0) -> str:
+    """``count - minus`` tokens for people: ``"1,234"``, or ``"over 130,816"`` when ``count`` is beyond
+    :data:`COUNT_LIMIT`, where :func:`token_count` stops counting a long row exactly."""
+    return f"over {COUNT_LIMIT - minus:,}" if count > COUNT_LIMIT else f"{count - minus:,}"
+
+
 def encode(tokenizer: Any, example: Example, max_length: int, completion_only: bool = True,
            use_chat_template: bool = True) -> Encoded:
     """Token ids and labels for one row, cut to ``max_length`` from the end."""
+    example, clipped = clip(tokenizer, example, max_length)
     prompt_part, completion_part = render(tokenizer, example, use_chat_template)
     templated = use_chat_template and has_chat_template(tokenizer)
     # A chat template writes its own BOS; the plain format gets the tokenizer's usual special tokens.
@@ -80,11 +148,13 @@ def encode(tokenizer: Any, example: Example, max_length: int, completion_only: b
     cut = max(0, len(input_ids) - max_length)
     if cut:
         input_ids, labels = input_ids[:max_length], labels[:max_length]
-    return Encoded(input_ids, labels, cut)
+    return Encoded(input_ids, labels, cut, clipped)
 
 
 def token_count(tokenizer: Any, example: Example, use_chat_template: bool = True) -> int:
-    """How many tokens the full training text of a row takes, before any cut."""
+    """How many tokens the full training text of a row takes, before any cut: exact up to
+    :data:`COUNT_LIMIT`; beyond it, some number over it (see :func:`count_text`)."""
+    example, _ = clip(tokenizer, example, COUNT_LIMIT)
     prompt_part, completion_part = render(tokenizer, example, use_chat_template)
     templated = use_chat_template and has_chat_template(tokenizer)
     return (len(tokenizer(prompt_part, add_special_tokens=not templated)["input_ids"])
@@ -114,6 +184,7 @@ class Explained:
 
     pieces: list[TokenPiece]
     max_length: int
+    clipped: bool = False  # the row was too long to tokenize whole: more tokens are cut than ``pieces`` hold
 
     @property
     def total(self) -> int:
@@ -190,7 +261,9 @@ def _token_texts(tokenizer: Any, text: str, add_special_tokens: bool) -> tuple[l
 
 def explain(tokenizer: Any, example: Example, max_length: int, completion_only: bool = True,
             use_chat_template: bool = True) -> Explained:
-    """What the model sees of one row, token by token, exactly as :func:`encode` tokenizes and labels it."""
+    """What the model sees of one row, token by token, exactly as :func:`encode` tokenizes and labels it
+    (a row too long to tokenize whole: its first ``max_length`` tokens and some of the cut ones)."""
+    example, clipped = clip(tokenizer, example, max_length)
     prompt_part, completion_part = render(tokenizer, example, use_chat_template)
     templated = use_chat_template and has_chat_template(tokenizer)
     specials = special_token_ids(tokenizer)
@@ -201,7 +274,7 @@ def explain(tokenizer: Any, example: Example, max_length: int, completion_only: 
         pieces.extend(TokenPiece(t, i, trained, False, i in specials) for i, t in zip(ids, texts, strict=True))
     for piece in pieces[max(0, max_length):]:
         piece.cut = True
-    return Explained(pieces, max_length)
+    return Explained(pieces, max_length, clipped)
 
 
 class DataCollator:

@@ -21,10 +21,12 @@ from typing import Any, Protocol
 
 from loradesk import __version__
 from loradesk.core import checkpoints, interrupts, liveness, runs
+from loradesk.core.checks import control_rows, has_lone_surrogate
 from loradesk.core.config import RunConfig
 from loradesk.core.dataset import Dataset, Example, split_rows
 from loradesk.core.fileio import storage_errors_named
 from loradesk.core.paths import default_runs_dir
+from loradesk.core.wording import plural
 
 
 class TrainingError(RuntimeError):
@@ -176,6 +178,15 @@ class TrainingJob:
         train_rows, eval_rows = split_rows(self.rows, t.validation_fraction, t.seed)
         if not train_rows:
             raise TrainingError("Every row is in the validation split: lower the validation fraction")
+        if odd := control_rows(self.rows):
+            broken = next((i for i in odd if any(has_lone_surrogate(text) for text in (
+                self.rows[i].prompt, self.rows[i].completion, self.rows[i].system))), None)
+            if broken is not None:
+                raise TrainingError(f"Row {broken + 1} holds a lone surrogate (a broken \\ud800 escape) that no "
+                                    "tokenizer can read: remove the control characters (Checks panel) first")
+            verb = "holds" if len(odd) == 1 else "hold"
+            sink.log(f"{plural(len(odd), 'row')} (row {odd[0] + 1} first) {verb} control characters such as NUL; "
+                     "they are trained as they are (the Checks panel removes them)")
         with tokenizer_lock:  # shared with the Dataset tab's token counts
             train_data, cut_rows = self.encode(tokenizer, train_rows)
             eval_data, _ = self.encode(tokenizer, eval_rows) if eval_rows else (None, 0)

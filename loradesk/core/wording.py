@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
+import reprlib
+
 
 def plural(n: int, word: str, words: str | None = None) -> str:
     """``"1 row"``, ``"1,234 rows"``; ``words`` is the plural when it is not ``word + "s"``."""
     return f"{n:,} {word if n == 1 else (words or word + 's')}"
+
+
+_BRIEF = reprlib.Repr()
+_BRIEF.maxlevel, _BRIEF.maxstring, _BRIEF.maxother, _BRIEF.maxlist, _BRIEF.maxdict = 3, 60, 60, 4, 4
+
+
+def brief(value: object) -> str:
+    """``repr(value)`` kept short for a one-line message: long text and deep or long lists are elided."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**60:
+        return f"a number of {len(str(abs(value))):,} digits" if abs(value) < 10**4000 else "a huge number"
+    return _BRIEF.repr(value)

@@ -23,6 +23,7 @@ from loradesk.core.project import (
     recover,
     recovery_path,
 )
+from loradesk.core.wording import plural
 from loradesk.ui.main_window import APP_NAME, DATASET_SUFFIXES, MainWindow, recent_projects
 from loradesk.ui.signal_bridge import SignalBridge
 from loradesk.ui.style import apply_style
@@ -49,13 +50,18 @@ def create_app(argv: Sequence[str] = ()) -> QApplication:
 
 
 def ask_restore(info: RecoveryInfo, parent: QWidget | None = None) -> bool:
-    """Offer the unsaved work a previous session left behind."""
+    """Offer the unsaved work a previous session left behind (or its backup, when the project won't open)."""
     source = info.source.name if info.source else "an untitled project"
     when = info.saved.replace("T", " ")[:16] if info.saved else "an earlier session"
+    backup = recovery_path(backup=True)
+    if info.path == backup:
+        text = (f"The last autosaved copy of changes to {source} ({plural(info.rows, 'row')}, saved {when}) is kept in "
+                f"{backup.name}.\n\nOpen it? (If not, it stays there and the sample dataset opens.)")
+    else:
+        text = (f"LoRA Desk did not close normally. Unsaved changes to {source} ({plural(info.rows, 'row')}, saved "
+                f"{when}) can be restored.\n\nRestore them? (If not, they are kept in {backup.name}.)")
     answer = QMessageBox.question(
-        parent, "Restore unsaved work?",
-        f"LoRA Desk did not close normally. Unsaved changes to {source} ({info.rows:,} rows, saved "
-        f"{when}) can be restored.\n\nRestore them? (If not, they are kept in {recovery_path().name}.bak.)",
+        parent, "Restore unsaved work?", text,
         QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.Yes)
     return answer == QMessageBox.StandardButton.Yes
 
@@ -95,8 +101,31 @@ def startup_project(paths: Sequence[str], restore: Callable[[RecoveryInfo], bool
         if Path(recent).is_file():
             try:
                 return Project.load(recent), f"Opened {recent}"
-            except ProjectError:
-                pass
+            except ProjectError as exc:
+                restored = _broken_last_project(Path(recent), exc, restore)
+                if restored is not None:
+                    return restored, "Restored the autosaved copy"
+    return _sample_project()
+
+
+def _broken_last_project(path: Path, error: ProjectError, restore: Callable[[RecoveryInfo], bool]
+                         ) -> Project | None:
+    """Say why the last project did not open (the file is left as it is) and offer the autosaved copy of
+    its unsaved work, if one is kept; returns the restored project, or ``None`` to go on with the sample."""
+    QMessageBox.warning(None, "Cannot open the last project",
+                        f"{error}\n\nThe file is left as it is; LoRA Desk opens the sample dataset instead.")
+    backup = find_recovery(backup=True)
+    if backup is None or backup.source is None or backup.source.resolve() != path.resolve() \
+            or not restore(backup):
+        return None
+    try:
+        return recover(backup=True)
+    except ProjectError as exc:
+        QMessageBox.warning(None, "Cannot restore the unsaved work", str(exc))
+        return None
+
+
+def _sample_project() -> tuple[Project, str]:
     try:
         return Project.new_default(), "A sample dataset to start with: press Train, or edit the rows"
     except (FileNotFoundError, ProjectError):

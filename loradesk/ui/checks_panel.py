@@ -486,8 +486,8 @@ class ChecksPanel(QWidget):
                 self.empty_label.setText(f"No problems found in {plural(total, 'row')}")
                 lengths = ("Token lengths are checked too." if self._token_counts is not None else
                            "Token lengths are checked once tokens are counted.")
-                self.empty_hint.setText(f"No empty fields, duplicates, stray whitespace or overused answers. "
-                                        f"{lengths}")
+                self.empty_hint.setText("No empty fields, duplicates, control characters, stray whitespace or "
+                                        f"overused answers. {lengths}")
             else:
                 self.empty_label.setText("No rows to check yet")
                 self.empty_hint.setText("Add or import rows; problems show up here as you edit.")

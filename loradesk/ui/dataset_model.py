@@ -32,6 +32,7 @@ from PySide6.QtGui import QBrush, QColor, QFont, QIcon, QKeyEvent, QPainter, QPi
 from PySide6.QtWidgets import QComboBox, QPlainTextEdit, QStyledItemDelegate, QStyleOptionViewItem, QWidget
 
 from loradesk.core.dataset import SPLITS, Dataset, DatasetEvent, Example, ProblemIndex, RowProblem, draw_split
+from loradesk.core.tokenize import count_text
 from loradesk.ui.undo import EditCellCommand, InsertRowsCommand, RemoveRowsCommand, ReplaceAllCommand
 
 PROMPT, COMPLETION, SPLIT, TOKENS, STATUS = range(5)
@@ -236,15 +237,16 @@ class DatasetTableModel(QAbstractTableModel):
             return None
         over = self._max_length is not None and count > self._max_length
         if role == Qt.ItemDataRole.DisplayRole:  # an over-long row says how many tokens it loses
-            return f"{count:,} (−{count - self._max_length:,})" if over and self._max_length else f"{count:,}"
+            return (f"{count_text(count)} (−{count_text(count, self._max_length)})" if over and self._max_length
+                    else count_text(count))
         if role == Qt.ItemDataRole.TextAlignmentRole:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignTop)
         if role == Qt.ItemDataRole.ForegroundRole and over:
             return QBrush(QColor(STATUS_COLOURS["empty"]))
         if role == Qt.ItemDataRole.ToolTipRole:
             limit = f" (max length {self._max_length:,})" if self._max_length else ""
-            cut = f": {count - self._max_length:,} will be cut" if over and self._max_length else ""
-            return f"{count:,} tokens{limit}{cut}"
+            cut = f": {count_text(count, self._max_length)} will be cut" if over and self._max_length else ""
+            return f"{count_text(count)} tokens{limit}{cut}"
         return None
 
     def _status_data(self, src: int, role: int) -> Any:
@@ -334,8 +336,8 @@ class DatasetTableModel(QAbstractTableModel):
             n = self._tokens.get(token_key(self._dataset[row]), 0)
             if n > self._max_length:
                 problems.append(RowProblem(row, "completion", "too_long",
-                                           f"row {row + 1}: {n} tokens, over the max length of "
-                                           f"{self._max_length} ({n - self._max_length} cut)"))
+                                           f"row {row + 1}: {count_text(n)} tokens, over the max length of "
+                                           f"{self._max_length} ({count_text(n, self._max_length)} cut)"))
         return problems
 
     def has_problem(self, row: int) -> bool:

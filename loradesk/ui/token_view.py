@@ -212,6 +212,10 @@ class TokenPreview(QWidget):
 
     def _header_html(self, ex: Explained, row: int | None) -> str:
         where = f"<b>Row {row + 1:,}</b> · " if row is not None else ""
+        if ex.clipped:  # tokenized only as far as needed to know it does not fit
+            return (f"{where}over {plural(ex.max_length, 'token')}: too long to count whole<br/>"
+                    f'<span style="color:{CUT_HUE}">Everything beyond the max length of {ex.max_length:,} is '
+                    "not trained on; the end of the answer is lost.</span>")
         head = (f"{where}{plural(ex.total, 'token')}: {ex.untrained_tokens:,} no loss (prompt and template), "
                 f"{ex.trained_tokens:,} trained, {ex.cut:,} cut")
         if not ex.cut:
@@ -238,7 +242,9 @@ class TokenPreview(QWidget):
             shown_cut = min(ex.cut, MAX_CUT_SHOWN)
             for i in range(start, start + shown_cut):
                 parts.append(self._piece_html(ex.pieces[i], i))
-            if shown_cut < ex.cut:
+            if ex.clipped:
+                parts.append(f'<span style="color:{CUT_HUE}"> … and the rest of the row, all cut</span>')
+            elif shown_cut < ex.cut:
                 parts.append(f'<span style="color:{CUT_HUE}"> … {ex.cut - shown_cut:,} more cut tokens</span>')
         parts.append("</p>")
         return "".join(parts)
