@@ -45,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int)
     t.add_argument("--resume", metavar="RUN", help="continue a stopped run from its last checkpoint")
     t.add_argument("--save-config", metavar="FILE", help="write the effective settings to FILE and exit")
+    t.add_argument("--retry-oom", action="store_true",
+                   help="if the GPU runs out of memory, retry with half the batch and twice the gradient "
+                        "accumulation without asking")
 
     a = sub.add_parser("ask", help="ask the base and the tuned model the same question")
     a.add_argument("question", nargs="+")
@@ -172,18 +175,73 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"Settings written to {args.save_config}")
         return 0
 
-    from loradesk.core import training
+    from loradesk.core import runs, training
     from loradesk.core.formats import read_dataset
 
     rows = [] if args.resume else read_dataset(Path(args.data))
+    out_dir = Path(args.out) if args.out else None
+    retry = None
+    try:
+        r = _train_in_thread(lambda sink, stop: training.run(
+            config, rows, sink, stop, out_dir=out_dir, resume_from=Path(args.resume) if args.resume else None))
+    except training.OutOfMemory as exc:
+        if not _agrees_to_retry(exc, args.retry_oom):
+            raise
+        retry, failed_run = exc.retry_config, exc.run_dir
+    if retry is not None:  # outside the handler: the error's traceback holds the failed run's model
+        r = _train_in_thread(lambda sink, stop: training.retry_smaller(
+            retry, failed_run, sink, stop, out_dir=_retry_dir(out_dir)))
+    loss = f"{r.final_loss:.4f}" if r.final_loss is not None else "n/a"
+    speed = f", {r.tokens_per_second:.0f} trained tokens/s" if r.tokens_per_second else ""
+    status = runs.status_label(r.status, r.warnings)
+    print(f"{status.capitalize()}: {r.steps} steps in {r.seconds:.0f} s on {r.device} ({r.precision}{speed}), "
+          f"final loss {loss}")
+    for warning in r.warnings:
+        print(f"Warning: {warning}")
+    if r.cut_rows:
+        print(f"Note: {r.cut_rows} row(s) were longer than the max length and were cut.")
+    print(f"Adapter: {r.run_dir}")
+    print(f'Try it:  loradesk ask --adapter "{r.run_dir}" "your question"')
+    return 0
+
+
+def _agrees_to_retry(error: Any, flag: bool) -> bool:
+    """True with ``--retry-oom``, or when the user says yes at a terminal (then the error is printed first).
+
+    Otherwise the caller re-raises ``error`` and :func:`main` prints it as its one line.
+    """
+    if error.retry_config is None or not (flag or sys.stdin.isatty()):
+        if error.retry_config is not None:
+            error.args = (f"{error} Add --retry-oom to retry that way.",)
+        return False
+    print(f"loradesk: {error}", file=sys.stderr)
+    if flag:
+        return True
+    t = error.retry_config.training
+    answer = input(f"Retry with batch size {t.batch_size} and gradient accumulation {t.grad_accum}? [Y/n] ")
+    return answer.strip().lower() in ("", "y", "yes")
+
+
+def _retry_dir(out_dir: Path | None) -> Path | None:
+    """Where a retry goes when the failed run took ``--out``: ``OUT-retry`` (``-retry2``, ... if taken)."""
+    if out_dir is None:
+        return None
+    for i in range(1, 1000):
+        candidate = out_dir.with_name(out_dir.name + "-retry" + (str(i) if i > 1 else ""))
+        if not candidate.exists() or not any(candidate.iterdir()):
+            return candidate
+    raise RuntimeError(f"no free folder next to {out_dir} for the retry")
+
+
+def _train_in_thread(call: Any) -> Any:
+    """``call(sink, stop)`` on a training thread with a progress bar; the first Ctrl+C stops it cleanly."""
     sink = TerminalSink()
     stop = threading.Event()
     box: dict[str, Any] = {}
 
     def work() -> None:
         try:
-            box["result"] = training.run(config, rows, sink, stop, out_dir=Path(args.out) if args.out else None,
-                                         resume_from=Path(args.resume) if args.resume else None)
+            box["result"] = call(sink, stop)
         except BaseException as exc:
             box["error"] = exc
 
@@ -198,17 +256,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         thread.join()
     sink.close()
     if "error" in box:
-        raise box["error"]
-    r = box["result"]
-    loss = f"{r.final_loss:.4f}" if r.final_loss is not None else "n/a"
-    speed = f", {r.tokens_per_second:.0f} trained tokens/s" if r.tokens_per_second else ""
-    print(f"{r.status.capitalize()}: {r.steps} steps in {r.seconds:.0f} s on {r.device} ({r.precision}{speed}), "
-          f"final loss {loss}")
-    if r.cut_rows:
-        print(f"Note: {r.cut_rows} row(s) were longer than the max length and were cut.")
-    print(f"Adapter: {r.run_dir}")
-    print(f'Try it:  loradesk ask --adapter "{r.run_dir}" "your question"')
-    return 0
+        raise box.pop("error")
+    return box["result"]
 
 
 # --- ask / eval --------------------------------------------------------------------------------------------
@@ -287,7 +336,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     for r in runs:
         loss = f"{r.final_loss:.3f}" if r.final_loss is not None else "  -  "
         score = f"{100 * r.score:.0f} %" if r.score is not None else "-"
-        print(f"{r.created:19}  {r.status:9}  loss {loss}  score {score:>5}  {r.model}  {r.path}")
+        print(f"{r.created:19}  {r.status_label:9}  loss {loss}  score {score:>5}  {r.model}  {r.path}")
     return 0
 
 

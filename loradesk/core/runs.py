@@ -16,7 +16,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,17 @@ class RunInfo:
     base_model_dir: str
     seconds: float | None = None
     device: str = ""
+    warnings: list[str] = field(default_factory=list)  # diverged / not learning, with advice
+
+    @property
+    def status_label(self) -> str:
+        """The status as shown to the user: ``completed with warnings`` when the run had any."""
+        return status_label(self.status, self.warnings)
+
+
+def status_label(status: str, warnings: Sequence[str]) -> str:
+    """``completed``, or ``completed with warnings`` (likewise ``stopped``) when there are any."""
+    return f"{status} with warnings" if warnings else status
 
 
 def new_run_dir(runs_dir: Path, model_label: str) -> Path:
@@ -98,6 +110,7 @@ def read_run(run_dir: Path) -> RunInfo:
         steps=int(result.get("steps", 0)), config=RunConfig.from_dict(data.get("config", {})),
         score=data.get("score"), base_model_dir=data.get("base_model_dir", ""),
         seconds=result.get("seconds"), device=result.get("device", ""),
+        warnings=[str(w) for w in result.get("warnings") or []],
     )
 
 
@@ -176,6 +189,18 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+
+
+def restore_checkpoint_adapter(run_dir: Path) -> Path | None:
+    """Make the run folder's adapter the latest complete checkpoint's; return that checkpoint (None: none)."""
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is None or not all((checkpoint / name).is_file() for name in ADAPTER_FILES):
+        return None
+    for name in ADAPTER_FILES:
+        partial = Path(run_dir) / f".{name}.partial"
+        shutil.copyfile(checkpoint / name, partial)
+        partial.replace(Path(run_dir) / name)
+    return checkpoint
 
 
 def export_adapter(run_dir: Path, dest: Path) -> Path:
