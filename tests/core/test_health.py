@@ -282,25 +282,6 @@ def test_nan_before_any_checkpoint_leaves_no_adapter(tiny_model_dir, rows, tmp_p
     assert runs.read_run(run_dir).status == "failed"
 
 
-@pytest.fixture
-def small_gpu(monkeypatch):
-    """A pretend GPU that fits at most 2 rows per batch: larger batches raise a real torch.OutOfMemoryError
-    from the training step (there is no GPU here, so this is injected)."""
-    from transformers import Trainer
-
-    original = Trainer.training_step
-    seen: list[int] = []
-
-    def training_step(self, model, inputs, *args, **kwargs):
-        seen.append(int(inputs["input_ids"].shape[0]))
-        if seen[-1] > 2:
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 8.00 GiB total)")
-        return original(self, model, inputs, *args, **kwargs)
-
-    monkeypatch.setattr(Trainer, "training_step", training_step)
-    return seen
-
-
 def test_out_of_memory_explains_and_the_retry_halves_the_batch(tiny_model_dir, rows, tmp_path, small_gpu) -> None:
     cfg = tiny(tiny_model_dir, max_steps=4, batch_size=4)
     with pytest.raises(training.OutOfMemory) as err:
