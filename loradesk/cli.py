@@ -185,7 +185,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         r = _train_in_thread(lambda sink, stop: training.run(
             config, rows, sink, stop, out_dir=out_dir, resume_from=Path(args.resume) if args.resume else None))
     except training.OutOfMemory as exc:
-        if not _agrees_to_retry(exc, args.retry_oom):
+        agreed = _agrees_to_retry(exc, args.retry_oom)
+        if agreed is None:  # the user saw the error and said no
+            return 1
+        if not agreed:
             raise
         retry, failed_run = exc.retry_config, exc.run_dir
     if retry is not None:  # outside the handler: the error's traceback holds the failed run's model
@@ -205,11 +208,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _agrees_to_retry(error: Any, flag: bool) -> bool:
-    """True with ``--retry-oom``, or when the user says yes at a terminal (then the error is printed first).
-
-    Otherwise the caller re-raises ``error`` and :func:`main` prints it as its one line.
-    """
+def _agrees_to_retry(error: Any, flag: bool) -> bool | None:
+    """True with ``--retry-oom``, or when the user says yes at a terminal (the error is printed first);
+    None when they say no there. False when nobody could be asked: the caller re-raises ``error`` and
+    :func:`main` prints it as its one line."""
     if error.retry_config is None or not (flag or sys.stdin.isatty()):
         if error.retry_config is not None:
             error.args = (f"{error} Add --retry-oom to retry that way.",)
@@ -219,7 +221,7 @@ def _agrees_to_retry(error: Any, flag: bool) -> bool:
         return True
     t = error.retry_config.training
     answer = input(f"Retry with batch size {t.batch_size} and gradient accumulation {t.grad_accum}? [Y/n] ")
-    return answer.strip().lower() in ("", "y", "yes")
+    return True if answer.strip().lower() in ("", "y", "yes") else None
 
 
 def _retry_dir(out_dir: Path | None) -> Path | None:

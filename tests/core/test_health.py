@@ -3,9 +3,11 @@ learning or run out of memory, and what the run folder, the result and the CLI s
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -348,3 +350,20 @@ def test_cli_retry_oom_trains_with_half_the_batch(tiny_model_dir, tmp_path, caps
     assert runs.read_run(out).status == "failed"
     t = runs.read_run(tmp_path / "run-retry").config.training
     assert (t.batch_size, t.grad_accum) == (2, 2)
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(("answer", "code"), [("n\n", 1), ("\n", 0)])
+def test_cli_out_of_memory_asks_at_a_terminal(tiny_model_dir, tmp_path, capsys, monkeypatch, small_gpu,
+                                              answer: str, code: int) -> None:
+    monkeypatch.setattr(sys, "stdin", Terminal(answer))
+    assert main(["train", str(DATA), "--model", str(tiny_model_dir), "--max-steps", "1", "--batch-size", "4",
+                 "--out", str(tmp_path / "run")]) == code
+    captured = capsys.readouterr()
+    assert captured.err.count("ran out of memory") == 1  # said once, before the question
+    assert "Retry with batch size 2 and gradient accumulation 2? [Y/n]" in captured.out
+    assert (tmp_path / "run-retry").is_dir() == (code == 0)
