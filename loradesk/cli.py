@@ -48,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int)
     t.add_argument("--resume", metavar="RUN", help="continue a stopped run from its last checkpoint")
     t.add_argument("--save-config", metavar="FILE", help="write the effective settings to FILE and exit")
+    t.add_argument("--retry-oom", action="store_true",
+                   help="if the GPU runs out of memory, retry with half the batch and twice the gradient "
+                        "accumulation without asking")
     _trust_arg(t)
 
     a = sub.add_parser("ask", help="ask the base and the tuned model the same question")
@@ -231,13 +234,84 @@ def _train(args: argparse.Namespace, stop: threading.Event, interrupts: Interrup
     from loradesk.core.interrupts import signal_name
 
     rows = [] if args.resume else read_dataset(Path(args.data))
+    out_dir = Path(args.out) if args.out else None
+    retry = None
+    try:
+        r = _train_in_thread(stop, lambda sink: training.run(
+            config, rows, sink, stop, out_dir=out_dir, resume_from=Path(args.resume) if args.resume else None))
+    except training.TrainingStopped:
+        if not interrupts.exit_code:
+            raise
+        print(f"{signal_name(interrupts.signum)}: stopped before training started; nothing was written.",
+              file=sys.stderr)
+        return interrupts.exit_code
+    except training.OutOfMemory as exc:
+        agreed = _agrees_to_retry(exc, args.retry_oom)
+        if agreed is None:  # the user saw the error and said no
+            return 1
+        if not agreed:
+            raise
+        retry, failed_run = exc.retry_config, exc.run_dir
+    if retry is not None and not stop.is_set():  # outside the handler: its traceback holds the failed model
+        r = _train_in_thread(stop, lambda sink: training.retry_smaller(
+            retry, failed_run, sink, stop, out_dir=_retry_dir(out_dir)))
+    if interrupts.exit_code:
+        kept = runs.latest_checkpoint(r.run_dir)
+        print(f"{signal_name(interrupts.signum)}: stopped after {r.steps} steps; kept the adapter in {r.run_dir}"
+              + (f" and {kept.name} (resume: {runs.resume_command(r.run_dir)})" if kept else ""), file=sys.stderr)
+        return interrupts.exit_code
+    loss = f"{r.final_loss:.4f}" if r.final_loss is not None else "n/a"
+    speed = f", {r.tokens_per_second:.0f} trained tokens/s" if r.tokens_per_second else ""
+    status = runs.status_label(r.status, r.warnings)
+    print(f"{status.capitalize()}: {r.steps} steps in {r.seconds:.0f} s on {r.device} ({r.precision}{speed}), "
+          f"final loss {loss}")
+    for warning in r.warnings:
+        print(f"Warning: {warning}")
+    if r.cut_rows:
+        print(f"Note: {r.cut_rows} row(s) were longer than the max length and were cut.")
+    print(f"Adapter: {r.run_dir}")
+    print(f'Try it:  loradesk ask --adapter "{r.run_dir}" "your question"')
+    return 0
+
+
+def _agrees_to_retry(error: Any, flag: bool) -> bool | None:
+    """True with ``--retry-oom``, or when the user says yes at a terminal (the error is printed first);
+    None when they say no there. False when nobody could be asked: the caller re-raises ``error`` and
+    :func:`main` prints it as its one line."""
+    if error.retry_config is None or not (flag or sys.stdin.isatty()):
+        if error.retry_config is not None:
+            error.args = (f"{error} Add --retry-oom to retry that way.",)
+        return False
+    print(f"loradesk: {error}", file=sys.stderr)
+    if flag:
+        return True
+    t = error.retry_config.training
+    answer = input(f"Retry with batch size {t.batch_size} and gradient accumulation {t.grad_accum}? [Y/n] ")
+    return True if answer.strip().lower() in ("", "y", "yes") else None
+
+
+def _retry_dir(out_dir: Path | None) -> Path | None:
+    """Where a retry goes when the failed run took ``--out``: ``OUT-retry`` (``-retry2``, ... if taken)."""
+    if out_dir is None:
+        return None
+    for i in range(1, 1000):
+        candidate = out_dir.with_name(out_dir.name + "-retry" + (str(i) if i > 1 else ""))
+        if not candidate.exists() or not any(candidate.iterdir()):
+            return candidate
+    raise RuntimeError(f"no free folder next to {out_dir} for the retry")
+
+
+def _train_in_thread(stop: threading.Event, call: Any) -> Any:
+    """``call(sink)`` on a training thread with a progress bar; returns its result or raises its error.
+
+    The main thread waits in short joins so the signal handlers (which set ``stop``) run promptly.
+    """
     sink = TerminalSink()
     box: dict[str, Any] = {}
 
     def work() -> None:
         try:
-            box["result"] = training.run(config, rows, sink, stop, out_dir=Path(args.out) if args.out else None,
-                                         resume_from=Path(args.resume) if args.resume else None)
+            box["result"] = call(sink)
         except BaseException as exc:
             box["error"] = exc
 
@@ -246,27 +320,9 @@ def _train(args: argparse.Namespace, stop: threading.Event, interrupts: Interrup
     while thread.is_alive():  # signal handlers run on this thread between joins
         thread.join(0.2)
     sink.close()
-    if isinstance(box.get("error"), training.TrainingStopped) and interrupts.exit_code:
-        print(f"{signal_name(interrupts.signum)}: stopped before training started; nothing was written.",
-              file=sys.stderr)
-        return interrupts.exit_code
     if "error" in box:
-        raise box["error"]
-    r = box["result"]
-    if interrupts.exit_code:
-        kept = runs.latest_checkpoint(r.run_dir)
-        print(f"{signal_name(interrupts.signum)}: stopped after {r.steps} steps; kept the adapter in {r.run_dir}"
-              + (f" and {kept.name} (resume: {runs.resume_command(r.run_dir)})" if kept else ""), file=sys.stderr)
-        return interrupts.exit_code
-    loss = f"{r.final_loss:.4f}" if r.final_loss is not None else "n/a"
-    speed = f", {r.tokens_per_second:.0f} trained tokens/s" if r.tokens_per_second else ""
-    print(f"{r.status.capitalize()}: {r.steps} steps in {r.seconds:.0f} s on {r.device} ({r.precision}{speed}), "
-          f"final loss {loss}")
-    if r.cut_rows:
-        print(f"Note: {r.cut_rows} row(s) were longer than the max length and were cut.")
-    print(f"Adapter: {r.run_dir}")
-    print(f'Try it:  loradesk ask --adapter "{r.run_dir}" "your question"')
-    return 0
+        raise box.pop("error")
+    return box["result"]
 
 
 # --- ask / eval --------------------------------------------------------------------------------------------
@@ -349,7 +405,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     for r in runs:
         loss = f"{r.final_loss:.3f}" if r.final_loss is not None else "  -  "
         score = f"{100 * r.score:.0f} %" if r.score is not None else "-"
-        print(f"{r.created:19}  {r.status:11}  loss {loss}  score {score:>5}  {r.model}  {r.path}")
+        print(f"{r.created:19}  {r.status_label:11}  loss {loss}  score {score:>5}  {r.model}  {r.path}")
         if r.where:
             print(f"{'':21}training in {r.where}")
         if r.resumable:

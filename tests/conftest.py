@@ -105,3 +105,23 @@ class StopAt:
 def stop_at() -> type[StopAt]:
     """``sink = stop_at(3); training.run(config, rows, sink, sink.stop)``: a run that stops after step 3."""
     return StopAt
+
+
+@pytest.fixture
+def small_gpu(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A pretend GPU that fits at most 2 rows per batch: larger batches raise a real ``torch.OutOfMemoryError``
+    from the Trainer's training step (there is no GPU here, so it is injected). Returns the batch sizes seen."""
+    import torch
+    from transformers import Trainer
+
+    original = Trainer.training_step
+    seen: list[int] = []
+
+    def training_step(self, model, inputs, *args, **kwargs):
+        seen.append(int(inputs["input_ids"].shape[0]))
+        if seen[-1] > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 8.00 GiB total)")
+        return original(self, model, inputs, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "training_step", training_step)
+    return seen

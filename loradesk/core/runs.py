@@ -20,8 +20,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -72,11 +72,22 @@ class RunInfo:
     device: str = ""
     checkpoint: Path | None = None  # the latest complete checkpoint (interrupted and stopped runs)
     where: str = ""  # the training process ("pid 12 on host") of a run that says "running"
+    warnings: list[str] = field(default_factory=list)  # diverged / not learning, with advice
 
     @property
     def resumable(self) -> bool:
         """A stopped or interrupted run with a complete checkpoint to continue from."""
         return self.status in ("stopped", "interrupted") and self.checkpoint is not None
+
+    @property
+    def status_label(self) -> str:
+        """The status as shown to the user: ``completed with warnings`` when the run had any."""
+        return status_label(self.status, self.warnings)
+
+
+def status_label(status: str, warnings: Sequence[str]) -> str:
+    """``completed``, or ``completed with warnings`` (likewise ``stopped``) when there are any."""
+    return f"{status} with warnings" if warnings else status
 
 
 def new_run_dir(runs_dir: Path, model_label: str) -> Path:
@@ -136,6 +147,7 @@ def read_run(run_dir: Path) -> RunInfo:
         steps=int(result.get("steps", 0)), config=RunConfig.from_dict(data.get("config", {})),
         score=data.get("score"), base_model_dir=data.get("base_model_dir", ""),
         seconds=result.get("seconds"), device=result.get("device", ""), checkpoint=checkpoint, where=where,
+        warnings=[str(w) for w in result.get("warnings") or []],
     )
 
 
@@ -260,6 +272,18 @@ def latest_checkpoint(run_dir: Path, repair: bool = False) -> Path | None:
 
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+
+
+def restore_checkpoint_adapter(run_dir: Path) -> Path | None:
+    """Make the run folder's adapter the latest complete checkpoint's; return that checkpoint (None: none)."""
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is None or not all((checkpoint / name).is_file() for name in ADAPTER_FILES):
+        return None
+    for name in ADAPTER_FILES:
+        partial = Path(run_dir) / f".{name}.partial"
+        shutil.copyfile(checkpoint / name, partial)
+        partial.replace(Path(run_dir) / name)
+    return checkpoint
 
 
 def export_adapter(run_dir: Path, dest: Path) -> Path:

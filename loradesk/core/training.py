@@ -37,6 +37,23 @@ class TrainingStopped(TrainingError):
     """The stop flag was set before training started: nothing was written (a resumed run is unchanged)."""
 
 
+class RunBroke(TrainingError):
+    """The loss or the gradients became NaN/inf at ``step``: the run stopped without saving that state."""
+
+    def __init__(self, message: str, step: int) -> None:
+        super().__init__(message)
+        self.step = step
+
+
+class OutOfMemory(TrainingError):
+    """The device ran out of memory while training ``run_dir``; ``retry_config`` is the same run with a smaller
+    batch and more accumulation (None when the batch cannot shrink). See :func:`retry_smaller`."""
+
+    def __init__(self, message: str, run_dir: Path, retry_config: RunConfig | None) -> None:
+        super().__init__(message)
+        self.run_dir, self.retry_config = run_dir, retry_config
+
+
 @dataclass
 class TrainProgress:
     """One progress report: sent after every logged step and every evaluation."""
@@ -83,7 +100,7 @@ class RunResult:
     """What a finished or stopped run produced."""
 
     run_dir: Path
-    status: str  # "completed" | "stopped"
+    status: str  # "completed" | "stopped" (a broken run raises RunBroke instead)
     steps: int
     final_loss: float | None
     seconds: float
@@ -93,6 +110,7 @@ class RunResult:
     train_rows: int = 0
     eval_rows: int = 0
     tokens_per_second: float | None = None
+    warnings: list[str] = dataclasses.field(default_factory=list)  # diverged / not learning, with advice
 
 
 # --- data --------------------------------------------------------------------------------------------------
@@ -146,6 +164,21 @@ def run(config: RunConfig, dataset: Dataset | Sequence[Example], sink: Sink | No
     # disk full, read-only, no permission: one line naming the run folder
     with storage_errors_named(lambda: job.run_dir or run_dir or runs_dir or default_runs_dir()):
         return job.run(runs_dir or default_runs_dir(), run_dir, checkpoint)
+
+
+def retry_smaller(config: RunConfig, failed_run: Path, sink: Sink | None = None,
+                  stop: threading.Event | None = None, runs_dir: Path | None = None,
+                  out_dir: Path | None = None) -> RunResult:
+    """Train the rows of ``failed_run`` (a run that ran out of memory) again with ``config`` (its error's
+    ``retry_config``) in a new run folder; the failed run stays as it was."""
+    import gc
+
+    import torch
+
+    gc.collect()  # the failed run's model and optimizer state
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return run(config, runs.load_dataset_snapshot(failed_run), sink, stop, runs_dir=runs_dir, out_dir=out_dir)
 
 
 class TrainingJob:
@@ -231,11 +264,15 @@ class TrainingJob:
             try:
                 trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
             except Exception as exc:  # record the failure in the run folder, then let the caller report it
+                failure = self._explain_failure(exc, run_dir, trainer, tokenizer_lock)
+                error = str(failure) if failure is not exc else f"{type(exc).__name__}: {exc}"
                 with interrupts.finishing(run_dir):
                     runs.write_run_file(run_dir, {**base_record, "result": {
-                        "status": "failed", "error": f"{type(exc).__name__}: {exc}",
+                        "status": "failed", "error": error,
                         "steps": trainer.state.global_step, "seconds": time.monotonic() - started}})
-                raise
+                if failure is exc:
+                    raise
+                raise failure from None
             if callback.stopped:
                 status = "stopped"
 
@@ -246,7 +283,7 @@ class TrainingJob:
             run_dir=run_dir, status=status, steps=trainer.state.global_step, final_loss=callback.last_loss,
             seconds=seconds, device=models.device_description(device), cut_rows=cut_rows,
             precision=precision, train_rows=len(train_rows), eval_rows=len(eval_rows),
-            tokens_per_second=callback.tokens_per_second(),
+            tokens_per_second=callback.tokens_per_second(), warnings=self.health.warnings,
         )
         record = {**base_record, "result": {k: (str(v) if isinstance(v, Path) else v)
                                             for k, v in dataclasses.asdict(result).items()}}
@@ -255,6 +292,27 @@ class TrainingJob:
         sink.status("Stopped: adapter saved" if status == "stopped" else "Done")
         sink.log(f"Adapter saved to {run_dir}")
         return result
+
+    def _explain_failure(self, exc: Exception, run_dir: Path, trainer: Any, tokenizer_lock: Any) -> Exception:
+        """The error to report for ``exc``: a broken run falls back to its last good checkpoint's adapter,
+        running out of memory comes with a smaller-batch config to retry with, anything else stays as it is."""
+        import torch
+
+        from loradesk.core import health
+
+        if isinstance(exc, RunBroke):
+            kept = runs.restore_checkpoint_adapter(run_dir)
+            if kept:
+                with tokenizer_lock:  # the folder loads on its own, as after a stop
+                    trainer.processing_class.save_pretrained(run_dir)
+            note = (f" The run folder keeps the adapter of its last good checkpoint, {kept.name}." if kept
+                    else " No checkpoint had been saved yet, so the run has no adapter.")
+            return RunBroke(str(exc) + note, exc.step)
+        if isinstance(exc, torch.OutOfMemoryError):
+            smaller = health.smaller_batch(self.config)
+            message = health.out_of_memory_message(self.config, trainer.state.global_step, smaller)
+            return OutOfMemory(message, run_dir, smaller)
+        return exc
 
     # -- pieces --
     def _check_stop(self) -> None:
@@ -364,6 +422,9 @@ class TrainingJob:
                           eval_dataset=eval_data if has_eval else None, processing_class=tokenizer,
                           callbacks=[callback, *timed])
         trainer.remove_callback(PrinterCallback)  # progress goes to the sink, not stdout
+        from loradesk.core import health_watch
+
+        self.health = health_watch.attach(trainer, self.sink, self.config, precision)
         return trainer, collator, callback
 
 

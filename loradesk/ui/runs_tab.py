@@ -29,7 +29,7 @@ from loradesk.ui.workers import CallWorker, Job
 
 COLUMNS = ("Date", "Model", "r / alpha", "Learning rate", "Epochs", "Steps", "Status", "Final loss", "Score")
 STATUS_COLORS = {"completed": "#1e7b34", "stopped": "#9a6700", "interrupted": "#b35c00", "running": "#1f6fb5",
-                 "failed": "#b3261e"}
+                 "failed": "#b3261e", "completed with warnings": "#b35c00", "stopped with warnings": "#b35c00"}
 PATH_ROLE = Qt.ItemDataRole.UserRole + 1
 
 
@@ -188,12 +188,14 @@ class RunsTab(QWidget):
         t, lora = info.config.training, info.config.lora
         epochs = f"{t.epochs:g}" if t.max_steps <= 0 else "—"
         loss = info.final_loss
-        status = _item(info.status)
-        if info.where:
+        status = _item(info.status_label)
+        status.setForeground(QBrush(QColor(STATUS_COLORS.get(info.status_label, "#555555"))))
+        if info.warnings:
+            status.setToolTip("\n\n".join(info.warnings))
+        elif info.where:
             status.setToolTip(f"Training in {info.where}")
         elif info.resumable and info.checkpoint is not None:
             status.setToolTip(f"Can be resumed from {info.checkpoint.name}")
-        status.setForeground(QBrush(QColor(STATUS_COLORS.get(info.status, "#555555"))))
         cells = [
             _item(info.created.replace("T", " ")[:16], info.created),
             _item(_model_label(info.model)),

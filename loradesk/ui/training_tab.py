@@ -6,7 +6,9 @@ dataset and a copy of the settings taken at Start, so the user can keep editing 
 
 from __future__ import annotations
 
+import html
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,9 +57,19 @@ def epoch_text(epoch: float, step: int, max_steps: int, planned_epochs: float | 
 
 
 def open_error_box(parent: QWidget, title: str, message: str, details: str = "",
-                   note: str = "") -> QMessageBox:
-    """Show a window-modal but non-blocking error dialog; ``details`` (the traceback) sit behind a button."""
+                   note: str = "", on_retry: Callable[[], None] | None = None,
+                   retry_text: str = "Retry") -> QMessageBox:
+    """Show a window-modal but non-blocking error dialog; ``details`` (the traceback) sit behind a button.
+
+    With ``on_retry`` the box asks: a ``retry_text`` button calls it, Cancel just closes.
+    """
     box = QMessageBox(QMessageBox.Icon.Critical, title, message, QMessageBox.StandardButton.Ok, parent)
+    if on_retry is not None:
+        box.setStandardButtons(QMessageBox.StandardButton.Retry | QMessageBox.StandardButton.Cancel)
+        retry = box.button(QMessageBox.StandardButton.Retry)
+        retry.setText(retry_text)
+        retry.clicked.connect(on_retry)
+        box.setDefaultButton(retry)
     if note:
         box.setInformativeText(note)
     if details:
@@ -111,6 +123,7 @@ class TrainingTab(QWidget):
         self._resume_dir: Path | None = None
         self._planned_epochs: float | None = None
         self._last_epoch = 0.0
+        self._oom_retry: tuple[RunConfig, Path] | None = None  # offered after the device ran out of memory
         self._build()
         self.refresh_resumable()
 
@@ -194,6 +207,14 @@ class TrainingTab(QWidget):
         self.result_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.result_label.hide()
 
+        self.warning_banner = QLabel()  # a run that completed but diverged or did not learn
+        self.warning_banner.setWordWrap(True)
+        self.warning_banner.setTextFormat(Qt.TextFormat.RichText)
+        self.warning_banner.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.warning_banner.setStyleSheet("QLabel { background: #fff4ce; color: #4d3800; border: 1px solid "
+                                          "#e0b000; border-radius: 4px; padding: 6px; }")
+        self.warning_banner.hide()
+
         line = QFrame()
         line.setFrameShape(QFrame.Shape.HLine)
         line.setFrameShadow(QFrame.Shadow.Sunken)
@@ -203,6 +224,7 @@ class TrainingTab(QWidget):
         layout.addWidget(self.progress_bar)
         layout.addLayout(stats)
         layout.addWidget(self.result_label)
+        layout.addWidget(self.warning_banner)
         layout.addWidget(line)
         layout.addWidget(splitter, 1)
         self.progress_bar.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
@@ -299,8 +321,10 @@ class TrainingTab(QWidget):
     def _launch(self, worker: TrainWorker) -> None:
         self._result = None
         self._error = None
+        self._oom_retry = None
         self._last_epoch = 0.0
         self.result_label.hide()
+        self.warning_banner.hide()
         self.progress_bar.setRange(0, 0)  # busy until the first step
         self.progress_bar.setFormat("Preparing…")
         for stat in (self.elapsed_stat, self.eta_stat, self.speed_stat, self.loss_stat):
@@ -312,6 +336,7 @@ class TrainingTab(QWidget):
         worker.device.connect(self._on_device)
         worker.finished.connect(self._on_result)
         worker.failed.connect(self._on_failed)
+        worker.out_of_memory.connect(self._on_out_of_memory)
         job = Job(worker, self)
         job.finished.connect(self._on_thread_finished)
         self._job = job
@@ -356,7 +381,7 @@ class TrainingTab(QWidget):
             self.progress_bar.setValue(steps)
             self.progress_bar.setFormat(epoch_text(self._last_epoch, steps, steps, self._planned_epochs)
                                         + " · %p%")
-            self._set_phase("Completed")
+            self._set_phase("Completed with warnings" if result.warnings else "Completed")
         else:
             if self.progress_bar.maximum() == 0:
                 self.progress_bar.setRange(0, 1)
@@ -373,6 +398,33 @@ class TrainingTab(QWidget):
                                   f"{loss}{cut} — <span>{Path(result.run_dir)}</span>")
         self.result_label.setStyleSheet("")
         self.result_label.show()
+        self._show_warnings(result.warnings)
+        for warning in result.warnings:
+            self._append_log(f"WARNING: {warning}")
+
+    def _show_warnings(self, warnings: list[str]) -> None:
+        """The banner under the result line: each warning with its advice (hidden when there are none)."""
+        if not warnings:
+            self.warning_banner.hide()
+            return
+        items = "".join(f"<li>{html.escape(w)}</li>" for w in warnings)
+        self.warning_banner.setText(f"<b>Warning</b>: the run ended and its adapter was saved, but it may "
+                                    f"be useless.<ul style='margin: 2px 0 0 -20px'>{items}</ul>")
+        self.warning_banner.show()
+
+    def _on_out_of_memory(self, config: RunConfig, run_dir: str) -> None:
+        self._oom_retry = (config, Path(run_dir))
+
+    def _retry_smaller(self) -> None:
+        """Train the out-of-memory run's rows again with the smaller batch the user agreed to."""
+        if self._oom_retry is None or self.is_running() or self._blocked:
+            return
+        config, failed_run = self._oom_retry
+        t = config.training
+        self._planned_epochs = None if t.max_steps > 0 else t.epochs
+        self.plot.clear()
+        self._append_log(f"Retrying with batch size {t.batch_size} and gradient accumulation {t.grad_accum}")
+        self._launch(TrainWorker(config, [], self.runs_dir, retry_of=failed_run))
 
     def _on_failed(self, message: str, details: str) -> None:
         self._error = (message, details)
@@ -386,7 +438,12 @@ class TrainingTab(QWidget):
         self.result_label.setStyleSheet("color: #b3261e;")
         self.result_label.show()
         self._append_log(f"ERROR: {message}")
-        self.show_error("Training failed", message, details)
+        if self._oom_retry is not None:
+            t = self._oom_retry[0].training
+            self.show_error("Out of memory", message, details, on_retry=self._retry_smaller,
+                            retry_text=f"Retry with batch size {t.batch_size}")
+        else:
+            self.show_error("Training failed", message, details)
 
     def _on_thread_finished(self) -> None:
         job, self._job = self._job, None
@@ -440,7 +497,7 @@ class TrainingTab(QWidget):
         self.progress_bar.setValue(min(info.steps, max_steps))
         self.progress_bar.setFormat(epoch_text(float(last.get("epoch") or 0.0), info.steps, max_steps,
                                                None if t.max_steps > 0 else t.epochs) + " · %p%")
-        status = info.status  # read_run reports a run whose process is gone as "interrupted"
+        status = info.status_label  # read_run reports a run whose process is gone as "interrupted"
         self._set_phase(f"Last run: {status}")
         self.elapsed_stat.set(format_duration(info.seconds))
         self.eta_stat.set("—")
@@ -450,6 +507,7 @@ class TrainingTab(QWidget):
         self.device_stat.set(info.device or "—")
         created = info.created.replace("T", " ")[:16]
         loss = f", final loss {info.final_loss:.4f}" if info.final_loss is not None else ""
+        self._show_warnings(info.warnings)
         self.result_label.setText(f"<b>Last run</b> ({created}, {status}): {info.steps} steps"
                                   + (f" in {format_duration(info.seconds)}" if info.seconds else "")
                                   + f"{loss} — {info.path}")
@@ -476,9 +534,11 @@ class TrainingTab(QWidget):
             f"Continue {self._resume_dir.name} from its latest checkpoint" if self._resume_dir
             else "Continue a stopped run from its latest checkpoint (none yet)")
 
-    def show_error(self, title: str, message: str, details: str = "") -> None:
-        """A non-blocking error dialog (``error_box``); ``details`` hold the traceback."""
+    def show_error(self, title: str, message: str, details: str = "",
+                   on_retry: Callable[[], None] | None = None, retry_text: str = "Retry") -> None:
+        """A non-blocking error dialog (``error_box``); ``details`` hold the traceback. With ``on_retry``
+        it asks whether to retry (see :func:`open_error_box`)."""
         if self.error_box is not None:
             self.error_box.close()
         self.error_box = open_error_box(self, title, message, details,
-                                        "Your dataset and settings are unchanged.")
+                                        "Your dataset and settings are unchanged.", on_retry, retry_text)

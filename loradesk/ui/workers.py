@@ -137,14 +137,17 @@ class TrainWorker(Worker):
     log = Signal(str)
     device = Signal(str)
     finished = Signal(object)  # core.training.RunResult
+    out_of_memory = Signal(object, str)  # the smaller-batch RunConfig to retry with, the failed run folder
 
     def __init__(self, config: RunConfig, dataset: Dataset | Sequence[Example], runs_dir: Path | None = None,
-                 resume_from: Path | None = None) -> None:
+                 resume_from: Path | None = None, retry_of: Path | None = None) -> None:
+        """``retry_of``: a run that ran out of memory; its rows are trained again with ``config``."""
         super().__init__()
         self.config = config
         self.dataset = dataset
         self.runs_dir = runs_dir
         self.resume_from = resume_from
+        self.retry_of = retry_of
 
     def work(self) -> None:
         self.status.emit("Loading model…")
@@ -152,11 +155,19 @@ class TrainWorker(Worker):
 
         self.device.emit(models.device_description())
         try:
-            result = training.run(self.config, self.dataset, SignalSink(self), self.stop_event, self.runs_dir,
-                                  self.resume_from)
+            if self.retry_of is not None:
+                result = training.retry_smaller(self.config, self.retry_of, SignalSink(self), self.stop_event,
+                                                self.runs_dir)
+            else:
+                result = training.run(self.config, self.dataset, SignalSink(self), self.stop_event,
+                                      self.runs_dir, self.resume_from)
         except training.TrainingStopped as exc:  # stopped while the model loaded: not a failure
             self.status.emit(str(exc))
             return
+        except training.OutOfMemory as exc:  # announced before ``failed``, which the base class emits
+            if exc.retry_config is not None:
+                self.out_of_memory.emit(exc.retry_config, str(exc.run_dir))
+            raise
         self.finished.emit(result)
 
 
