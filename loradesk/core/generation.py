@@ -96,11 +96,14 @@ class Answerer:
         Nothing in the run folder enables the model's own code: it runs only for a model (and files)
         the user trusted (:func:`loradesk.core.trust.remote_code_allowed`).
         """
-        from loradesk.core.runs import read_run
+        from loradesk.core.runs import RunError, adapter_source, read_run
 
         info = read_run(Path(run_dir))
+        source = adapter_source(Path(run_dir))  # a killed run's latest checkpoint when it has no final adapter
+        if source is None:
+            raise RunError(f"{run_dir} holds no adapter yet")
         # The run file's own trust_remote_code is ignored: only the user's trust store lets code run.
-        return cls(Path(info.base_model_dir), Path(run_dir), device,
+        return cls(Path(info.base_model_dir), source, device,
                    use_chat_template=info.config.training.use_chat_template, trust_remote_code=True)
 
     @classmethod
@@ -109,7 +112,7 @@ class Answerer:
         from loradesk.core.runs import RUN_FILE
 
         path = Path(path)
-        if (path / RUN_FILE).is_file() and (path / "adapter_config.json").is_file():
+        if (path / RUN_FILE).is_file():
             return cls.from_run(path, device)
         return cls(base_model_folder(path), path, device, trust_remote_code=True)  # the trust store decides
 

@@ -274,6 +274,24 @@ def latest_checkpoint(run_dir: Path, repair: bool = False) -> Path | None:
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
 
+#: Trainer's own files in a checkpoint (optimizer, scheduler, RNG and progress state): not part of an adapter.
+_TRAINER_STATE_SUFFIXES = (".pt", ".pth", ".bin")
+_TRAINER_STATE_FILES = ("trainer_state.json", COMPLETE_MARKER)
+
+
+def adapter_source(run_dir: Path) -> Path | None:
+    """The folder holding a run's adapter: the run folder once its final adapter is saved; for a run that ended
+    before that (killed, or failed), its latest complete checkpoint, whose adapter loads the same way; None
+    when the run has neither."""
+    run_dir = Path(run_dir)
+    if all((run_dir / name).is_file() for name in ADAPTER_FILES):
+        return run_dir
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is not None and all((checkpoint / name).is_file() for name in ADAPTER_FILES):
+        return checkpoint
+    return None
+
+
 def restore_checkpoint_adapter(run_dir: Path) -> Path | None:
     """Make the run folder's adapter the latest complete checkpoint's; return that checkpoint (None: none)."""
     checkpoint = latest_checkpoint(run_dir)
@@ -293,13 +311,18 @@ def export_adapter(run_dir: Path, dest: Path) -> Path:
     ``dest`` is unchanged and nothing is left behind.
     """
     run_dir, dest = Path(run_dir), Path(dest)
-    if not (run_dir / ADAPTER_FILES[0]).is_file():
+    source = adapter_source(run_dir)
+    if source is None:
         raise RunError(f"{run_dir} holds no adapter yet")
+    skip = {METRICS_FILE, DATASET_FILE, *_TRAINER_STATE_FILES}
 
     def write(tmp: Path) -> None:
-        for child in run_dir.iterdir():
-            if child.is_file() and child.name not in (METRICS_FILE, DATASET_FILE) and not child.name.startswith("."):
+        for child in source.iterdir():
+            if (child.is_file() and child.name not in skip and not child.name.startswith(".")
+                    and not child.name.endswith(_TRAINER_STATE_SUFFIXES)):
                 shutil.copyfile(child, tmp / child.name)
+        if source != run_dir and (run_dir / RUN_FILE).is_file():
+            shutil.copyfile(run_dir / RUN_FILE, tmp / RUN_FILE)
 
     return _export(dest, write)
 
@@ -317,11 +340,14 @@ def export_merged(run_dir: Path, dest: Path, dtype: str = "auto") -> Path:
 
     run_dir, dest = Path(run_dir), Path(dest)
     info = read_run(run_dir)
+    source = adapter_source(run_dir)
+    if source is None:
+        raise RunError(f"{run_dir} holds no adapter yet")
     torch_dtype = {"auto": torch.float32, "fp32": torch.float32, "bf16": torch.bfloat16,
                    "fp16": torch.float16}[dtype]
     base = load_model(Path(info.base_model_dir), "cpu", torch_dtype, trust_remote_code=True)
-    model = PeftModel.from_pretrained(base, run_dir).merge_and_unload()
-    tokenizer = load_tokenizer(run_dir, trust_remote_code=True)
+    model = PeftModel.from_pretrained(base, source).merge_and_unload()
+    tokenizer = load_tokenizer(source, trust_remote_code=True)
 
     def write(tmp: Path) -> None:
         model.save_pretrained(tmp, safe_serialization=True)

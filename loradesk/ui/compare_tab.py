@@ -272,7 +272,8 @@ class CompareTab(QWidget):
 
         current = self.current_run()
         try:
-            infos = [i for i in runs.list_runs(self.runs_dir) if i.status in ("completed", "stopped")]
+            infos = [i for i in runs.list_runs(self.runs_dir)
+                     if i.status != "running" and runs.adapter_source(i.path) is not None]
         except OSError:
             infos = []
         self._runs = {str(i.path): i for i in infos}

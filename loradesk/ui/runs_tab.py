@@ -338,8 +338,10 @@ class RunsTab(QWidget):
         self.busy_changed.emit(False)
 
     def _update_buttons(self) -> None:
+        from loradesk.core import runs
+
         info = self._info(self.selected_run())
-        has_adapter = info is not None and (info.path / "adapter_config.json").is_file()
+        has_adapter = info is not None and runs.adapter_source(info.path) is not None
         busy = self.is_busy()
         self.open_button.setEnabled(info is not None)
         self.export_adapter_button.setEnabled(has_adapter and not busy)

@@ -139,6 +139,15 @@ def test_kill_9_is_reported_interrupted_and_resumes(tiny_model_dir: Path, tmp_pa
     assert info.status == "interrupted" and info.checkpoint is not None and info.where == ""
     assert info.steps == runs.checkpoint_step(info.checkpoint)
 
+    # Until it is resumed, the killed run's checkpoint is its adapter: Compare and export use it.
+    from loradesk.core.generation import Answerer
+
+    assert runs.adapter_source(out) == info.checkpoint
+    exported = runs.export_adapter(out, tmp_path / "exported")
+    assert (exported / "adapter_model.safetensors").is_file() and not (exported / "optimizer.pt").exists()
+    assert_adapter_loads(exported, tiny_model_dir)
+    assert Answerer.from_run(out, device="cpu").answer("Who is Tamsin?", tuned=True) is not None
+
     sink = stop_at(info.steps + 2)
     result = training.run(RunConfig(), [], sink, sink.stop, resume_from=out)
     assert result.status == "stopped" and result.steps >= info.steps + 2
