@@ -6,6 +6,7 @@
     loradesk eval --adapter RUN      score both models on held-out questions
     loradesk export RUN --out DIR    copy the adapter, or write a merged model with --merged
     loradesk runs                    list finished runs
+    loradesk self-test               check, offline, that this install can train and answer
 
 Heavy libraries are imported inside the commands, so ``loradesk --help`` is instant.
 """
@@ -62,6 +63,10 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--merged", action="store_true", help="fold the adapter into the base weights")
 
     sub.add_parser("runs", help="list finished runs")
+
+    s = sub.add_parser("self-test", help="train a few steps, reload and answer, offline: checks this install")
+    s.add_argument("--model", help="'default', a model folder or a .gguf file (default: built-in)")
+    s.add_argument("--keep", action="store_true", help="keep the run folder instead of removing it")
     return p
 
 
@@ -82,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             return run_gui([getattr(args, "project", None)] if getattr(args, "project", None) else [])
         _quiet_libraries()
         return {"train": cmd_train, "ask": cmd_ask, "eval": cmd_eval, "export": cmd_export,
-                "runs": cmd_runs}[command](args)
+                "runs": cmd_runs, "self-test": cmd_self_test}[command](args)
     except KeyboardInterrupt:
         print("loradesk: interrupted", file=sys.stderr)
         return 130
@@ -288,6 +293,20 @@ def cmd_runs(args: argparse.Namespace) -> int:
         loss = f"{r.final_loss:.3f}" if r.final_loss is not None else "  -  "
         score = f"{100 * r.score:.0f} %" if r.score is not None else "-"
         print(f"{r.created:19}  {r.status:9}  loss {loss}  score {score:>5}  {r.model}  {r.path}")
+    return 0
+
+
+def cmd_self_test(args: argparse.Namespace) -> int:
+    from loradesk.core.config import ModelSettings
+    from loradesk.core.selftest import run_self_test
+
+    model = ModelSettings(**_model_settings(args.model)) if args.model else None
+    sink = TerminalSink()
+    try:
+        result = run_self_test(model, sink, keep=args.keep)
+    finally:
+        sink.close()
+    print(result.summary())
     return 0
 
 
