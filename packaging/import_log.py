@@ -126,8 +126,9 @@ def savings(build: Path, bundle: Path, trimmed_build: Path, trimmed_bundle: Path
         if size >= 50_000:
             print(f"  {name:45} {size / 1e6:8.2f} MB")
     print(f"stripped {sum(stripped.values()) / 1e6:.1f} MB:")
-    for name, size in sorted(stripped.items(), key=lambda kv: -kv[1])[:15]:
-        print(f"  {name:45} {size / 1e6:8.2f} MB")
+    for name, size in sorted(stripped.items(), key=lambda kv: -kv[1]):
+        if size >= 50_000:
+            print(f"  {name:45} {size / 1e6:8.2f} MB")
 
 
 if __name__ == "__main__":
