@@ -15,7 +15,7 @@ if [ ! -x "$here/loradesk" ] || [ ! -d "$here/_internal" ]; then
     exit 1
 fi
 if [ "$here" != "$dest" ]; then
-    if [ -e "$dest" ] && [ ! -x "$dest/loradesk" ]; then
+    if [ -e "$dest" ] && [ ! -x "$dest/loradesk" ] && [ -n "$(ls -A "$dest" 2>/dev/null || echo file)" ]; then
         echo "install.sh: $dest exists and is not a LoRA Desk install; choose another folder" >&2
         exit 1
     fi
