@@ -6,6 +6,7 @@
     loradesk eval --adapter RUN      score both models on held-out questions
     loradesk export RUN --out DIR    copy the adapter, or write a merged model with --merged
     loradesk runs                    list finished runs
+    loradesk self-test               check, offline, that this install can train and answer
 
 Heavy libraries are imported inside the commands, so ``loradesk --help`` is instant.
 """
@@ -72,6 +73,10 @@ def _parser() -> argparse.ArgumentParser:
     _trust_arg(x)
 
     sub.add_parser("runs", help="list finished runs")
+
+    s = sub.add_parser("self-test", help="train a few steps, reload and answer, offline: checks this install")
+    s.add_argument("--model", help="'default', a model folder or a .gguf file (default: built-in)")
+    s.add_argument("--keep", action="store_true", help="keep the run folder instead of removing it")
     return p
 
 
@@ -119,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             return run_gui([getattr(args, "project", None)] if getattr(args, "project", None) else [])
         _quiet_libraries()
         return {"train": cmd_train, "ask": cmd_ask, "eval": cmd_eval, "export": cmd_export,
-                "runs": cmd_runs}[command](args)
+                "runs": cmd_runs, "self-test": cmd_self_test}[command](args)
     except KeyboardInterrupt:
         print("loradesk: interrupted", file=sys.stderr)
         return 130
@@ -410,6 +415,20 @@ def cmd_runs(args: argparse.Namespace) -> int:
             print(f"{'':21}training in {r.where}")
         if r.resumable:
             print(f"{'':21}resume from {r.checkpoint.name if r.checkpoint else ''}: {resume_command(r.path)}")
+    return 0
+
+
+def cmd_self_test(args: argparse.Namespace) -> int:
+    from loradesk.core.config import ModelSettings
+    from loradesk.core.selftest import run_self_test
+
+    model = ModelSettings(**_model_settings(args.model)) if args.model else None
+    sink = TerminalSink()
+    try:
+        result = run_self_test(model, sink, keep=args.keep)
+    finally:
+        sink.close()
+    print(result.summary())
     return 0
 
 

@@ -1,7 +1,8 @@
 """Where LoRA Desk keeps the user's files: one data root for runs, models and recovery files.
 
-``LORADESK_HOME`` overrides the root (tests and portable installs set it); otherwise it is the
-platform's user data folder for "LoRA Desk". ``LORADESK_MODELS`` can move the (large) converted
+``LORADESK_HOME`` overrides the root (tests set it); an installed app with a ``portable`` file beside
+its executable keeps everything in a ``data`` folder there; otherwise it is the platform's user data
+folder for "LoRA Desk". ``LORADESK_MODELS`` can move the (large) converted
 models elsewhere, e.g. to share them between test sessions.
 """
 
@@ -15,14 +16,28 @@ from pathlib import Path
 import platformdirs
 
 APP_NAME = "LoRA Desk"
+#: A file of this name beside the installed app's executable turns on portable mode.
+PORTABLE_MARKER = "portable"
+#: The portable data root's name, beside the executable.
+PORTABLE_DATA = "data"
+
+
+def portable_home() -> Path | None:
+    """``<executable's folder>/data`` when the installed (frozen) app has a ``portable`` file beside its
+    executable, else None. A source checkout or pip install is never portable."""
+    if not getattr(sys, "frozen", False):
+        return None
+    folder = Path(sys.executable).resolve().parent
+    return folder / PORTABLE_DATA if (folder / PORTABLE_MARKER).exists() else None
 
 
 def app_home() -> Path:
-    """The data root (not created here): ``$LORADESK_HOME`` or the platform user data dir."""
+    """The data root (not created here): ``$LORADESK_HOME``, the portable data folder, or the platform
+    user data dir."""
     env = os.environ.get("LORADESK_HOME", "").strip()
     if env:
         return Path(env).expanduser()
-    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+    return portable_home() or Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
 
 
 def models_home() -> Path:

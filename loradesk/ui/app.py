@@ -26,6 +26,7 @@ from loradesk.core.project import (
 from loradesk.core.wording import plural
 from loradesk.ui.main_window import APP_NAME, DATASET_SUFFIXES, MainWindow, recent_projects
 from loradesk.ui.signal_bridge import SignalBridge
+from loradesk.ui.single_instance import claim_instance
 from loradesk.ui.style import apply_style
 
 #: How often a thread holding the GIL hands it over to a waiting one (Python's default: 5 ms).
@@ -147,11 +148,17 @@ def build_window(argv: Sequence[str] = (), restore: Callable[[RecoveryInfo], boo
 
 def run_gui(argv: Sequence[str] | None = None) -> int:
     """Run the desktop app; ``argv`` are the arguments after the program name (a project file, Qt options)."""
-    window = build_window(sys.argv[1:] if argv is None else list(argv))
+    args = sys.argv[1:] if argv is None else list(argv)
+    create_app(args)
+    instance_lock = claim_instance()  # before the autosave is read: one window per data folder
+    if instance_lock is None:
+        return 1
+    window = build_window(args)
     app = QApplication.instance()
     assert isinstance(app, QApplication)
     signals = SignalBridge(window, app)  # SIGINT/SIGTERM: stop training, keep unsaved work, quit 130/143
     code = app.exec()
     signals.close()
     del window
+    instance_lock.unlock()
     return signals.exit_code or code
