@@ -10,6 +10,7 @@ import dataclasses
 import gc
 import importlib
 import platform
+import sys
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -137,6 +138,7 @@ def device_text() -> str:
 
 
 def _placeholder(title: str, error: Exception) -> QWidget:
+    print(f"loradesk: the {title} tab could not be loaded: {error}", file=sys.stderr)
     label = QLabel(f"The {title} tab could not be loaded:\n{error}")
     label.setAlignment(Qt.AlignmentFlag.AlignCenter)
     label.setWordWrap(True)

@@ -74,7 +74,8 @@ class SignalBridge(QObject):
             return
         self._quitting = True
         tab = self.window.training_tab
-        running = tab.is_running()
+        is_running = getattr(tab, "is_running", None)  # a tab that failed to load is a placeholder label
+        running = bool(is_running and is_running())
         print(f"{signal_name(signum)}: " + ("stopping the training after this step, then quitting"
                                             if running else "quitting"), file=sys.stderr, flush=True)
         if running:
@@ -92,7 +93,7 @@ class SignalBridge(QObject):
     def _quit(self) -> None:
         window, code = self.window, self.exit_code or 0
         kept = []
-        result = window.training_tab.last_result
+        result = getattr(window.training_tab, "last_result", None)
         if result is not None:
             from loradesk.core import runs
 

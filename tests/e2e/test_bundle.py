@@ -153,3 +153,5 @@ def test_window_opens_portable_and_a_second_start_is_refused(installed, tmp_path
         (app / "portable").unlink()
     err = first.stderr.read() if first.stderr else ""
     assert "Traceback" not in err, err
+    assert "could not be loaded" not in err, err  # every tab of the window is in the bundle
+    assert first.returncode == 143, err  # SIGTERM is a clean quit

@@ -405,3 +405,21 @@ def test_closing_during_training_stops_it_and_keeps_the_adapter(qtbot: QtBot, ti
     assert not window.training_tab.is_running()
     (run_dir,) = [p.parent for p in runs.glob("*/metrics.jsonl")]
     assert (run_dir / "adapter_model.safetensors").is_file()
+
+
+def test_a_tab_that_cannot_load_says_so_on_screen_and_on_stderr(qtbot: QtBot, monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    real_import = mw.importlib.import_module
+
+    def import_module(name: str, *args: object) -> object:
+        if name == "loradesk.ui.runs_tab":
+            raise ImportError("No module named 'loradesk.ui.runs_tab'")
+        return real_import(name, *args)
+
+    monkeypatch.setattr(mw.importlib, "import_module", import_module)
+    window = make_window(qtbot)
+    runs = window.tabs.widget(window.tabs.count() - 1)
+    assert window.tabs.tabText(window.tabs.count() - 1) == "Runs"
+    assert "The Runs tab could not be loaded" in runs.text()
+    assert "loradesk: the Runs tab could not be loaded: No module named" in capsys.readouterr().err
+    assert hasattr(window.training_tab, "is_running")  # the other tabs are whole
