@@ -37,6 +37,19 @@ def _model_label(name: str) -> str:
     return Path(name).name if ("/" in name or "\\" in name) and Path(name).name else name
 
 
+def _state_text(info: Any) -> str:
+    """What a stopped, interrupted or still running run means for the user, shown under its name."""
+    if info.where:
+        return f"Still training in {info.where}."
+    if info.status not in ("stopped", "interrupted"):
+        return ""
+    how = ("Interrupted: its training process ended without saving the run (killed, crashed or a power cut)"
+           if info.status == "interrupted" else "Stopped")
+    if info.checkpoint is None:
+        return f"{how}, before its first checkpoint: nothing to resume, train it again."
+    return f"{how}. <b>Resume</b> continues it from its checkpoint at step {info.steps}."
+
+
 def _item(text: str, sort: Any = None, align_right: bool = False) -> QStandardItem:
     item = QStandardItem(text)
     item.setData(sort if sort is not None else text, Qt.ItemDataRole.UserRole)
@@ -252,7 +265,8 @@ class RunsTab(QWidget):
                  f"batch {t.batch_size}×{t.grad_accum}, {t.scheduler} schedule"]
         if info.seconds:
             parts.append(f"{info.seconds:.0f} s on {info.device}" if info.device else f"{info.seconds:.0f} s")
-        self.detail_label.setText(" · ".join(parts))
+        state = _state_text(info)
+        self.detail_label.setText(" · ".join(parts) + (f"<br>{state}" if state else ""))
 
     # --- actions -------------------------------------------------------------------------------------
     def compare_selected(self, *_: Any) -> None:
