@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +39,11 @@ def _model_label(name: str) -> str:
 
 
 def _state_text(info: Any) -> str:
-    """What a stopped, interrupted or still running run means for the user, shown under its name."""
+    """What a failed, stopped, interrupted or still running run means for the user, shown under its name."""
     if info.where:
         return f"Still training in {info.where}."
+    if info.status == "failed":
+        return f"Failed: {html.escape(info.error)}" if info.error else "Failed."
     if info.status not in ("stopped", "interrupted"):
         return ""
     how = ("Interrupted: its training process ended without saving the run (killed, crashed or a power cut)"
@@ -205,6 +208,8 @@ class RunsTab(QWidget):
         status.setForeground(QBrush(QColor(STATUS_COLORS.get(info.status_label, "#555555"))))
         if info.warnings:
             status.setToolTip("\n\n".join(info.warnings))
+        elif info.error:
+            status.setToolTip(info.error)
         elif info.where:
             status.setToolTip(f"Training in {info.where}")
         elif info.resumable and info.checkpoint is not None:
