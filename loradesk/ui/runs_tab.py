@@ -49,8 +49,11 @@ def _state_text(info: Any) -> str:
     how = ("Interrupted: its training process ended without saving the run (killed, crashed or a power cut)"
            if info.status == "interrupted" else "Stopped")
     if info.checkpoint is None:
-        return f"{how}, before its first checkpoint: nothing to resume, train it again."
-    return f"{how}. <b>Resume</b> continues it from its checkpoint at step {info.steps}."
+        kept = "nothing was kept" if info.status == "interrupted" else "its adapter is kept"
+        return f"{how} before its first checkpoint: {kept}, and it cannot be resumed."
+    from loradesk.core.runs import checkpoint_step
+
+    return f"{how}. <b>Resume</b> continues it from its checkpoint at step {checkpoint_step(info.checkpoint)}."
 
 
 def _item(text: str, sort: Any = None, align_right: bool = False) -> QStandardItem:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -161,4 +162,25 @@ def test_a_failed_run_says_why(tab, runs_dir, tmp_path):
     assert tab.select_run(failed) and cell(tab, 0, "Status") == "failed"
     assert tab.model.item(0, COLUMNS.index("Status")).toolTip() == error
     assert tab.detail_label.text().endswith("<br>Failed: " + error.replace("<1>", "&lt;1&gt;"))
+    assert not tab.resume_button.isEnabled()
+
+
+def test_a_run_whose_process_died_before_a_checkpoint_says_it_cannot_be_resumed(tab, runs_dir, tmp_path):
+    import shutil
+    import socket
+
+    import psutil
+
+    dead = psutil.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a process record for a process that is gone
+    died = tmp_path / "runs" / "died"
+    shutil.copytree(runs.list_runs(runs_dir)[0].path, died)
+    shutil.rmtree(died / "checkpoints", ignore_errors=True)
+    data = runs.read_run_file(died)
+    runs.write_run_file(died, {**data, "result": {"status": "running"},
+                               "process": {"pid": dead.pid, "started": 0.0, "host": socket.gethostname()}})
+    tab.runs_dir = died.parent
+    assert tab.select_run(died) and cell(tab, 0, "Status") == "interrupted"
+    assert tab.detail_label.text().endswith("before its first checkpoint: nothing was kept, and it cannot be "
+                                            "resumed.")
     assert not tab.resume_button.isEnabled()
