@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from loradesk.core.jsonsafe import TOO_BIG, JSONLimitError, loads
+from loradesk.core.jsonsafe import TOO_BIG, JSONLimitError, loads, syntax_error
 from loradesk.core.wording import brief
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
@@ -282,7 +282,7 @@ class RunConfig:
         except UnicodeDecodeError as exc:
             raise ConfigError([("file", f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x})")], str(path)) from None
         except json.JSONDecodeError as exc:
-            raise ConfigError([(f"line {exc.lineno}", exc.msg)], str(path)) from None
+            raise ConfigError([(f"line {exc.lineno}", syntax_error(exc))], str(path)) from None
         except JSONLimitError as exc:
             raise ConfigError([("file", f"the JSON is {exc}")], str(path)) from None
         except MemoryError:

@@ -47,7 +47,7 @@ from typing import Any
 
 from loradesk.core.dataset import SPLITS, Example
 from loradesk.core.fileio import atomic_open
-from loradesk.core.jsonsafe import TOO_BIG, JSONLimitError, loads
+from loradesk.core.jsonsafe import TOO_BIG, JSONLimitError, loads, syntax_error
 from loradesk.core.wording import brief
 
 FORMATS = ("json", "jsonl", "csv", "alpaca", "sharegpt", "openai")
@@ -337,7 +337,7 @@ def _load_json(path: Path, data: bytes, limit: int | None) -> _Source:
     try:
         doc = loads(text)
     except json.JSONDecodeError as exc:
-        raise FormatError(path, f"invalid JSON: {exc.msg}", line=exc.lineno, column=exc.colno) from None
+        raise FormatError(path, f"invalid JSON: {syntax_error(exc)}", line=exc.lineno, column=exc.colno) from None
     except JSONLimitError as exc:
         raise FormatError(path, f"the JSON is {exc}") from None
     if not isinstance(doc, list):
@@ -360,7 +360,7 @@ def _load_jsonl(path: Path, fh: io.BufferedReader, limit: int | None) -> _Source
         try:
             rec = loads(line)
         except json.JSONDecodeError as exc:
-            raise FormatError(path, f"invalid JSON at column {exc.colno}: {exc.msg}", number,
+            raise FormatError(path, f"invalid JSON at column {exc.colno}: {syntax_error(exc)}", number,
                               unit="line") from None
         except JSONLimitError as exc:
             raise FormatError(path, f"the JSON is {exc}", number, unit="line") from None

@@ -23,6 +23,14 @@ TOO_BIG = "too big to load into memory"
 TOO_LONG_NUMBER = "holding a number with thousands of digits"
 
 
+def syntax_error(exc: json.JSONDecodeError) -> str:
+    """The parser's message made to read on its own after the caller's "line L, column C": Python ends two
+    of them with "at", expecting its own position text after it ("Unterminated string starting at")."""
+    if exc.msg.endswith(" starting at"):
+        return exc.msg.removesuffix(" starting at") + " (it starts there)"
+    return exc.msg.removesuffix(" at")
+
+
 def loads(text: str | bytes) -> Any:
     """``json.loads(text)``; raises :class:`json.JSONDecodeError` as it does, :class:`JSONLimitError` for
     a document nested too deeply, too big for memory or with an integer too long to convert."""

@@ -30,7 +30,7 @@ from loradesk.core.fileio import (
     remove_stale_temps,
     storage_errors_named,
 )
-from loradesk.core.jsonsafe import TOO_BIG, JSONLimitError, loads
+from loradesk.core.jsonsafe import TOO_BIG, JSONLimitError, loads, syntax_error
 from loradesk.core.paths import app_home, sample_data_dir
 from loradesk.core.tokenize import LONE_SURROGATE
 from loradesk.core.wording import brief
@@ -359,7 +359,7 @@ def _read_json(path: Path) -> Any:
     try:
         return loads(text)
     except json.JSONDecodeError as exc:
-        raise ProjectError(path, None, f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        raise ProjectError(path, None, f"invalid JSON at line {exc.lineno}, column {exc.colno}: {syntax_error(exc)}"
                            ) from None
     except JSONLimitError as exc:
         raise ProjectError(path, None, f"the JSON is {exc}") from None

@@ -73,6 +73,7 @@ class RunInfo:
     checkpoint: Path | None = None  # the latest complete checkpoint (interrupted and stopped runs)
     where: str = ""  # the training process ("pid 12 on host") of a run that says "running"
     warnings: list[str] = field(default_factory=list)  # diverged / not learning, with advice
+    error: str = ""  # why a failed run failed
 
     @property
     def resumable(self) -> bool:
@@ -147,7 +148,7 @@ def read_run(run_dir: Path) -> RunInfo:
         steps=int(result.get("steps", 0)), config=RunConfig.from_dict(data.get("config", {})),
         score=data.get("score"), base_model_dir=data.get("base_model_dir", ""),
         seconds=result.get("seconds"), device=result.get("device", ""), checkpoint=checkpoint, where=where,
-        warnings=[str(w) for w in result.get("warnings") or []],
+        warnings=[str(w) for w in result.get("warnings") or []], error=str(result.get("error") or ""),
     )
 
 

@@ -113,8 +113,10 @@ def _broken_last_project(path: Path, error: ProjectError, restore: Callable[[Rec
                          ) -> Project | None:
     """Say why the last project did not open (the file is left as it is) and offer the autosaved copy of
     its unsaved work, if one is kept; returns the restored project, or ``None`` to go on with the sample."""
+    # Shown before the main window exists: the text says what happened, since not every desktop shows a title.
     QMessageBox.warning(None, "Cannot open the last project",
-                        f"{error}\n\nThe file is left as it is; LoRA Desk opens the sample dataset instead.")
+                        f"LoRA Desk could not open the last project, {path.name}.\n\n{error}\n\n"
+                        "The file is left as it is; LoRA Desk opens the sample dataset instead.")
     backup = find_recovery(backup=True)
     if backup is None or backup.source is None or backup.source.resolve() != path.resolve() \
             or not restore(backup):

@@ -115,6 +115,7 @@ def device_text() -> str:
     """The training device; on the way, import the training stack (on a worker thread, shortly after start-up)
     so that pressing Train later does not stall the window on multi-second imports holding the GIL."""
     from loradesk.core import models
+    from loradesk.core.ml_stack import import_stack
 
     # The imports create hundreds of thousands of long-lived objects. While they run, the collector's full
     # passes walk the growing heap holding the GIL (measured: six passes of 40-260 ms freezing the window in
@@ -125,11 +126,8 @@ def device_text() -> str:
     was_enabled = gc.isenabled()
     gc.disable()
     try:
+        import_stack()  # one thread at a time: a run started meanwhile waits for it
         text = models.device_description()
-        import datasets  # noqa: F401
-        import peft  # noqa: F401
-        from transformers import Trainer  # noqa: F401  (resolves transformers' lazy training modules)
-
         gc.freeze()
     finally:
         if was_enabled:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,24 @@ PATH_ROLE = Qt.ItemDataRole.UserRole + 1
 
 def _model_label(name: str) -> str:
     return Path(name).name if ("/" in name or "\\" in name) and Path(name).name else name
+
+
+def _state_text(info: Any) -> str:
+    """What a failed, stopped, interrupted or still running run means for the user, shown under its name."""
+    if info.where:
+        return f"Still training in {info.where}."
+    if info.status == "failed":
+        return f"Failed: {html.escape(info.error)}" if info.error else "Failed."
+    if info.status not in ("stopped", "interrupted"):
+        return ""
+    how = ("Interrupted: its training process ended without saving the run (killed, crashed or a power cut)"
+           if info.status == "interrupted" else "Stopped")
+    if info.checkpoint is None:
+        kept = "nothing was kept" if info.status == "interrupted" else "its adapter is kept"
+        return f"{how} before its first checkpoint: {kept}, and it cannot be resumed."
+    from loradesk.core.runs import checkpoint_step
+
+    return f"{how}. <b>Resume</b> continues it from its checkpoint at step {checkpoint_step(info.checkpoint)}."
 
 
 def _item(text: str, sort: Any = None, align_right: bool = False) -> QStandardItem:
@@ -192,6 +211,8 @@ class RunsTab(QWidget):
         status.setForeground(QBrush(QColor(STATUS_COLORS.get(info.status_label, "#555555"))))
         if info.warnings:
             status.setToolTip("\n\n".join(info.warnings))
+        elif info.error:
+            status.setToolTip(info.error)
         elif info.where:
             status.setToolTip(f"Training in {info.where}")
         elif info.resumable and info.checkpoint is not None:
@@ -252,7 +273,8 @@ class RunsTab(QWidget):
                  f"batch {t.batch_size}×{t.grad_accum}, {t.scheduler} schedule"]
         if info.seconds:
             parts.append(f"{info.seconds:.0f} s on {info.device}" if info.device else f"{info.seconds:.0f} s")
-        self.detail_label.setText(" · ".join(parts))
+        state = _state_text(info)
+        self.detail_label.setText(" · ".join(parts) + (f"<br>{state}" if state else ""))
 
     # --- actions -------------------------------------------------------------------------------------
     def compare_selected(self, *_: Any) -> None:

@@ -515,17 +515,20 @@ class SettingsForm(QWidget):
                 "choose the model first, then turn on 'Trust remote code'.", QMessageBox.StandardButton.Ok)
             return
         files = trust.python_files(folder)
+        # The question leads the box: window titles are not shown everywhere (macOS sheets have none).
         box = self._message_box(QMessageBox.Icon.Warning, "Trust this model's code?",
-                                trust.warning_text(folder, files),
-                                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No)
+                                f"Trust the Python code of {folder.name}?",
+                                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                                trust.warning_text(folder, files))
         box.setDefaultButton(QMessageBox.StandardButton.No)
         box.buttonClicked.connect(lambda button: self._trust_answered(
             folder, box.standardButton(button) == QMessageBox.StandardButton.Yes))
         self.trust_box = box
 
     def _message_box(self, icon: QMessageBox.Icon, title: str, text: str,
-                     buttons: QMessageBox.StandardButton) -> QMessageBox:
+                     buttons: QMessageBox.StandardButton, details: str = "") -> QMessageBox:
         box = QMessageBox(icon, title, text, buttons, self)
+        box.setInformativeText(details)
         box.setWindowModality(Qt.WindowModality.WindowModal)
         box.open()
         return box

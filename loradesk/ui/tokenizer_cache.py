@@ -41,6 +41,9 @@ class TokenizerCache:
         with self._lock:
             key = self.key(settings)
             if self._key != key or self._tokenizer is None:
+                from loradesk.core.ml_stack import import_stack
+
+                import_stack()  # a row picked in the first seconds: wait for the start-up import
                 from loradesk.core import models
 
                 model_dir = models.resolve_model(settings, progress=progress)

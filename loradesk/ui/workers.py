@@ -151,6 +151,9 @@ class TrainWorker(Worker):
 
     def work(self) -> None:
         self.status.emit("Loading model…")
+        from loradesk.core.ml_stack import import_stack
+
+        import_stack()  # waits for the start-up import on another thread, if it is still running
         from loradesk.core import models, training
 
         self.device.emit(models.device_description())
@@ -219,6 +222,9 @@ class AnswererCache:
     def _plan(request: GenerationRequest,
               report: Callable[[str, float | None], None]) -> tuple[tuple[str, ...], Callable[[], Any]]:
         """The cache key for ``request`` and a function that loads its Answerer."""
+        from loradesk.core.ml_stack import import_stack
+
+        import_stack()
         from loradesk.core.generation import Answerer
 
         if request.run_dir is not None:

@@ -388,6 +388,21 @@ def test_invalid_json_gives_line_and_column(tmp_path: Path) -> None:
     assert str(err) == "broken.json, line 3, column 18: invalid JSON: Expecting ',' delimiter"
 
 
+def test_a_file_cut_inside_a_string_says_where_the_string_starts(tmp_path: Path) -> None:
+    """Python's message ("Unterminated string starting at") expects a position after it; ours reads whole."""
+    from loradesk.core.project import Project, ProjectError
+
+    path = tmp_path / "cut.json"
+    path.write_text('[{"prompt": "p", "completion": "c', encoding="utf-8")
+    assert str(error_of(path)) == ("cut.json, line 1, column 32: invalid JSON: Unterminated string "
+                                   "(it starts there)")
+    project = tmp_path / "cut.loradesk"
+    project.write_text('{"format": "loradesk-project", "dataset": [{"prompt": "Wh', encoding="utf-8")
+    with pytest.raises(ProjectError) as caught:
+        Project.load(project)
+    assert str(caught.value).endswith("invalid JSON at line 1, column 55: Unterminated string (it starts there)")
+
+
 def test_invalid_jsonl_line(tmp_path: Path) -> None:
     path = tmp_path / "broken.jsonl"
     path.write_text('{"prompt": "p", "completion": "c"}\n{"prompt": "p", "completion": "c"}\n'

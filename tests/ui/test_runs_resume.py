@@ -49,6 +49,8 @@ def test_an_interrupted_run_is_listed_and_resumed_from_the_runs_tab(qtbot: QtBot
     assert tab.model.item(row, COLUMNS.index("Status")).text() == "interrupted"
     assert tab.model.item(row, COLUMNS.index("Steps")).text() == "3"
     assert tab.resume_button.isEnabled()
+    assert "<br>Interrupted: its training process ended" in tab.detail_label.text()  # why, and what Resume does
+    assert tab.detail_label.text().endswith("<b>Resume</b> continues it from its checkpoint at step 3.")
     assert window.training_tab.resume_dir == interrupted_run  # the Train tab offers it too
 
     train = window.training_tab
@@ -62,4 +64,5 @@ def test_an_interrupted_run_is_listed_and_resumed_from_the_runs_tab(qtbot: QtBot
     tab.refresh()
     tab.select_run(interrupted_run)
     assert not tab.resume_button.isEnabled()  # nothing left to resume
+    assert "Resume" not in tab.detail_label.text()
     project.save(interrupted_run.parent / "teardown.loradesk")  # closing must not ask

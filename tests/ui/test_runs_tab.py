@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -145,3 +146,41 @@ def test_a_merged_export_that_cannot_be_written_is_one_line_and_leaves_nothing(q
     assert tab.error_box.text() == f"{dest}: file too large (a file size limit was reached)"
     assert os.listdir(tmp_path) == []
     tab.error_box.close()
+
+
+def test_a_failed_run_says_why(tab, runs_dir, tmp_path):
+    """The error a failed run recorded (here a NaN stop, as training words it) shows under its settings and
+    on its status, with nothing to resume."""
+    import shutil
+
+    failed = tmp_path / "runs" / runs.list_runs(runs_dir)[0].name
+    shutil.copytree(runs.list_runs(runs_dir)[0].path, failed)
+    data = runs.read_run_file(failed)
+    error = "The gradient norm became NaN at step 6 (loss 6.238): the learning rate 1 is probably too high <1>."
+    runs.write_run_file(failed, {**data, "result": {"status": "failed", "error": error, "steps": 6}})
+    tab.runs_dir = failed.parent
+    assert tab.select_run(failed) and cell(tab, 0, "Status") == "failed"
+    assert tab.model.item(0, COLUMNS.index("Status")).toolTip() == error
+    assert tab.detail_label.text().endswith("<br>Failed: " + error.replace("<1>", "&lt;1&gt;"))
+    assert not tab.resume_button.isEnabled()
+
+
+def test_a_run_whose_process_died_before_a_checkpoint_says_it_cannot_be_resumed(tab, runs_dir, tmp_path):
+    import shutil
+    import socket
+
+    import psutil
+
+    dead = psutil.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a process record for a process that is gone
+    died = tmp_path / "runs" / "died"
+    shutil.copytree(runs.list_runs(runs_dir)[0].path, died)
+    shutil.rmtree(died / "checkpoints", ignore_errors=True)
+    data = runs.read_run_file(died)
+    runs.write_run_file(died, {**data, "result": {"status": "running"},
+                               "process": {"pid": dead.pid, "started": 0.0, "host": socket.gethostname()}})
+    tab.runs_dir = died.parent
+    assert tab.select_run(died) and cell(tab, 0, "Status") == "interrupted"
+    assert tab.detail_label.text().endswith("before its first checkpoint: nothing was kept, and it cannot be "
+                                            "resumed.")
+    assert not tab.resume_button.isEnabled()

@@ -36,7 +36,7 @@ def test_trusting_asks_naming_the_files_and_records_it(qtbot: QtBot, tmp_path: P
     form.trust_check.click()
     box = form.trust_box
     assert box is not None and box.isVisible()
-    assert "modeling_custom.py" in box.text()
+    assert box.text() == "Trust the Python code of model?" and "modeling_custom.py" in box.informativeText()
     assert not form.trust_check.isChecked() and not trust.is_trusted(folder)  # nothing before the answer
     box.button(QMessageBox.StandardButton.Yes).click()
     assert form.trust_check.isChecked()

@@ -60,8 +60,10 @@ def test_broken_last_project_says_why_and_opens_the_sample(tmp_path: Path, warni
     assert len(warnings) == 1
     title, text = warnings[0]
     assert title == "Cannot open the last project"
-    assert text.startswith(f"{path}") and expected in text and "left as it is" in text
-    assert "Traceback" not in text and len(text.splitlines()[0]) < 300
+    lead, error, rest = text.split("\n\n")
+    assert lead == f"LoRA Desk could not open the last project, {path.name}."
+    assert error.startswith(f"{path}") and expected in error and "left as it is" in rest
+    assert "Traceback" not in text and len(error.splitlines()[0]) < 300
     assert offered == []  # no autosaved copy of this project exists
     assert project.path is None and len(project.dataset) == SAMPLE_ROWS and message.startswith("A sample")
     assert path.read_bytes() == before

@@ -1,0 +1,61 @@
+"""A run started while the window still imports the training stack at start-up: both succeed.
+
+Two threads importing transformers for the first time at once made one of them fail with "cannot import
+name 'AutoModel' from 'transformers'" (the status bar said "Device: unknown", or the run failed). Each case
+runs in a fresh interpreter, where nothing is imported yet.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SCRIPT = textwrap.dedent("""
+    import json, sys, threading
+    from pathlib import Path
+    from PySide6.QtCore import Qt
+    from loradesk.core.config import ModelSettings, RunConfig
+    from loradesk.core.dataset import Example
+    from loradesk.ui.main_window import device_text
+    from loradesk.ui.workers import TrainWorker
+
+    model_dir, runs_dir = sys.argv[1], Path(sys.argv[2])
+    config = RunConfig(model=ModelSettings(kind="local", name=model_dir))
+    config.training.max_steps, config.training.batch_size = 1, 2
+    rows = [Example(f"Question {i}?", f"Answer {i}.") for i in range(4)]
+    worker = TrainWorker(config, rows, runs_dir)
+    out = {"failed": [], "finished": [], "device": None}
+    direct = Qt.ConnectionType.DirectConnection  # no event loop here: deliver on the worker's thread
+    worker.failed.connect(lambda message, _details: out["failed"].append(message), direct)
+    worker.finished.connect(lambda result: out["finished"].append(result.status), direct)
+
+    def probe():
+        try:
+            out["device"] = device_text()
+        except Exception as exc:
+            out["device"] = f"failed: {exc}"
+
+    threads = [threading.Thread(target=probe), threading.Thread(target=worker.run)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    print(json.dumps(out))
+""")
+
+
+def test_a_run_started_during_the_start_up_import_and_the_device_probe_both_succeed(tiny_model_dir: Path,
+                                                                                     tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "QT_QPA_PLATFORM": "offscreen"}
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(tiny_model_dir), str(tmp_path / "runs")],
+                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["failed"] == [] and out["finished"] == ["completed"]
+    assert out["device"].startswith(("CPU", "NVIDIA", "Apple")), out["device"]
