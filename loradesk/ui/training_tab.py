@@ -393,6 +393,7 @@ class TrainingTab(QWidget):
         self.eta_stat.set("—")
         loss = f", final loss {result.final_loss:.4f}" if result.final_loss is not None else ""
         verb = "Completed" if result.status == "completed" else "Stopped (adapter saved)"
+        verb += " with warnings" if result.warnings else ""
         cut = f" · {result.cut_rows} row(s) cut to max length" if result.cut_rows else ""
         self.result_label.setText(f"<b>{verb}</b>: {result.steps} steps in {format_duration(result.seconds)}"
                                   f"{loss}{cut} — <span>{Path(result.run_dir)}</span>")

@@ -222,6 +222,7 @@ def test_a_run_that_does_not_learn_shows_a_banner_and_a_status(qtbot, tab, proje
     banner = tab.warning_banner.text()
     assert "not learning" in banner and "alpha = 2 x rank (2)" in banner
     assert tab.phase_label.text() == "Completed with warnings"
+    assert tab.result_label.text().startswith("<b>Completed with warnings</b>:")
     assert "WARNING: The model is not learning" in tab.log_view.toPlainText()
 
     runs_tab = RunsTab(project)
