@@ -6,6 +6,7 @@ threads when first needed).
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -28,6 +29,7 @@ from loradesk.ui.main_window import APP_NAME, DATASET_SUFFIXES, MainWindow, rece
 from loradesk.ui.signal_bridge import SignalBridge
 from loradesk.ui.single_instance import claim_instance
 from loradesk.ui.style import apply_style
+from loradesk.ui.workers import wait_for_jobs
 
 #: How often a thread holding the GIL hands it over to a waiting one (Python's default: 5 ms).
 SWITCH_INTERVAL_S = 0.001
@@ -160,7 +162,15 @@ def run_gui(argv: Sequence[str] | None = None) -> int:
     assert isinstance(app, QApplication)
     signals = SignalBridge(window, app)  # SIGINT/SIGTERM: stop training, keep unsaved work, quit 130/143
     code = app.exec()
+    code = signals.exit_code or code
     signals.close()
+    if not wait_for_jobs():  # e.g. the one-time model conversion still writing: let it finish
+        # A thread that would not stop in time (a download cannot be cancelled): end without destroying it
+        # under its feet, which would abort the process. Everything the user has was saved by the close.
+        print("loradesk: a background task did not finish in time; quitting without it", file=sys.stderr,
+              flush=True)
+        instance_lock.unlock()
+        os._exit(code)
     del window
     instance_lock.unlock()
-    return signals.exit_code or code
+    return code

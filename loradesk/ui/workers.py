@@ -75,6 +75,26 @@ class Worker(QObject):
         raise NotImplementedError
 
 
+#: Every job whose thread is running, so the app can wait for them before it exits (see :func:`wait_for_jobs`).
+_RUNNING: set[Job] = set()
+
+
+def wait_for_jobs(timeout_ms: int = 120_000) -> bool:
+    """Ask every running job to stop and wait for its thread, ``timeout_ms`` in all; True when all have ended.
+
+    Called when the event loop has ended: a QThread destroyed while it runs aborts the process (a model
+    conversion or a recovery write may still be finishing after the window closed).
+    """
+    deadline = time.monotonic() + timeout_ms / 1000
+    for job in list(_RUNNING):
+        job.stop()
+    for job in list(_RUNNING):
+        if not job.wait(max(0, int((deadline - time.monotonic()) * 1000))):
+            return False
+        _RUNNING.discard(job)
+    return True
+
+
 class Job(QObject):
     """One worker on its own QThread. ``finished`` fires on the GUI thread once the thread has ended."""
 
@@ -90,9 +110,15 @@ class Job(QObject):
         # Direct: quit from the worker thread itself, so a GUI thread blocked in wait() still sees it end.
         worker.done.connect(self.thread.quit, Qt.ConnectionType.DirectConnection)
         self.thread.finished.connect(self.finished)
+        self.thread.finished.connect(self._forget)
 
     def start(self) -> None:
+        _RUNNING.add(self)
         self.thread.start()
+
+    @Slot()
+    def _forget(self) -> None:
+        _RUNNING.discard(self)
 
     def stop(self) -> None:
         self.worker.request_stop()

@@ -63,3 +63,44 @@ def test_sigterm_stops_training_keeps_unsaved_work_and_exits_143(tiny_model_dir:
     last = err.strip().splitlines()[-1]
     assert last.startswith("SIGTERM: quit; kept the run stopped") and "recovery file" in last
     assert "Traceback" not in err and "QThread: Destroyed" not in err
+
+
+BUSY_DRIVER = """
+import sys, time
+from pathlib import Path
+from PySide6.QtCore import QTimer
+from loradesk.ui import app
+
+build = app.build_window
+
+def build_and_start_a_slow_task(*args, **kwargs):
+    window = build(*args, **kwargs)
+
+    def slow_write() -> None:  # like the one-time model conversion: it cannot stop half-way
+        Path(sys.argv[1]).write_text("started")
+        time.sleep(3)
+        Path(sys.argv[1]).write_text("finished")
+
+    window._tasks.run(slow_write)
+    return window
+
+app.build_window = build_and_start_a_slow_task
+sys.exit(app.run_gui([]))
+"""
+
+
+def test_quitting_waits_for_a_background_task_instead_of_aborting(tmp_path: Path, loradesk_home: Path) -> None:
+    marker = tmp_path / "task.txt"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "QT_QPA_PLATFORM": "offscreen", "LORADESK_HOME": str(loradesk_home)}
+    proc = subprocess.Popen([sys.executable, "-c", BUSY_DRIVER, str(marker)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + WAIT_S
+    while not marker.exists():
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        assert time.monotonic() < deadline, "the task did not start"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _out, err = proc.communicate(timeout=WAIT_S)
+    assert proc.returncode == 143, err[-2000:]  # not -6 (a QThread destroyed while running aborts)
+    assert marker.read_text() == "finished"
+    assert "QThread: Destroyed" not in err and "Traceback" not in err
