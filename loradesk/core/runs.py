@@ -285,23 +285,24 @@ def adapter_source(run_dir: Path) -> Path | None:
     before that (killed, or failed), its latest complete checkpoint, whose adapter loads the same way; None
     when the run has neither."""
     run_dir = Path(run_dir)
-    if all((run_dir / name).is_file() for name in ADAPTER_FILES):
+    if _holds_adapter(run_dir):
         return run_dir
     checkpoint = latest_checkpoint(run_dir)
-    if checkpoint is not None and all((checkpoint / name).is_file() for name in ADAPTER_FILES):
-        return checkpoint
-    return None
+    return checkpoint if checkpoint is not None and _holds_adapter(checkpoint) else None
+
+
+def _holds_adapter(folder: Path) -> bool:
+    return all((folder / name).is_file() for name in ADAPTER_FILES)
 
 
 def restore_checkpoint_adapter(run_dir: Path) -> Path | None:
     """Make the run folder's adapter the latest complete checkpoint's; return that checkpoint (None: none)."""
     checkpoint = latest_checkpoint(run_dir)
-    if checkpoint is None or not all((checkpoint / name).is_file() for name in ADAPTER_FILES):
+    if checkpoint is None or not _holds_adapter(checkpoint):
         return None
-    for name in ADAPTER_FILES:
-        partial = Path(run_dir) / f".{name}.partial"
-        shutil.copyfile(checkpoint / name, partial)
-        partial.replace(Path(run_dir) / name)
+    for name in ADAPTER_FILES:  # each file whole or not at all; a kill leaves a .tmp the next start clears
+        with open(checkpoint / name, "rb") as src, atomic_open(Path(run_dir) / name, "wb") as dst:
+            shutil.copyfileobj(src, dst)
     return checkpoint
 
 
