@@ -26,6 +26,7 @@ from loradesk.core.config import RunConfig
 from loradesk.core.dataset import Dataset, Example, split_rows
 from loradesk.core.fileio import storage_errors_named
 from loradesk.core.paths import default_runs_dir
+from loradesk.core.readiness import can_train
 from loradesk.core.wording import plural
 
 
@@ -113,18 +114,6 @@ class RunResult:
     warnings: list[str] = dataclasses.field(default_factory=list)  # diverged / not learning, with advice
 
 
-# --- data --------------------------------------------------------------------------------------------------
-def check_rows(rows: Sequence[Example]) -> None:
-    """Refuse to train on rows with an empty prompt or completion, naming them."""
-    bad = [i + 1 for i, r in enumerate(rows) if not r.prompt.strip() or not r.completion.strip()]
-    if not rows:
-        raise TrainingError("The dataset is empty: add some prompt/completion rows first")
-    if bad:
-        shown = ", ".join(map(str, bad[:10])) + (" …" if len(bad) > 10 else "")
-        raise TrainingError(f"{len(bad)} row(s) have an empty prompt or completion (row {shown}): "
-                            f"fill them in or delete them before training")
-
-
 # --- the run -----------------------------------------------------------------------------------------------
 def run(config: RunConfig, dataset: Dataset | Sequence[Example], sink: Sink | None = None,
         stop: threading.Event | None = None, runs_dir: Path | None = None,
@@ -151,7 +140,6 @@ def run(config: RunConfig, dataset: Dataset | Sequence[Example], sink: Sink | No
         config = RunConfig.from_dict(data["config"])
         rows = runs.load_dataset_snapshot(run_dir)
     else:
-        config.check()
         rows = [dataclasses.replace(r) for r in dataset]
         checkpoint = None
         run_dir = None
@@ -159,7 +147,11 @@ def run(config: RunConfig, dataset: Dataset | Sequence[Example], sink: Sink | No
             run_dir = Path(out_dir)
             if run_dir.exists() and any(run_dir.iterdir()):
                 raise TrainingError(f"{run_dir} already exists and is not empty: choose a new folder")
-    check_rows(rows)
+    readiness = can_train(config, rows)
+    if readiness.settings:
+        readiness.raise_for_problems()  # ConfigError naming every bad field
+    if readiness.data:
+        raise TrainingError(readiness.data)
     job = TrainingJob(config, rows, sink, stop)
     # disk full, read-only, no permission: one line naming the run folder
     with storage_errors_named(lambda: job.run_dir or run_dir or runs_dir or default_runs_dir()):

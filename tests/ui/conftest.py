@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from PySide6.QtWidgets import QApplication
 
 from loradesk.core.project import Project
+from loradesk.ui import errors
+from loradesk.ui.errors import ErrorReport
 
 HERE = Path(__file__).resolve().parent
 
@@ -32,3 +35,13 @@ def _qapp(qapp: QApplication) -> QApplication:
 def project() -> Project:
     """A fresh project with the shipped sample dataset."""
     return Project.new_default()
+
+
+@pytest.fixture
+def shown_errors() -> Iterator[list[ErrorReport]]:
+    """Every error the app shows during the test (``loradesk.ui.errors``), in order; dialogs closed after."""
+    seen: list[ErrorReport] = []
+    errors.reporter.reported.connect(seen.append)
+    yield seen
+    errors.reporter.reported.disconnect(seen.append)
+    errors.close_all()

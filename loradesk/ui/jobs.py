@@ -1,0 +1,359 @@
+"""The one way to run work off the GUI thread (after Orange3's ``ConcurrentMixin`` and ``TaskState``).
+
+A widget owns a :class:`Jobs` and starts plain functions on it::
+
+    self.jobs = Jobs(self)
+    self.jobs.start(core.training.run, config, rows, ..., state=True, key="train",
+                    on_event=self._on_progress, on_result=self._on_result, error_title="Training failed")
+
+- ``state=True`` passes a :class:`TaskState` as the ``state`` keyword: ``state.stop`` is the stop flag core
+  functions already take, ``state.progress(text, fraction)`` reports progress (throttled), and
+  ``state.emit(event)`` hands a partial result (a typed event: a training step, a streamed token) to
+  ``on_event`` on the GUI thread, in order.
+- ``key``: latest request wins. Starting a job with the key of a running one stops the old one and drops
+  everything it still delivers, so a stale answer never reaches the widget.
+- Results, events, progress and errors arrive on the GUI thread. An error goes to ``on_error(message,
+  details)`` when given, else to :func:`loradesk.ui.errors.show_error` under ``error_title``.
+- ``process=True`` runs a picklable top-level core function in the warm worker *process*
+  (:func:`process_pool`): pure-Python or GIL-holding work (token statistics, checks, find over a big
+  dataset) then never competes with the GUI thread for the interpreter. Such a job cannot report
+  progress; stopping it drops its result.
+
+Threads are plain Python threads; :func:`wait_for_jobs` stops and joins the running ones when the event
+loop has ended, so no work is cut off half-way and nothing outlives the app.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import itertools
+import multiprocessing
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal, Slot
+from PySide6.QtWidgets import QWidget
+
+
+class Cancelled(Exception):
+    """Raised by :meth:`TaskState.progress` / :meth:`TaskState.check` once the job was asked to stop."""
+
+
+def error_message(exc: BaseException) -> str:
+    """A one-line message for the user: the exception text, or its type when it has none.
+
+    A disk-side write failure (full, read-only, no permission) reads ``<file>: no space left on device``.
+    """
+    from loradesk.core.fileio import storage_error
+
+    text = str(storage_error(exc) or exc).strip()
+    return text if text else type(exc).__name__
+
+
+class TaskState:
+    """What a background function sees of the outside world: the stop flag, progress and partial results."""
+
+    #: Progress reports closer together than this are dropped (the last one before the result is kept).
+    PROGRESS_INTERVAL_S = 0.05
+
+    def __init__(self, job: Job) -> None:
+        self._job = job
+        self.stop = threading.Event()
+        self._last_progress = 0.0
+
+    @property
+    def stop_requested(self) -> bool:
+        return self.stop.is_set()
+
+    def check(self) -> None:
+        """Raise :class:`Cancelled` when the job was asked to stop."""
+        if self.stop.is_set():
+            raise Cancelled("cancelled")
+
+    def progress(self, text: str, fraction: float | None = None) -> None:
+        """Report progress (``fraction`` in [0, 1] or None); also a cancellation point."""
+        self.check()
+        now = time.monotonic()
+        if fraction is not None and fraction < 1 and now - self._last_progress < self.PROGRESS_INTERVAL_S:
+            return
+        self._last_progress = now
+        self._job._deliver("progress", (text, fraction))
+
+    def emit(self, event: Any) -> None:
+        """Hand ``event`` (a partial result) to the job's ``on_event`` on the GUI thread."""
+        self._job._deliver("event", event)
+
+
+class _Relay(QObject):
+    """Lives on the GUI thread; worker threads emit ``delivered`` and the queued slot hands it on."""
+
+    delivered = Signal(object, str, object)  # job, kind, payload
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.delivered.connect(self._on_delivered)
+
+    @Slot(object, str, object)
+    def _on_delivered(self, job: Job, kind: str, payload: Any) -> None:
+        if job.orphaned:
+            return
+        with contextlib.suppress(RuntimeError):  # a widget it reports to was deleted meanwhile
+            job._dispatch(kind, payload)
+
+
+class Job:
+    """One started function: :meth:`cancel` asks it to stop; its callbacks run on the GUI thread."""
+
+    _ids = itertools.count(1)
+
+    def __init__(self, owner: Jobs, key: str | None, callbacks: dict[str, Callable[..., Any] | None],
+                 error_title: str) -> None:
+        self.id = next(self._ids)
+        self.key = key
+        self.state = TaskState(self)
+        self._owner = owner
+        self._callbacks = callbacks
+        self._error_title = error_title
+        self._thread: threading.Thread | None = None
+        self._future: concurrent.futures.Future[Any] | None = None
+        self._done = threading.Event()
+        #: A newer job with the same key started: nothing this one delivers reaches the widget.
+        self.superseded = False
+        #: Its owner is gone: nothing at all is delivered.
+        self.orphaned = False
+
+    # -- control (GUI thread) ------------------------------------------------------------------------
+    def cancel(self) -> None:
+        """Ask the function to stop at its next check; a process job's result is dropped."""
+        self.state.stop.set()
+        if self._future is not None:
+            self._future.cancel()
+
+    def is_running(self) -> bool:
+        return not self._done.is_set()
+
+    def wait(self, timeout_ms: int = -1) -> bool:
+        """Block until the function has returned (``-1``: no limit); True when it has."""
+        return self._done.wait(None if timeout_ms < 0 else max(0, timeout_ms) / 1000)
+
+    # -- worker side ---------------------------------------------------------------------------------
+    def _deliver(self, kind: str, payload: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the owner is gone: nobody is listening any more
+            _relay().delivered.emit(self, kind, payload)
+
+    def _run_thread(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        try:
+            result = fn(*args, **kwargs)
+        except Cancelled:
+            self._deliver("cancelled", None)
+        except Exception as exc:
+            self._deliver("error", (error_message(exc), traceback.format_exc()))
+        else:
+            self._deliver("result", result)
+        finally:
+            self._done.set()
+            _RUNNING.discard(self)
+            self._deliver("done", None)
+
+    def _future_done(self, future: concurrent.futures.Future[Any]) -> None:
+        try:
+            if future.cancelled():
+                self._deliver("cancelled", None)
+            elif (exc := future.exception()) is not None:
+                details = "".join(traceback.format_exception(exc))
+                self._deliver("error", (error_message(exc), details))
+            else:
+                self._deliver("result", future.result())
+        finally:
+            self._done.set()
+            _RUNNING.discard(self)
+            self._deliver("done", None)
+
+    # -- GUI side ------------------------------------------------------------------------------------
+    def _dispatch(self, kind: str, payload: Any) -> None:
+        if kind == "done":
+            self._owner._forget(self)
+            if not self.superseded:
+                self._call("on_finished")
+            return
+        if self.superseded:
+            return
+        if kind == "result":
+            self._call("on_result", payload)
+        elif kind == "event":
+            self._call("on_event", payload)
+        elif kind == "progress":
+            self._call("on_progress", *payload)
+        elif kind == "cancelled":
+            self._call("on_cancelled")
+        elif kind == "error":
+            message, details = payload
+            handler = self._callbacks.get("on_error")
+            if handler is not None:
+                handler(message, details)
+            else:
+                from loradesk.ui.errors import show_error
+
+                parent = self._owner.parent()
+                show_error(parent if isinstance(parent, QWidget) else None, self._error_title, message, details)
+
+    def _call(self, name: str, *args: Any) -> None:
+        callback = self._callbacks.get(name)
+        if callback is not None:
+            callback(*args)
+
+
+class Jobs(QObject):
+    """The background jobs owned by one widget; they are stopped and waited for when it goes away."""
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._jobs: list[Job] = []
+        _relay()  # created on the GUI thread, before any worker emits through it
+        owner = id(self)
+        # If the owner goes away first, its jobs are stopped and waited for, never left running.
+        self.destroyed.connect(lambda *_: _stop_and_join(list(_RUNNING_BY_OWNER.pop(owner, set()))))
+
+    def start(self, fn: Callable[..., Any], *args: Any, key: str | None = None, state: bool = False,
+              process: bool = False, on_result: Callable[[Any], None] | None = None,
+              on_error: Callable[[str, str], None] | None = None, on_event: Callable[[Any], None] | None = None,
+              on_progress: Callable[[str, float | None], None] | None = None,
+              on_cancelled: Callable[[], None] | None = None, on_finished: Callable[[], None] | None = None,
+              error_title: str = "Something went wrong", **kwargs: Any) -> Job:
+        """Run ``fn(*args, **kwargs)`` in the background (see the module docstring for the options)."""
+        if key is not None:
+            for old in self._jobs:
+                if old.key == key and not old.superseded:
+                    old.superseded = True
+                    old.cancel()
+        callbacks = {"on_result": on_result, "on_error": on_error, "on_event": on_event,
+                     "on_progress": on_progress, "on_cancelled": on_cancelled, "on_finished": on_finished}
+        job = Job(self, key, callbacks, error_title)
+        self._jobs.append(job)
+        _RUNNING.add(job)
+        _RUNNING_BY_OWNER.setdefault(id(self), set()).add(job)
+        if process:
+            if state:
+                raise ValueError("a process job cannot take a TaskState")
+            job._future = process_pool().submit(fn, *args, **kwargs)
+            job._future.add_done_callback(job._future_done)
+        else:
+            if state:
+                kwargs["state"] = job.state
+            name = getattr(fn, "__name__", "job")
+            job._thread = threading.Thread(target=job._run_thread, args=(fn, args, kwargs), name=f"loradesk-{name}")
+            job._thread.start()
+        return job
+
+    def running(self, key: str | None = None) -> list[Job]:
+        """The jobs not yet finished (with ``key``: only those), superseded ones excluded."""
+        return [j for j in self._jobs if j.is_running() and not j.superseded and (key is None or j.key == key)]
+
+    def busy(self, key: str | None = None) -> bool:
+        return bool(self.running(key))
+
+    def cancel(self, key: str | None = None) -> None:
+        """Ask the running jobs (with ``key``: those) to stop; their results still arrive."""
+        for job in self.running(key):
+            job.cancel()
+
+    def drop(self, key: str) -> None:
+        """Stop the jobs with ``key`` and drop whatever they still deliver."""
+        for job in self._jobs:
+            if job.key == key:
+                job.superseded = True
+                job.cancel()
+
+    def shutdown(self, timeout_ms: int = 30_000) -> bool:
+        """Stop every job and wait for it (``-1``: no limit); True when all have ended."""
+        deadline = None if timeout_ms < 0 else time.monotonic() + timeout_ms / 1000
+        for job in list(self._jobs):
+            job.cancel()
+        for job in list(self._jobs):
+            left = -1 if deadline is None else int(max(0.0, deadline - time.monotonic()) * 1000)
+            if not job.wait(left):
+                return False
+        return True
+
+    def _forget(self, job: Job) -> None:
+        if job in self._jobs:
+            self._jobs.remove(job)
+        _RUNNING_BY_OWNER.get(id(self), set()).discard(job)
+
+
+# --- the relay and the running set --------------------------------------------------------------------------
+_RELAY: _Relay | None = None
+#: Every job whose function has not returned yet, so the app can wait for them before it exits.
+_RUNNING: set[Job] = set()
+_RUNNING_BY_OWNER: dict[int, set[Job]] = {}
+
+
+def _relay() -> _Relay:
+    global _RELAY
+    if _RELAY is None:
+        _RELAY = _Relay()
+    return _RELAY
+
+
+def _stop_and_join(jobs: list[Job]) -> None:
+    for job in jobs:
+        job.orphaned = True
+        job.state.stop.set()
+        if job._future is not None:
+            job._future.cancel()
+    for job in jobs:
+        job._done.wait()
+
+
+def wait_for_jobs(timeout_ms: int = 120_000) -> bool:
+    """Ask every running job to stop and wait for it, ``timeout_ms`` in all; True when all have ended.
+
+    Called when the event loop has ended (a conversion or a recovery write may still be finishing).
+    """
+    deadline = time.monotonic() + timeout_ms / 1000
+    jobs = list(_RUNNING)
+    for job in jobs:
+        job.state.stop.set()
+        if job._future is not None:
+            job._future.cancel()
+    return all(job._done.wait(max(0.0, deadline - time.monotonic())) for job in jobs)
+
+
+# --- the worker process -------------------------------------------------------------------------------------
+_POOL: concurrent.futures.ProcessPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _warm() -> int:
+    """Runs first in the worker process: imports the core modules its jobs use."""
+    import loradesk.core.checks
+    import loradesk.core.dataset
+    import loradesk.core.find_replace
+    import loradesk.core.formats  # noqa: F401
+
+    return 0
+
+
+def process_pool() -> concurrent.futures.ProcessPoolExecutor:
+    """The one warm worker process (spawned, never forked: the GUI process has threads and Qt state)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            context = multiprocessing.get_context("spawn")
+            _POOL = concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context)
+            _POOL.submit(_warm)
+        return _POOL
+
+
+def shutdown_process_pool() -> None:
+    """End the worker process (on quit); queued jobs are dropped."""
+    global _POOL
+    with _POOL_LOCK:
+        pool, _POOL = _POOL, None
+    if pool is not None:
+        pool.shutdown(wait=True, cancel_futures=True)
+
