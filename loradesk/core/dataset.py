@@ -11,7 +11,6 @@ import hashlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 FIELDS = ("prompt", "completion", "system")
 SPLITS = ("auto", "train", "validation")
@@ -40,17 +39,34 @@ class Example:
         return rec
 
 
-EventKind = Literal["inserted", "removed", "changed", "reset"]
+@dataclass(frozen=True)
+class DatasetEvent:
+    """What changed, as one of the subclasses below: rows ``[start, start + count)``, or everything."""
+
+    start: int = 0
+    count: int = 0
 
 
 @dataclass(frozen=True)
-class DatasetEvent:
-    """What changed: rows ``[start, start + count)`` were inserted, removed or changed; or everything."""
+class RowsInserted(DatasetEvent):
+    """``count`` new rows now sit at ``start``."""
 
-    kind: EventKind
-    start: int = 0
-    count: int = 0
+
+@dataclass(frozen=True)
+class RowsRemoved(DatasetEvent):
+    """The ``count`` rows that were at ``start`` are gone."""
+
+
+@dataclass(frozen=True)
+class RowsChanged(DatasetEvent):
+    """Cells of rows ``[start, start + count)`` changed: only ``field`` when it is set, else any field."""
+
     field: str | None = None
+
+
+@dataclass(frozen=True)
+class DatasetReset(DatasetEvent):
+    """Every row was replaced; ``count`` is the new length."""
 
 
 @dataclass(frozen=True)
@@ -108,7 +124,7 @@ class Dataset:
             return
         index = max(0, min(index, len(self._rows)))
         self._rows[index:index] = list(rows)
-        self._emit(DatasetEvent("inserted", index, len(rows)))
+        self._emit(RowsInserted(index, len(rows)))
 
     def append(self, row: Example) -> None:
         self.insert(len(self._rows), [row])
@@ -119,7 +135,7 @@ class Dataset:
         if not removed:
             return []
         del self._rows[index:index + len(removed)]
-        self._emit(DatasetEvent("removed", index, len(removed)))
+        self._emit(RowsRemoved(index, len(removed)))
         return removed
 
     def set_field(self, index: int, field: str, value: str) -> str:
@@ -132,7 +148,7 @@ class Dataset:
         old = getattr(row, field)
         if old != value:
             self._rows[index] = dataclasses.replace(row, **{field: value})
-            self._emit(DatasetEvent("changed", index, 1, field))
+            self._emit(RowsChanged(index, 1, field))
         return old
 
     def set_fields(self, changes: Sequence[tuple[int, str, str]]) -> list[tuple[int, str, str]]:
@@ -154,20 +170,20 @@ class Dataset:
             first = min(i for i, _, _ in changes)
             last = max(i for i, _, _ in changes)
             fields = {f for _, f, _ in changes}
-            self._emit(DatasetEvent("changed", first, last - first + 1, fields.pop() if len(fields) == 1 else None))
+            self._emit(RowsChanged(first, last - first + 1, fields.pop() if len(fields) == 1 else None))
         return old
 
     def replace_row(self, index: int, row: Example) -> Example:
         """Swap a whole row; returns the old one."""
         old = self._rows[index]
         self._rows[index] = row
-        self._emit(DatasetEvent("changed", index, 1))
+        self._emit(RowsChanged(index, 1))
         return old
 
     def reset(self, rows: Iterable[Example]) -> None:
         """Replace all rows at once (open/import)."""
         self._rows = list(rows)
-        self._emit(DatasetEvent("reset", 0, len(self._rows)))
+        self._emit(DatasetReset(0, len(self._rows)))
 
     def copy(self) -> Dataset:
         """An independent copy without listeners (e.g. a snapshot for a training run)."""
@@ -251,15 +267,15 @@ class ProblemIndex:
     def apply(self, event: DatasetEvent) -> set[RowKey]:
         """Follow one change; returns the keys shared with *other* rows whose status may have changed."""
         self._first = {}
-        if event.kind == "reset":
+        if isinstance(event, DatasetReset):
             self.rebuild()
             return set()
         added: list[RowKey] = []
         removed: list[RowKey] = []
-        if event.kind == "inserted":
+        if isinstance(event, RowsInserted):
             added = [_row_key(self._dataset[i]) for i in range(event.start, event.start + event.count)]
             self._keys[event.start:event.start] = added
-        elif event.kind == "removed":
+        elif isinstance(event, RowsRemoved):
             removed = self._keys[event.start:event.start + event.count]
             del self._keys[event.start:event.start + event.count]
         else:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from loradesk.core.config import ConfigError, RunConfig
 from loradesk.core.dataset import SPLITS, Dataset, DatasetEvent, Example
@@ -41,8 +41,44 @@ PROJECT_VERSION = 1
 RECOVERY_FORMAT = "loradesk-recovery"
 RECOVERY_NAME = "recovery.loradesk.json"
 
-ProjectEventKind = Literal["dirty", "config", "path", "heldout", "loaded"]
-ProjectListener = Callable[[ProjectEventKind], None]
+@dataclass(frozen=True)
+class ProjectEvent:
+    """Something about the project changed (one of the subclasses below; rows announce themselves
+    through :class:`~loradesk.core.dataset.DatasetEvent`)."""
+
+
+@dataclass(frozen=True)
+class DirtyChanged(ProjectEvent):
+    """The project turned dirty (unsaved changes) or clean."""
+
+    dirty: bool
+
+
+@dataclass(frozen=True)
+class ConfigChanged(ProjectEvent):
+    """The settings were replaced or edited in place."""
+
+
+@dataclass(frozen=True)
+class PathChanged(ProjectEvent):
+    """The project now lives at ``path`` (saved under a new name, or another project was opened)."""
+
+    path: Path | None
+
+
+@dataclass(frozen=True)
+class HeldoutChanged(ProjectEvent):
+    """The held-out question file is now ``path``."""
+
+    path: Path | None
+
+
+@dataclass(frozen=True)
+class ProjectLoaded(ProjectEvent):
+    """Another project replaced this one's content (New, Open, recovery): everything may have changed."""
+
+
+ProjectListener = Callable[[ProjectEvent], None]
 
 
 class ProjectError(ValueError):
@@ -76,17 +112,18 @@ class Project:
 
     # --- observation -------------------------------------------------------------------------------
     def subscribe(self, listener: ProjectListener) -> Callable[[], None]:
-        """Call ``listener(kind)`` after each change; returns a function that unsubscribes it.
+        """Call ``listener(event)`` (a :class:`ProjectEvent`) after each change; returns a function that
+        unsubscribes it.
 
         Dataset row changes are not repeated here (subscribe to :attr:`dataset` for those); they only
-        show up as a ``"dirty"`` event when the project turns dirty.
+        show up as a :class:`DirtyChanged` event when the project turns dirty.
         """
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener) if listener in self._listeners else None
 
-    def _emit(self, kind: ProjectEventKind) -> None:
+    def _emit(self, event: ProjectEvent) -> None:
         for listener in list(self._listeners):
-            listener(kind)
+            listener(event)
 
     def _on_dataset_event(self, _event: DatasetEvent) -> None:
         self.mark_dirty()
@@ -109,12 +146,12 @@ class Project:
     def mark_dirty(self) -> None:
         if not self._dirty:
             self._dirty = True
-            self._emit("dirty")
+            self._emit(DirtyChanged(True))
 
     def _set_clean(self) -> None:
         if self._dirty:
             self._dirty = False
-            self._emit("dirty")
+            self._emit(DirtyChanged(False))
 
     @property
     def config(self) -> RunConfig:
@@ -128,7 +165,7 @@ class Project:
     def config_changed(self) -> None:
         """Tell the project that :attr:`config` was edited in place."""
         self.mark_dirty()
-        self._emit("config")
+        self._emit(ConfigChanged())
 
     @property
     def heldout_path(self) -> Path | None:
@@ -141,7 +178,7 @@ class Project:
         if new != self._heldout:
             self._heldout = new
             self.mark_dirty()
-            self._emit("heldout")
+            self._emit(HeldoutChanged(new))
 
     # --- serialisation -----------------------------------------------------------------------------
     def to_dict(self, records: bool = True) -> dict[str, Any]:
@@ -197,7 +234,7 @@ class Project:
             atomic_write_text(target, _utf8_safe(json.dumps(self.to_dict(), indent=1, ensure_ascii=False)) + "\n")
         if target != self._path:
             self._path = target
-            self._emit("path")
+            self._emit(PathChanged(target))
         self._set_clean()
         discard_recovery(keep_backup=False)
         return target
@@ -223,20 +260,21 @@ class Project:
     def replace_with(self, other: Project) -> None:
         """Take over ``other``'s rows, settings, file and held-out path (open/new in the same window).
 
-        Listeners keep working: the dataset emits one reset, then ``"config"``, ``"heldout"``,
-        ``"path"`` and ``"loaded"`` follow. Takes ``other``'s dirty state.
+        Listeners keep working: the dataset emits one reset, then :class:`ConfigChanged`,
+        :class:`HeldoutChanged`, :class:`PathChanged` and :class:`ProjectLoaded` follow. Takes ``other``'s
+        dirty state.
         """
         self.dataset.reset(other.dataset.copy().rows)
         self._config = other.config
         self._heldout = other.heldout_path
         self._path = other.path
-        for kind in ("config", "heldout", "path"):
-            self._emit(kind)  # type: ignore[arg-type]
+        for event in (ConfigChanged(), HeldoutChanged(self._heldout), PathChanged(self._path)):
+            self._emit(event)
         if other.dirty:
             self.mark_dirty()
         else:
             self._set_clean()
-        self._emit("loaded")
+        self._emit(ProjectLoaded())
 
     # --- recovery ----------------------------------------------------------------------------------
     def recovery_snapshot(self) -> dict[str, Any] | None:

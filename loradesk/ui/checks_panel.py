@@ -43,7 +43,7 @@ from PySide6.QtWidgets import (
 
 from loradesk.core.checks import CheckResult, Fix, run_checks
 from loradesk.core.dataset import DatasetEvent, Example
-from loradesk.core.project import Project
+from loradesk.core.project import ConfigChanged, Project, ProjectEvent, ProjectLoaded
 from loradesk.core.wording import plural
 from loradesk.ui.tasks import Tasks
 from loradesk.ui.undo import ConfigCommand, RemoveRowsCommand, SetFieldsCommand
@@ -425,8 +425,9 @@ class ChecksPanel(QWidget):
     def _on_dataset_event(self, _event: DatasetEvent) -> None:
         self._changed()
 
-    def _on_project_event(self, kind: str) -> None:
-        if kind == "loaded" or (kind == "config" and self.project.config.training.max_length != self._max_length):
+    def _on_project_event(self, event: ProjectEvent) -> None:
+        if isinstance(event, ProjectLoaded) or (isinstance(event, ConfigChanged)
+                                                and self.project.config.training.max_length != self._max_length):
             self._changed()
 
     def _changed(self) -> None:

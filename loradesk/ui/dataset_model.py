@@ -31,7 +31,18 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QBrush, QColor, QFont, QIcon, QKeyEvent, QPainter, QPixmap, QUndoStack
 from PySide6.QtWidgets import QComboBox, QPlainTextEdit, QStyledItemDelegate, QStyleOptionViewItem, QWidget
 
-from loradesk.core.dataset import SPLITS, Dataset, DatasetEvent, Example, ProblemIndex, RowProblem, draw_split
+from loradesk.core.dataset import (
+    SPLITS,
+    Dataset,
+    DatasetEvent,
+    DatasetReset,
+    Example,
+    ProblemIndex,
+    RowProblem,
+    RowsInserted,
+    RowsRemoved,
+    draw_split,
+)
 from loradesk.core.tokenize import count_text
 from loradesk.ui.undo import EditCellCommand, InsertRowsCommand, RemoveRowsCommand, ReplaceAllCommand
 
@@ -118,19 +129,19 @@ class DatasetTableModel(QAbstractTableModel):
         shared = self._index.apply(event)
         self._too_long = None
         root = QModelIndex()
-        if event.kind == "inserted":
+        if isinstance(event, RowsInserted):
             self._pending = ("inserted", event.start, event.count)
             self.beginInsertRows(root, event.start, event.start + event.count - 1)
             self._pending = None
             self._count = len(self._dataset)
             self.endInsertRows()
-        elif event.kind == "removed":
+        elif isinstance(event, RowsRemoved):
             self._pending = ("removed", event.start, event.count)
             self.beginRemoveRows(root, event.start, event.start + event.count - 1)
             self._pending = None
             self._count = len(self._dataset)
             self.endRemoveRows()
-        elif event.kind == "reset":
+        elif isinstance(event, DatasetReset):
             self.beginResetModel()
             self._count = len(self._dataset)
             self.endResetModel()

@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 
 from loradesk.core.config import ModelSettings
 from loradesk.core.dataset import Example
-from loradesk.core.project import Project
+from loradesk.core.project import ConfigChanged, Project, ProjectEvent, ProjectLoaded
 from loradesk.ui.dataset_model import (
     COMPLETION,
     PROMPT,
@@ -469,8 +469,8 @@ class DatasetTab(QWidget):
                                  f"{limit:,} tokens" if too_long else f"All rows fit in {limit:,} tokens")
         self.token_label.setToolTip("")
 
-    def _on_project_event(self, kind: str) -> None:
-        if kind in ("config", "loaded"):
+    def _on_project_event(self, event: ProjectEvent) -> None:
+        if isinstance(event, ConfigChanged | ProjectLoaded):
             training = self.project.config.training
             lengths_changed = self.model.set_max_length(training.max_length)
             self.model.set_split_policy(training.validation_fraction, training.seed)
@@ -481,10 +481,11 @@ class DatasetTab(QWidget):
                 if self._tokens_wanted:
                     self._recount_timer.start()
             self._update_token_label()
-            if lengths_changed or kind == "loaded":  # not on every other setting (a pass over every row)
+            # not on every other setting (a pass over every row)
+            if lengths_changed or isinstance(event, ProjectLoaded):
                 self._update_lengths()
             self._preview_timer.start()
-        if kind == "loaded":
+        if isinstance(event, ProjectLoaded):
             self.filter_edit.clear()
 
     def _update_lengths(self) -> None:

@@ -33,7 +33,18 @@ from PySide6.QtWidgets import (
 
 from loradesk import __version__
 from loradesk.core.paths import app_home
-from loradesk.core.project import PROJECT_SUFFIX, Project, ProjectError, discard_recovery, write_recovery
+from loradesk.core.project import (
+    PROJECT_SUFFIX,
+    ConfigChanged,
+    DirtyChanged,
+    PathChanged,
+    Project,
+    ProjectError,
+    ProjectEvent,
+    ProjectLoaded,
+    discard_recovery,
+    write_recovery,
+)
 from loradesk.ui.dataset_tab import DatasetTab
 from loradesk.ui.import_dialogs import ColumnMappingDialog, HubImportDialog
 from loradesk.ui.settings_form import SettingsForm
@@ -330,10 +341,10 @@ class MainWindow(QMainWindow):
         settings.sync()
 
     # --- project state ---------------------------------------------------------------------------------
-    def _on_project_event(self, kind: str) -> None:
-        if kind in ("dirty", "path", "loaded"):
+    def _on_project_event(self, event: ProjectEvent) -> None:
+        if isinstance(event, DirtyChanged | PathChanged | ProjectLoaded):
             self._update_title()
-        if kind == "config":
+        if isinstance(event, ConfigChanged):
             self._schedule_autosave()
 
     def _on_dataset_event(self, _event: Any) -> None:

@@ -39,7 +39,7 @@ from PySide6.QtWidgets import (
 )
 
 from loradesk.core.config import PRESETS, FieldInfo, ModelSettings, RunConfig, apply_preset, describe_fields
-from loradesk.core.project import Project
+from loradesk.core.project import ConfigChanged, Project, ProjectEvent, ProjectLoaded
 from loradesk.ui.tasks import Tasks
 from loradesk.ui.undo import ConfigCommand
 
@@ -613,8 +613,8 @@ class SettingsForm(QWidget):
             self._layers_for = None  # a different model: its layers are unknown
         self.revalidate()
 
-    def _on_project_event(self, kind: str) -> None:
-        if kind in ("config", "loaded") and not self._writing:
+    def _on_project_event(self, event: ProjectEvent) -> None:
+        if isinstance(event, ConfigChanged | ProjectLoaded) and not self._writing:
             self.load_from_config()
 
     # --- validation ------------------------------------------------------------------------------------

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from loradesk.core.dataset import Dataset, DatasetEvent, Example, draw_split, split_rows
+from loradesk.core.dataset import (
+    Dataset,
+    DatasetEvent,
+    Example,
+    RowsChanged,
+    RowsInserted,
+    RowsRemoved,
+    draw_split,
+    split_rows,
+)
 
 
 def make() -> tuple[Dataset, list[DatasetEvent]]:
@@ -23,8 +32,7 @@ def test_insert_remove_set_emit_events() -> None:
     old = ds.set_field(0, "completion", "one")
     assert old == "1" and ds[0].completion == "one"
     ds.set_field(0, "completion", "one")  # no change, no event
-    assert events == [DatasetEvent("inserted", 1, 2), DatasetEvent("removed", 1, 2),
-                      DatasetEvent("changed", 0, 1, "completion")]
+    assert events == [RowsInserted(1, 2), RowsRemoved(1, 2), RowsChanged(0, 1, "completion")]
 
 
 def test_unsubscribe_and_copy_is_independent() -> None:
@@ -59,7 +67,7 @@ def test_set_fields_changes_many_cells_with_one_event_and_returns_old_values() -
     assert [r.prompt for r in ds] == ["p0", "P1", "p2", "p3", "p4"]
     assert ds[3].completion == "C3"
     assert old == [(1, "prompt", "p1"), (3, "completion", "c3")]
-    assert events == [DatasetEvent("changed", 1, 3, None)]
+    assert events == [RowsChanged(1, 3, None)]
     ds.set_fields(old)
     assert ds[1].prompt == "p1" and ds[3].completion == "c3"
     ds.set_fields([(0, "split", "validation")])

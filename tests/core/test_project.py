@@ -12,8 +12,14 @@ from loradesk.core.dataset import Dataset, Example
 from loradesk.core.paths import app_home, sample_data_dir
 from loradesk.core.project import (
     PROJECT_FORMAT,
+    ConfigChanged,
+    DirtyChanged,
+    HeldoutChanged,
+    PathChanged,
     Project,
     ProjectError,
+    ProjectEvent,
+    ProjectLoaded,
     discard_recovery,
     find_recovery,
     recover,
@@ -59,21 +65,22 @@ def test_relative_heldout_resolves_next_to_project(tmp_path: Path) -> None:
 
 def test_dirty_tracking_and_events(tmp_path: Path) -> None:
     project = make_project()
-    events: list[str] = []
+    events: list[ProjectEvent] = []
     project.subscribe(events.append)
     assert not project.dirty
     project.dataset.set_field(0, "completion", "A cartographer of the sky.")
-    assert project.dirty and events == ["dirty"]
+    assert project.dirty and events == [DirtyChanged(True)]
     project.save(tmp_path / "a.loradesk")
-    assert not project.dirty and events == ["dirty", "path", "dirty"]
+    assert not project.dirty and events == [DirtyChanged(True), PathChanged(tmp_path / "a.loradesk"),
+                                            DirtyChanged(False)]
 
     events.clear()
     project.config.training.epochs = 5.0
     project.config_changed()
-    assert project.dirty and events == ["dirty", "config"]
+    assert project.dirty and events == [DirtyChanged(True), ConfigChanged()]
     project.save()
     project.heldout_path = tmp_path / "h.json"
-    assert project.dirty and "heldout" in events
+    assert project.dirty and HeldoutChanged(tmp_path / "h.json") in events
     assert Project.load(tmp_path / "a.loradesk").config.training.epochs == 5.0
 
 
@@ -150,16 +157,17 @@ def test_discard_recovery_keeps_one_backup() -> None:
 
 def test_replace_with_keeps_listeners(tmp_path: Path) -> None:
     project = Project.new_default()
-    seen: list[str] = []
+    seen: list[ProjectEvent] = []
     rows_seen: list[str] = []
     project.subscribe(seen.append)
-    project.dataset.subscribe(lambda e: rows_seen.append(e.kind))
+    project.dataset.subscribe(lambda e: rows_seen.append(type(e).__name__))
     other = make_project()
     other.save(tmp_path / "other.loradesk")
     project.replace_with(Project.load(tmp_path / "other.loradesk"))
     assert len(project.dataset) == 2 and project.config.lora.r == 16
     assert project.path == tmp_path / "other.loradesk" and not project.dirty
-    assert rows_seen == ["reset"] and seen[-1] == "loaded" and "config" in seen
+    assert rows_seen == ["DatasetReset"] and seen[-1] == ProjectLoaded() and ConfigChanged() in seen
+    assert PathChanged(tmp_path / "other.loradesk") in seen
 
 
 def test_iter_json_encodes_like_dumps_in_pieces() -> None:
