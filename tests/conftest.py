@@ -20,7 +20,10 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data"
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# The Hub is never reached from the tests, whatever the shell says: a stray download would make a test slow,
+# flaky, or pass only on a machine with a network.
+for _name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+    os.environ[_name] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 # Property-based tests: in CI (CI=true) the same examples every run, a bounded number, each within a deadline,
