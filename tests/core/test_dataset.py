@@ -36,11 +36,22 @@ def test_insert_remove_set_emit_events() -> None:
 
 
 def test_unsubscribe_and_copy_is_independent() -> None:
-    ds, events = make()
+    ds = Dataset([Example("a", "1"), Example("b", "2")])
+    events: list[DatasetEvent] = []
+    unsubscribe = ds.subscribe(events.append)
     snapshot = ds.copy()
     ds.set_field(0, "prompt", "changed")
     assert snapshot[0].prompt == "a"
-    assert len(events) == 1
+    snapshot.append(Example("only", "in the copy"))  # the copy has no listeners: nothing reaches ours
+    assert events == [RowsChanged(0, 1, "prompt")]
+    unsubscribe()
+    ds.set_field(1, "prompt", "changed too")
+    ds.append(Example("c", "3"))
+    ds.remove(0)
+    ds.reset([])
+    assert events == [RowsChanged(0, 1, "prompt")]  # no event after unsubscribing
+    unsubscribe()  # a second call is harmless
+    assert [r.prompt for r in snapshot] == ["a", "b", "only"]
 
 
 def test_bad_field_and_split_rejected() -> None:
