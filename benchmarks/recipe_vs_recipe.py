@@ -24,6 +24,8 @@ from typing import Any
 
 import _common as C
 
+from loradesk.core.wording import plural_word
+
 RECIPES = ("loradesk", "tutorial")
 TITLES = {"tutorial": "Tutorial", "loradesk": "LoRA Desk"}
 TIME_TO_LEARN_TARGET = 5.0
@@ -114,8 +116,7 @@ def learn_text(r: dict[str, Any]) -> str:
         epoch = next(e["epoch"] for e in r["epochs"] if e["learned"])
         return f"{C.fmt_seconds(r['time_to_learn'])} (epoch {epoch:g})"
     epochs = r["epochs_run"]
-    plural = "" if epochs == 1 else "s"
-    return f"not learned within {epochs:g} epoch{plural} / {C.fmt_seconds(r['train_seconds'])}"
+    return f"not learned within {epochs:g} {plural_word(epochs, 'epoch')} / {C.fmt_seconds(r['train_seconds'])}"
 
 
 def ratio(ours: float | None, theirs: float | None) -> float | None:

@@ -35,6 +35,8 @@ from typing import Any
 
 import _common as C
 
+from loradesk.core.wording import plural
+
 MFU_TARGET = 0.40
 SHAPES: dict[str, dict[str, int]] = {
     # Qwen1.5-1.8B (Qwen2 architecture): multi-head attention, untied embeddings.
@@ -144,7 +146,7 @@ def settings_study(model_dir: Path | None, rows_limit: int | None, steps: int, w
     variants: list[tuple[str, dict[str, Any]]] = [
         (f"LoRA Desk defaults ({auto}, {default_threads} threads, grouped)", {}),
         (f"{other} instead of {auto}", {"precision": other}),
-        *[(f"{n} thread{'s' if n > 1 else ''}", {"threads": n})
+        *[(plural(n, "thread"), {"threads": n})
           for n in thread_counts if n != default_threads],
         ("group_by_length off", {"group_by_length": False}),
         ("LoRA dropout 0", {"lora.dropout": 0.0}),

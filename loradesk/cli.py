@@ -237,6 +237,7 @@ def _train(args: argparse.Namespace, stop: threading.Event, interrupts: Interrup
     from loradesk.core import runs, training
     from loradesk.core.formats import read_dataset
     from loradesk.core.interrupts import signal_name
+    from loradesk.core.wording import plural
 
     rows = [] if args.resume else read_dataset(Path(args.data))
     out_dir = Path(args.out) if args.out else None
@@ -262,18 +263,19 @@ def _train(args: argparse.Namespace, stop: threading.Event, interrupts: Interrup
             retry, failed_run, sink, stop, out_dir=_retry_dir(out_dir)))
     if interrupts.exit_code:
         kept = runs.latest_checkpoint(r.run_dir)
-        print(f"{signal_name(interrupts.signum)}: stopped after {r.steps} steps; kept the adapter in {r.run_dir}"
-              + (f" and {kept.name} (resume: {runs.resume_command(r.run_dir)})" if kept else ""), file=sys.stderr)
+        resume = f" and {kept.name} (resume: {runs.resume_command(r.run_dir)})" if kept else ""
+        print(f"{signal_name(interrupts.signum)}: stopped after {plural(r.steps, 'step')}; "
+              f"kept the adapter in {r.run_dir}{resume}", file=sys.stderr)
         return interrupts.exit_code
     loss = f"{r.final_loss:.4f}" if r.final_loss is not None else "n/a"
     speed = f", {r.tokens_per_second:.0f} trained tokens/s" if r.tokens_per_second else ""
     status = runs.status_label(r.status, r.warnings)
-    print(f"{status.capitalize()}: {r.steps} steps in {r.seconds:.0f} s on {r.device} ({r.precision}{speed}), "
-          f"final loss {loss}")
+    print(f"{status.capitalize()}: {plural(r.steps, 'step')} in {r.seconds:.0f} s on {r.device} "
+          f"({r.precision}{speed}), final loss {loss}")
     for warning in r.warnings:
         print(f"Warning: {warning}")
     if r.cut_rows:
-        print(f"Note: {r.cut_rows} row(s) were longer than the max length and were cut.")
+        print(f"Note: {plural(r.cut_rows, 'row was', 'rows were')} longer than the max length and cut.")
     print(f"Adapter: {r.run_dir}")
     print(f'Try it:  loradesk ask --adapter "{r.run_dir}" "your question"')
     return 0

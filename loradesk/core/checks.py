@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from loradesk.core.dataset import Example
 from loradesk.core.tokenize import COUNT_LIMIT, LONE_SURROGATE, count_text
-from loradesk.core.wording import plural
+from loradesk.core.wording import plural, plural_word
 
 SEVERITIES = ("error", "warning", "info")
 #: Check keys in the order they are shown within one severity.
@@ -218,7 +218,7 @@ def _check_empty(rows: Sequence[Example]) -> CheckResult | None:
     if not found:
         return None
     n = len(found)
-    message = (f"{_rows_text(found).capitalize()} {'has' if n == 1 else 'have'} an empty prompt or completion. "
+    message = (f"{_rows_text(found).capitalize()} {plural_word(n, 'has', 'have')} an empty prompt or completion. "
                "Training needs both: such rows teach nothing or teach the model to answer with nothing.")
     fix = Fix(f"Delete {plural(n, 'empty row')}", "Deletes the rows with an empty prompt or completion.",
               remove_rows=tuple(found))
@@ -249,7 +249,7 @@ def _check_duplicates(rows: Sequence[Example], norm: Sequence[tuple[str, str, st
         n = len(found)
         pairs = ", ".join(f"row {i + 1} = row {f + 1}" for i, f in exact[:QUOTE_LIMIT])
         more = f" and {n - QUOTE_LIMIT:,} more" if n > QUOTE_LIMIT else ""
-        message = (f"{plural(n, 'row')} {'repeats' if n == 1 else 'repeat'} an earlier row word for word "
+        message = (f"{plural(n, 'row repeats', 'rows repeat')} an earlier row word for word "
                    f"({pairs}{more}). Copies weigh those examples more and leak between the training and "
                    "validation splits.")
         fix = Fix(f"Delete {plural(n, 'duplicate row')}", "Deletes the later copies and keeps the first "
@@ -261,7 +261,7 @@ def _check_duplicates(rows: Sequence[Example], norm: Sequence[tuple[str, str, st
         n = len(found)
         pairs = ", ".join(f"row {i + 1} ≈ row {f + 1}" for i, f in near[:QUOTE_LIMIT])
         more = f" and {n - QUOTE_LIMIT:,} more" if n > QUOTE_LIMIT else ""
-        message = (f"{plural(n, 'row')} {'differs' if n == 1 else 'differ'} from an earlier row only in case, "
+        message = (f"{plural(n, 'row differs', 'rows differ')} from an earlier row only in case, "
                    f"spacing or final punctuation ({pairs}{more}).")
         fix = Fix(f"Delete {plural(n, 'near-duplicate row')}", "Deletes the later rows and keeps the first "
                   "of each group.", remove_rows=found)
@@ -307,7 +307,7 @@ def _check_control(rows: Sequence[Example]) -> CheckResult | None:
     kinds = sorted(tally.items(), key=lambda kv: -kv[1])
     kinds_text = ", ".join(kind for kind, _ in kinds[:QUOTE_LIMIT]) + (" and more" if len(kinds) > QUOTE_LIMIT
                                                                          else "")
-    message = (f"{_rows_text(found).capitalize()} {'holds' if n == 1 else 'hold'} invisible control characters "
+    message = (f"{_rows_text(found).capitalize()} {plural_word(n, 'holds', 'hold')} invisible control characters "
                f"({kinds_text}), usually debris from a conversion or a binary file. The model would learn them.")
     if broken:
         message += " Lone surrogates cannot be tokenized or saved as UTF-8: training stops at them."
@@ -343,7 +343,7 @@ def _check_whitespace(rows: Sequence[Example]) -> CheckResult | None:
         return None
     n = len(found)
     kinds_text = ", ".join(f"{kind} ({count:,})" for kind, count in sorted(tally.items(), key=lambda kv: -kv[1]))
-    message = (f"{plural(n, 'row')} {'has' if n == 1 else 'have'} stray whitespace: {kinds_text}. The model "
+    message = (f"{plural(n, 'row has', 'rows have')} stray whitespace: {kinds_text}. The model "
                "learns it too, e.g. to end answers with a space.")
     fix = Fix(f"Tidy whitespace in {plural(n, 'row')}",
               "Trims the ends, makes line breaks plain, turns tabs, odd and repeated spaces into one space and "
@@ -367,7 +367,7 @@ def _check_too_long(rows: Sequence[Example], token_counts: Callable[[Example], i
     cut = sum(c - max_length for _, c in over)
     longest = max(c for _, c in over)
     cut_words = plural(cut, "token") if longest <= COUNT_LIMIT else f"over {plural(cut, 'token')}"
-    message = (f"{plural(n, 'row')} {'is' if n == 1 else 'are'} longer than the max length of {max_length:,} "
+    message = (f"{plural(n, 'row is', 'rows are')} longer than the max length of {max_length:,} "
                f"tokens (longest: {count_text(longest)}); training cuts {cut_words} off their ends, so the model "
                "never sees how those answers finish.")
     fixes: list[Fix] = []

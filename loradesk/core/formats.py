@@ -48,7 +48,7 @@ from typing import Any
 from loradesk.core.dataset import SPLITS, Example
 from loradesk.core.fileio import atomic_open
 from loradesk.core.jsonsafe import TOO_BIG, JSONLimitError, loads, syntax_error
-from loradesk.core.wording import brief
+from loradesk.core.wording import brief, plural
 
 FORMATS = ("json", "jsonl", "csv", "alpaca", "sharegpt", "openai")
 WRITE_FORMATS = FORMATS
@@ -396,8 +396,9 @@ def _load_csv(path: Path, data: bytes, limit: int | None) -> _Source:
                 continue
             number += 1
             if len(row) > len(header):
-                raise src.error(number, f"{len(row)} values but the header has {len(header)} columns "
-                                        f"(line {reader.line_num}); quote values that contain commas")
+                raise src.error(number, f"{plural(len(row), 'value')} but the header has "
+                                        f"{plural(len(header), 'column')} (line {reader.line_num}); "
+                                        "quote values that contain commas")
             src.records.append((number, dict(zip(header, row, strict=False))))
             if limit is not None and number >= limit:
                 break

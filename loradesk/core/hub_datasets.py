@@ -25,6 +25,7 @@ from typing import Any
 from loradesk.core import formats
 from loradesk.core.dataset import Example
 from loradesk.core.formats import PREVIEW_ROWS, FormatError
+from loradesk.core.wording import plural
 
 #: ``progress(text, fraction)``: fraction in [0, 1] or None when unknown. It may raise to cancel.
 Progress = Callable[[str, float | None], None]
@@ -60,7 +61,7 @@ def load_hub_dataset(source: str, split: str = "train", name: str | None = None,
     ref = _Ref.of(source, split, name, revision)
     if limit is not None:
         columns, records = _stream_head(ref, max(limit, 0), report)
-        report(f"Reading {len(records):,} rows from {ref.label}…", None)
+        report(f"Reading {plural(len(records), 'row')} from {ref.label}…", None)
         return formats.read_records(records, columns, mapping, source=ref.label)
     ds = _load_split(ref, report)
     columns = list(ds.column_names)
@@ -72,7 +73,7 @@ def load_hub_dataset(source: str, split: str = "train", name: str | None = None,
     for start in range(0, len(ds), _BATCH):
         report(f"Reading rows from {ref.label}…", start / len(ds))
         records.extend(ds.select(range(start, min(start + _BATCH, len(ds)))).to_list())
-    report(f"Checking {len(records):,} rows from {ref.label}…", 1.0)
+    report(f"Checking {plural(len(records), 'row')} from {ref.label}…", 1.0)
     return formats.read_records(records, keep, mapping, source=ref.label)
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from loradesk.core.config import ConfigError, RunConfig
 from loradesk.core.dataset import Example
+from loradesk.core.wording import plural
 
 #: How many bad row numbers a message names before it says "…".
 SHOWN_ROWS = 10
@@ -56,7 +57,7 @@ def data_problem(rows: Sequence[Example]) -> str:
     bad = [i + 1 for i, r in enumerate(rows) if not r.prompt.strip() or not r.completion.strip()]
     if bad:
         shown = ", ".join(map(str, bad[:SHOWN_ROWS])) + (" …" if len(bad) > SHOWN_ROWS else "")
-        return (f"{len(bad)} row(s) have an empty prompt or completion (row {shown}): "
+        return (f"{plural(len(bad), 'row has', 'rows have')} an empty prompt or completion (row {shown}): "
                 f"fill them in or delete them before training")
     return ""
 

@@ -27,7 +27,7 @@ from loradesk.core.dataset import Dataset, Example, split_rows
 from loradesk.core.fileio import storage_errors_named
 from loradesk.core.paths import default_runs_dir
 from loradesk.core.readiness import can_train
-from loradesk.core.wording import plural
+from loradesk.core.wording import plural, plural_word
 
 
 class TrainingError(RuntimeError):
@@ -209,15 +209,15 @@ class TrainingJob:
             if broken is not None:
                 raise TrainingError(f"Row {broken + 1} holds a lone surrogate (a broken \\ud800 escape) that no "
                                     "tokenizer can read: remove the control characters (Checks panel) first")
-            verb = "holds" if len(odd) == 1 else "hold"
-            sink.log(f"{plural(len(odd), 'row')} (row {odd[0] + 1} first) {verb} control characters such as NUL; "
-                     "they are trained as they are (the Checks panel removes them)")
+            sink.log(f"{plural(len(odd), 'row')} (row {odd[0] + 1} first) {plural_word(len(odd), 'holds', 'hold')} "
+                     "control characters such as NUL; they are trained as they are (the Checks panel removes them)")
         with tokenizer_lock:  # shared with the Dataset tab's token counts
             train_data, cut_rows = self.encode(tokenizer, train_rows)
             eval_data, _ = self.encode(tokenizer, eval_rows) if eval_rows else (None, 0)
         if cut_rows:
-            sink.log(f"{cut_rows} training row(s) are longer than max length {t.max_length} and were cut")
-        sink.log(f"{len(train_rows)} training rows, {len(eval_rows)} validation rows")
+            sink.log(f"{plural(cut_rows, 'training row is', 'training rows are')} longer than max length "
+                     f"{t.max_length} and {plural_word(cut_rows, 'was', 'were')} cut")
+        sink.log(f"{plural(len(train_rows), 'training row')}, {plural(len(eval_rows), 'validation row')}")
 
         self._check_stop()
         sink.status("Loading the model…")

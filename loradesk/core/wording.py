@@ -6,8 +6,16 @@ import reprlib
 
 
 def plural(n: int, word: str, words: str | None = None) -> str:
-    """``"1 row"``, ``"1,234 rows"``; ``words`` is the plural when it is not ``word + "s"``."""
-    return f"{n:,} {word if n == 1 else (words or word + 's')}"
+    """``"1 row"``, ``"1,234 rows"``; ``words`` is the plural when it is not ``word + "s"``.
+
+    A verb can come along: ``plural(n, "row has", "rows have")``.
+    """
+    return f"{n:,} {plural_word(n, word, words)}"
+
+
+def plural_word(n: float, word: str, words: str | None = None) -> str:
+    """The word alone, agreeing with ``n``: ``plural_word(n, "has", "have")`` after ``"rows 3 and 8"``."""
+    return word if n == 1 else (words or word + "s")
 
 
 _BRIEF = reprlib.Repr()

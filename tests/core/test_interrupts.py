@@ -19,6 +19,7 @@ import pytest
 
 from loradesk.core import interrupts, runs, training
 from loradesk.core.config import RunConfig
+from loradesk.core.wording import plural
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "data" / "sample.json"
@@ -87,7 +88,7 @@ def test_a_signal_stops_keeps_adapter_and_checkpoint(tiny_model_dir: Path, tmp_p
     assert (checkpoint / runs.COMPLETE_MARKER).is_file()
     assert_adapter_loads(out, tiny_model_dir)
     last = err.strip().splitlines()[-1]
-    assert last.startswith(f"{signal.Signals(signum).name}: stopped after {info.steps} steps")
+    assert last.startswith(f"{signal.Signals(signum).name}: stopped after {plural(info.steps, 'step')}")
     assert str(out) in last and checkpoint.name in last
     assert "Traceback" not in err and "terminate called" not in err
     assert not list(out.glob(".saving-*"))

@@ -41,7 +41,7 @@ def test_an_empty_dataset_cannot_train() -> None:
 
 def test_rows_missing_a_side_are_named_and_settings_come_first() -> None:
     data = rows(("q", "a"), ("", "a"), ("q", "  "), ("q", "a"))
-    assert can_train(RunConfig(), data).data.startswith("2 row(s) have an empty prompt or completion (row 2, 3)")
+    assert can_train(RunConfig(), data).data.startswith("2 rows have an empty prompt or completion (row 2, 3)")
     config = RunConfig()
     config.lora.r = 0
     answer = can_train(config, data)
