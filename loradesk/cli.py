@@ -370,12 +370,13 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from loradesk.core.generation import compare_all, load_heldout
+    from loradesk.core.formats import read_heldout
+    from loradesk.core.generation import compare_all
     from loradesk.core.paths import sample_data_dir
     from loradesk.core.runs import RUN_FILE, record_score
 
     heldout = Path(args.heldout) if args.heldout else sample_data_dir() / "sample_heldout.json"
-    questions = load_heldout(heldout)
+    questions = read_heldout(heldout)
     _trust_adapter(args, args.adapter)
     answerer = _answerer(args.adapter)
     rows = compare_all(answerer, questions, _settings(args))

@@ -43,13 +43,6 @@ def contains_phrase(answer: str, expected: str) -> bool:
     return bool(expected.strip()) and norm(expected) in norm(answer)
 
 
-def load_heldout(path: Path) -> list[tuple[str, str]]:
-    """Held-out questions as ``(prompt, expected phrase)`` pairs from a JSON/JSONL file."""
-    from loradesk.core.formats import read_heldout
-
-    return read_heldout(path)
-
-
 def base_model_folder(path: Path) -> Path:
     """The base model an adapter folder (a run folder or an exported adapter) was trained on."""
     import json

@@ -69,7 +69,6 @@ class HealthMonitor:
         self.overflow_skips = overflow_skips
         self.first: tuple[int, float] | None = None  # (step, loss) of the first step seen
         self.last_loss: float | None = None
-        self.steps_seen = 0
         self._recent: deque[float] = deque(maxlen=self.limits.window)
         self._flat: deque[tuple[int, float, float]] = deque(maxlen=self.limits.flat_steps)
         self._warnings: dict[str, str] = {}  # kind -> message, in the order found
@@ -94,7 +93,6 @@ class HealthMonitor:
                 return (f"The gradient norm became {what} at step {step} (loss {loss:.4g}): the learning rate "
                         f"{_number(lr)} is probably too high; try {_number(lr / 10)} or lower"
                         f"{self._alpha_hint()}.")
-        self.steps_seen += 1
         self.last_loss = loss
         if self.first is None:
             self.first = (step, loss)

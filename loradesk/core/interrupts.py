@@ -124,11 +124,6 @@ def finishing(run_dir: Path) -> Iterator[None]:
             _active.discard(Path(run_dir))
 
 
-def active_runs() -> list[Path]:
-    with _active_lock:
-        return sorted(_active)
-
-
 def abort(code: int, message: str = "") -> NoReturn:
     """Mark every run this process is training "interrupted", print ``message`` and exit now with ``code``.
 

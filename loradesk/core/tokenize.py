@@ -288,7 +288,6 @@ class DataCollator:
         self.pad_to_multiple_of = pad_to_multiple_of
         self.trained_tokens = 0
         self.padded_tokens = 0
-        self.total_tokens = 0
 
     def __call__(self, features: Sequence[dict[str, Any]]) -> dict[str, Any]:
         import torch
@@ -306,7 +305,6 @@ class DataCollator:
             mask.append([1] * n + [0] * pad)
             self.trained_tokens += sum(1 for t in f["labels"] if t != IGNORE_INDEX)
             self.padded_tokens += pad
-        self.total_tokens += longest * len(features)
         return {
             "input_ids": torch.tensor(ids, dtype=torch.long),
             "labels": torch.tensor(labels, dtype=torch.long),

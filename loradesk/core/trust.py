@@ -80,17 +80,6 @@ def trust_model(folder: Path, label: str = "") -> dict[str, str]:
     return files
 
 
-def forget_model(folder: Path) -> None:
-    """Remove a model folder from the trust store (its code no longer runs)."""
-    from loradesk.core.fileio import atomic_write_text
-
-    with _LOCK:
-        models = _read_store()
-        if models.pop(model_key(folder), None) is not None:
-            atomic_write_text(store_path(), json.dumps({"format": STORE_FORMAT, "version": 1, "models": models},
-                                                       indent=2) + "\n")
-
-
 def remote_code_allowed(folder: Path, requested: bool = True) -> bool:
     """THE decision: may transformers run the Python files of the model in ``folder``?
 
