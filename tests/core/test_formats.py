@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -500,12 +499,10 @@ def test_bad_heldout(tmp_path: Path, record: dict, says: str) -> None:
 
 # --- size -------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("suffix", [".jsonl", ".json", ".csv"])
-def test_hundred_thousand_rows_are_quick(tmp_path: Path, suffix: str) -> None:
+def test_hundred_thousand_rows_round_trip(tmp_path: Path, suffix: str) -> None:
+    """A file of many megabytes comes back row for row (how long it takes: benchmarks/file_formats.py)."""
     rows = [Example(f"Question {i}, with a comma?", f"Answer {i}\nsecond line") for i in range(100_000)]
     path = tmp_path / f"big{suffix}"
-    start = time.perf_counter()
     write_dataset(path, rows)
-    back = read_dataset(path)
-    elapsed = time.perf_counter() - start
-    assert back == rows
-    assert elapsed < 10, f"{elapsed:.1f}s to write and read 100k rows"
+    assert path.stat().st_size > 2_000_000
+    assert read_dataset(path) == rows
