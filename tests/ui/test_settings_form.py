@@ -11,7 +11,8 @@ from pytestqt.qtbot import QtBot
 
 from loradesk.core.config import PRESETS, RunConfig, describe_fields
 from loradesk.core.project import Project
-from loradesk.ui.settings_form import SciSpinBox, SettingsForm, SpinBox
+from loradesk.ui.setting_fields import SciSpinBox, SpinBox
+from loradesk.ui.settings_form import SettingsForm
 
 
 def make_form(qtbot: QtBot, project: Project | None = None) -> SettingsForm:
