@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
+import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QUndoStack
-from PySide6.QtWidgets import QCheckBox, QComboBox
+from PySide6.QtWidgets import QApplication, QCheckBox, QComboBox
 from pytestqt.qtbot import QtBot
 
-from loradesk.core.config import PRESETS, RunConfig, describe_fields
+from loradesk.core.config import PRESETS, ModelSettings, RunConfig, describe_fields
 from loradesk.core.project import Project
-from loradesk.ui.settings_form import SciSpinBox, SettingsForm, SpinBox
+from loradesk.core.readiness import can_train
+from loradesk.ui import model_section
+from loradesk.ui.jobs import TaskState
+from loradesk.ui.setting_fields import SciSpinBox, SpinBox
+from loradesk.ui.settings_form import SettingsForm
 
 
 def make_form(qtbot: QtBot, project: Project | None = None) -> SettingsForm:
@@ -167,3 +173,78 @@ def test_model_errors_show_inline(qtbot: QtBot, tmp_path: Path) -> None:
     qtbot.waitUntil(lambda: not form.is_busy(), timeout=30_000)
     assert form.model_status.property("error") is True
     assert "has no config.json" in form.model_status.text()
+
+
+def test_settings_that_cannot_train_are_explained_as_can_train_says(qtbot: QtBot) -> None:
+    form = make_form(qtbot)
+    form.project.config.lora.r = 0  # changed elsewhere (a hand-edited project file)
+    form.project.config_changed()
+    readiness = can_train(form.project.config, None)
+    assert not readiness.ok and not form.is_valid()
+    assert readiness.settings == (("lora.r", "must be at least 1 (got 0)"),)
+    assert form.reason() == "Rank (r): must be at least 1 (got 0)"
+    assert form.fields["lora.r"].message.text() == "must be at least 1 (got 0)"
+    assert form.problems_label.text() == "Fix before training: " + form.reason()
+
+
+def _fake_model_job(monkeypatch: pytest.MonkeyPatch, layers: dict[str, list[str]]
+                    ) -> tuple[list[str], dict[str, threading.Event], dict[str, bool]]:
+    """Replace the model download/scan with one that waits for its gate and returns ``layers[name]``."""
+    calls: list[str] = []
+    gates = {name: threading.Event() for name in layers}
+    stopped: dict[str, bool] = {}
+
+    def fetch(settings: ModelSettings, state: TaskState) -> tuple[Path, list[str]]:
+        calls.append(settings.name)
+        gates[settings.name].wait(30)
+        stopped[settings.name] = state.stop_requested
+        return Path(settings.name), layers[settings.name]
+
+    monkeypatch.setattr(model_section, "resolve_and_discover", fetch)
+    return calls, gates, stopped
+
+
+def _scans_alive() -> bool:
+    return any(thread.name == "loradesk-fetch" for thread in threading.enumerate())
+
+
+def _choose_folder(form: SettingsForm, name: str) -> None:
+    form.source_combo.setCurrentIndex(form.source_combo.findData("local"))
+    form.name_edit.setText(name)
+    form.name_edit.textEdited.emit(name)
+
+
+def test_a_layer_scan_for_another_model_replaces_the_running_one(qtbot: QtBot,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    calls, gates, stopped = _fake_model_job(monkeypatch, {"/m/a": ["a_proj"], "/m/b": ["b_proj", "c_proj"]})
+    form = make_form(qtbot)
+    _choose_folder(form, "/m/a")
+    form.find_layers()
+    form.find_layers()  # the same model again while it runs: nothing new starts
+    qtbot.waitUntil(lambda: calls == ["/m/a"])
+    _choose_folder(form, "/m/b")
+    form.find_layers()
+    qtbot.waitUntil(lambda: calls == ["/m/a", "/m/b"])
+    assert form.is_busy()
+    gates["/m/b"].set()
+    gates["/m/a"].set()
+    qtbot.waitUntil(lambda: not form.is_busy() and not _scans_alive())
+    QApplication.processEvents()  # whatever the replaced scan still delivered is handled now
+    assert stopped == {"/m/a": True, "/m/b": False}  # the replaced scan was asked to stop
+    assert form.target_modules.names() == ["b_proj", "c_proj"]
+    assert form.target_modules.status.text() == "2 layer types: b_proj, c_proj"
+    assert form.model_status.text() == "Ready: /m/b"
+
+
+def test_layers_found_for_a_model_no_longer_chosen_are_not_offered(qtbot: QtBot,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    calls, gates, _stopped = _fake_model_job(monkeypatch, {"/m/a": ["a_proj"]})
+    form = make_form(qtbot)
+    _choose_folder(form, "/m/a")
+    form.find_layers()
+    qtbot.waitUntil(lambda: calls == ["/m/a"])
+    _choose_folder(form, "/m/other")
+    gates["/m/a"].set()
+    qtbot.waitUntil(lambda: not form.is_busy())
+    assert form.model_status.text() == "Ready: /m/a"
+    assert form.target_modules.names() == [] and form.target_modules.find_button.isEnabled()

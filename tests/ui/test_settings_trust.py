@@ -11,6 +11,8 @@ from pytestqt.qtbot import QtBot
 from loradesk.core import trust
 from loradesk.core.config import RunConfig
 from loradesk.core.project import Project
+from loradesk.ui import errors
+from loradesk.ui.errors import ErrorReport
 from loradesk.ui.settings_form import SettingsForm
 
 
@@ -54,11 +56,15 @@ def test_declining_leaves_it_off(qtbot: QtBot, tmp_path: Path) -> None:
     assert not trust.is_trusted(folder)
 
 
-def test_a_model_not_on_this_machine_cannot_be_trusted_yet(qtbot: QtBot) -> None:
+def test_a_model_not_on_this_machine_cannot_be_trusted_yet(qtbot: QtBot,
+                                                            shown_errors: list[ErrorReport]) -> None:
     form = _form(qtbot, "someone/not-downloaded-model", kind="hub")
     form.trust_check.click()
-    assert form.trust_box is not None and "download" in form.trust_box.text()
-    form.trust_box.button(QMessageBox.StandardButton.Ok).click()
+    assert [report.title for report in shown_errors] == ["Get the model first"]
+    assert "download" in shown_errors[0].message and form.trust_box is None  # said, not asked
+    box = errors.open_box(form.model_section)
+    assert box is not None and box.text() == shown_errors[0].message
+    box.button(QMessageBox.StandardButton.Ok).click()
     assert not form.trust_check.isChecked() and not form.project.config.model.trust_remote_code
 
 
