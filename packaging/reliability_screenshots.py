@@ -127,7 +127,7 @@ def startup_warning(out: Path, project_path: Path) -> None:
     from PySide6.QtWidgets import QApplication, QMessageBox
 
     from loradesk.ui.app import startup_project
-    from loradesk.ui.main_window import window_settings
+    from loradesk.ui.window_state import window_settings
 
     text = project_path.read_text(encoding="utf-8")
     project_path.write_text(text[: len(text) // 3], encoding="utf-8")  # cut short, like a full disk
