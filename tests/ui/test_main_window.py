@@ -306,6 +306,19 @@ def test_export_writes_a_snapshot_in_the_background(qtbot: QtBot, tmp_path: Path
     assert json.loads(lines[0])["prompt"] == window.project.dataset[0].prompt
 
 
+def test_a_failed_export_is_shown_and_the_window_is_not_left_busy(qtbot: QtBot, tmp_path: Path,
+                                                                   shown_errors: list[ErrorReport]) -> None:
+    window = make_window(qtbot)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the folder should be", encoding="utf-8")
+    window.importer.export_file(blocker / "out.jsonl", "jsonl")
+    qtbot.waitUntil(lambda: bool(shown_errors), timeout=10_000)
+    (report,) = shown_errors
+    assert report.title == "Cannot export the dataset" and "not-a-folder" in report.message
+    assert report.details  # the traceback, behind the details button
+    assert not window.busy_bar.isVisible() and blocker.read_text(encoding="utf-8").startswith("a file")
+
+
 def test_unsaved_work_is_autosaved_for_recovery(qtbot: QtBot, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(autosave, "AUTOSAVE_MS", 50)
     window = make_window(qtbot)
