@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from loradesk.core.dataset import Example
 from loradesk.core.paths import default_runs_dir, sample_data_dir
 from loradesk.core.project import Project, find_recovery, recovery_path
 from loradesk.ui import autosave, errors, window_state
-from loradesk.ui.app import startup_project
+from loradesk.ui.app import FREEZE_ROWS, startup_project
 from loradesk.ui.compare_tab import CompareTab
 from loradesk.ui.dataset_model import COMPLETION, PROMPT
 from loradesk.ui.errors import ErrorReport
@@ -167,6 +168,20 @@ def test_import_asks_for_columns_it_cannot_guess(qtbot: QtBot, tmp_path: Path,
     qtbot.waitUntil(lambda: len(window.project.dataset) == 1, timeout=10_000)
     assert asked == [["q", "a", "note"]]
     assert window.project.dataset[0] == Example("Who is Tamsin?", "A cartographer.")
+
+
+def test_a_big_import_leaves_the_garbage_collectors_full_passes(qtbot: QtBot, tmp_path: Path) -> None:
+    window = make_window(qtbot)
+    data = tmp_path / "big.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"Q{i}?", "completion": f"A{i}."}) + "\n"
+                            for i in range(FREEZE_ROWS)), encoding="utf-8")
+    gc.unfreeze()
+    try:
+        window.import_file(data, mode="replace")
+        qtbot.waitUntil(lambda: len(window.project.dataset) == FREEZE_ROWS, timeout=30_000)
+        assert gc.get_freeze_count() >= FREEZE_ROWS  # the rows (and their texts) are frozen out of its view
+    finally:
+        gc.unfreeze()
 
 
 @pytest.fixture
