@@ -342,8 +342,7 @@ def run(args: argparse.Namespace, work: Path) -> Summary:
     reps = 1 if quick else 2
 
     def background_idle() -> bool:
-        return (tab.checks.is_current() and not window._autosave_timer.isActive()
-                and not window._autosave_tasks.busy())
+        return tab.checks.is_current() and window.autosaver.idle()
 
     # 1. open
     probe.phase = "open"

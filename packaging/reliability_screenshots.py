@@ -123,26 +123,19 @@ def save(widget: QWidget, path: Path, screen: bool = False, also: QWidget | None
 
 def startup_warning(out: Path, project_path: Path) -> None:
     """The box a corrupt last project brings up at start-up (before any window)."""
-    from PySide6.QtCore import QTimer
-    from PySide6.QtWidgets import QApplication, QMessageBox
-
+    from loradesk.ui import errors
     from loradesk.ui.app import startup_project
-    from loradesk.ui.main_window import window_settings
+    from loradesk.ui.window_state import window_settings
 
     text = project_path.read_text(encoding="utf-8")
     project_path.write_text(text[: len(text) // 3], encoding="utf-8")  # cut short, like a full disk
     window_settings().setValue("recentProjects", [str(project_path)])
-
-    def grab_box() -> None:
-        box = QApplication.activeModalWidget()
-        if not isinstance(box, QMessageBox):
-            QTimer.singleShot(100, grab_box)
-            return
-        save(box, out / "startup-corrupt.png", screen=True)
-        box.accept()
-
-    QTimer.singleShot(300, grab_box)
     startup_project([], restore=lambda _info: False)
+    box = errors.open_box(None)  # shown without blocking, before any window
+    if box is None:
+        raise RuntimeError("the start-up error was not shown")
+    save(box, out / "startup-corrupt.png", screen=True)
+    box.accept()
 
 
 def take_shots(window: MainWindow, out: Path, model: Path, work: Path) -> None:

@@ -1,20 +1,24 @@
-"""Start the desktop app: QApplication, the project to open, the main window.
+"""Start the desktop app: QApplication, the project to open, the main window, and the process tuning.
 
 Nothing here imports torch: the window is on screen before the ML stack loads (it loads on worker
-threads when first needed).
+threads when first needed). The interpreter's tuning for a responsive window lives here too: the thread
+switch interval, and when the garbage collector is paused or told to leave long-lived objects alone.
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
 from loradesk import __version__
 from loradesk.core.dataset import Dataset
+from loradesk.core.importing import is_dataset_file
 from loradesk.core.project import (
     Project,
     ProjectError,
@@ -25,14 +29,21 @@ from loradesk.core.project import (
     recovery_path,
 )
 from loradesk.core.wording import plural
-from loradesk.ui.main_window import APP_NAME, DATASET_SUFFIXES, MainWindow, recent_projects
+from loradesk.ui.errors import show_error
+from loradesk.ui.jobs import shutdown_process_pool, wait_for_jobs
 from loradesk.ui.signal_bridge import SignalBridge
 from loradesk.ui.single_instance import claim_instance
 from loradesk.ui.style import apply_style
-from loradesk.ui.workers import wait_for_jobs
+from loradesk.ui.window_state import recent_projects
 
+if TYPE_CHECKING:
+    from loradesk.ui.main_window import MainWindow
+
+APP_NAME = "LoRA Desk"
 #: How often a thread holding the GIL hands it over to a waiting one (Python's default: 5 ms).
 SWITCH_INTERVAL_S = 0.001
+#: Imports of at least this many rows take their objects out of the garbage collector's full passes.
+FREEZE_ROWS = 10_000
 
 
 def create_app(argv: Sequence[str] = ()) -> QApplication:
@@ -50,6 +61,42 @@ def create_app(argv: Sequence[str] = ()) -> QApplication:
     # 100,000 rows); at 1 ms the wait is short and workers lose a few per cent.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     return app
+
+
+def warm_up_training_stack() -> str:
+    """The training device; on the way, import the training stack (on a worker thread, shortly after start-up)
+    so that pressing Train later does not stall the window on multi-second imports holding the GIL."""
+    from loradesk.core import models
+    from loradesk.core.ml_stack import import_stack
+
+    # The imports create hundreds of thousands of long-lived objects. While they run, the collector's full
+    # passes walk the growing heap holding the GIL (measured: six passes of 40-260 ms freezing the window in
+    # the first seconds) and find almost nothing to free, so it is paused; afterwards the import-time objects
+    # are moved out of its view for good. Otherwise each later full collection (accelerate runs one when
+    # training starts, transformers while loading a model) walks them all: ~200-240 ms freezes, ~20 ms after.
+    # Only import-time objects are frozen (no model is loaded yet), and those live as long as the process.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        import_stack()  # one thread at a time: a run started meanwhile waits for it
+        text = models.device_description()
+        gc.freeze()
+    finally:
+        if was_enabled:
+            gc.enable()
+    return text
+
+
+def settle_imported_rows(count: int) -> None:
+    """After ``count`` rows came in: a big import's objects leave the garbage collector's full passes.
+
+    A big file brings hundreds of thousands of long-lived objects (rows, cached texts, keys). Left to the
+    garbage collector, each full collection walks them all while holding the GIL (~50-100 ms at 100,000 rows,
+    on whichever thread triggers it). Rows have no reference cycles, so freezing them out of the collector
+    costs nothing: they are still freed when no longer used.
+    """
+    if count >= FREEZE_ROWS:
+        gc.freeze()
 
 
 def ask_restore(info: RecoveryInfo, parent: QWidget | None = None) -> bool:
@@ -78,27 +125,26 @@ def startup_project(paths: Sequence[str], restore: Callable[[RecoveryInfo], bool
         path = Path(paths[0])
         if info is not None:
             discard_recovery()  # kept as .bak: opening a file never overwrites unsaved work
-        if path.suffix.lower() in DATASET_SUFFIXES:
+        if is_dataset_file(path):
             from loradesk.core.formats import FormatError, read_dataset
 
             try:
                 project = Project(Dataset(read_dataset(path)))
                 project.mark_dirty()  # new rows, no project file yet
-                count = len(project.dataset)
-                return project, f"Imported {count:,} row{'s' if count != 1 else ''} from {path.name}"
+                return project, f"Imported {plural(len(project.dataset), 'row')} from {path.name}"
             except (FormatError, OSError) as exc:
-                QMessageBox.warning(None, "Cannot import the dataset", str(exc))
+                show_error(None, "Cannot import the dataset", str(exc))
         else:
             try:
                 return Project.load(path), f"Opened {path}"
             except ProjectError as exc:
-                QMessageBox.warning(None, "Cannot open the project", str(exc))
+                show_error(None, "Cannot open the project", str(exc))
     elif info is not None:
         if restore(info):
             try:
                 return recover(), "Restored unsaved work"
             except ProjectError as exc:
-                QMessageBox.warning(None, "Cannot restore the unsaved work", str(exc))
+                show_error(None, "Cannot restore the unsaved work", str(exc))
         discard_recovery()
     for recent in recent_projects()[:1]:
         if Path(recent).is_file():
@@ -116,9 +162,9 @@ def _broken_last_project(path: Path, error: ProjectError, restore: Callable[[Rec
     """Say why the last project did not open (the file is left as it is) and offer the autosaved copy of
     its unsaved work, if one is kept; returns the restored project, or ``None`` to go on with the sample."""
     # Shown before the main window exists: the text says what happened, since not every desktop shows a title.
-    QMessageBox.warning(None, "Cannot open the last project",
-                        f"LoRA Desk could not open the last project, {path.name}.\n\n{error}\n\n"
-                        "The file is left as it is; LoRA Desk opens the sample dataset instead.")
+    show_error(None, "Cannot open the last project",
+               f"LoRA Desk could not open the last project, {path.name}.\n\n{error}\n\n"
+               "The file is left as it is; LoRA Desk opens the sample dataset instead.")
     backup = find_recovery(backup=True)
     if backup is None or backup.source is None or backup.source.resolve() != path.resolve() \
             or not restore(backup):
@@ -126,7 +172,7 @@ def _broken_last_project(path: Path, error: ProjectError, restore: Callable[[Rec
     try:
         return recover(backup=True)
     except ProjectError as exc:
-        QMessageBox.warning(None, "Cannot restore the unsaved work", str(exc))
+        show_error(None, "Cannot restore the unsaved work", str(exc))
         return None
 
 
@@ -139,6 +185,8 @@ def _sample_project() -> tuple[Project, str]:
 
 def build_window(argv: Sequence[str] = (), restore: Callable[[RecoveryInfo], bool] = ask_restore) -> MainWindow:
     """Create the app and its main window (shown), without entering the event loop."""
+    from loradesk.ui.main_window import MainWindow  # the window's own modules import this one's tuning
+
     app = create_app(argv)
     project, message = startup_project([a for a in app.arguments()[1:] if not a.startswith("-")], restore)
     window = MainWindow(project)
@@ -164,6 +212,7 @@ def run_gui(argv: Sequence[str] | None = None) -> int:
     code = app.exec()
     code = signals.exit_code or code
     signals.close()
+    shutdown_process_pool()
     if not wait_for_jobs():  # e.g. the one-time model conversion still writing: let it finish
         # A thread that would not stop in time (a download cannot be cancelled): end without destroying it
         # under its feet, which would abort the process. Everything the user has was saved by the close.

@@ -81,7 +81,7 @@ def build_and_start_a_slow_task(*args, **kwargs):
         time.sleep(3)
         Path(sys.argv[1]).write_text("finished")
 
-    window._tasks.run(slow_write)
+    window.jobs.start(slow_write)
     return window
 
 app.build_window = build_and_start_a_slow_task

@@ -9,13 +9,15 @@ from pathlib import Path
 import pytest
 from hostile_files import dataset_files
 from hypothesis import HealthCheck, given, settings
-from PySide6.QtWidgets import QDialog, QMessageBox
+from PySide6.QtWidgets import QDialog
 from pytestqt.qtbot import QtBot
 
 from loradesk.core.dataset import Dataset, Example
 from loradesk.core.formats import FormatError, read_dataset
 from loradesk.core.project import Project
-from loradesk.ui import main_window as mw
+from loradesk.ui import errors
+from loradesk.ui.errors import ErrorReport
+from loradesk.ui.import_dialogs import ColumnMappingDialog
 from loradesk.ui.main_window import MainWindow
 
 START = (Example("Open row?", "Kept."), Example("Second?", "Also kept."))
@@ -52,11 +54,11 @@ def test_nul_rows_import_flagged_and_one_fix_removes_them(qtbot: QtBot, tmp_path
           deadline=None)
 @given(case=dataset_files())
 def test_failed_import_leaves_the_open_dataset_unchanged(qtbot: QtBot, monkeypatch: pytest.MonkeyPatch,
+                                                        shown_errors: list[ErrorReport],
                                                         case: tuple[str, bytes]) -> None:
     name, content = case
-    shown: list[str] = []
-    monkeypatch.setattr(QMessageBox, "warning", lambda _p, _t, text, *a, **k: shown.append(text))
-    monkeypatch.setattr(mw.ColumnMappingDialog, "exec", lambda self: QDialog.DialogCode.Rejected)
+    shown_errors.clear()  # the fixture is shared by the examples
+    monkeypatch.setattr(ColumnMappingDialog, "exec", lambda self: QDialog.DialogCode.Rejected)
     folder = Path(tempfile.mkdtemp())
     path = folder / name
     path.write_bytes(content)
@@ -70,8 +72,9 @@ def test_failed_import_leaves_the_open_dataset_unchanged(qtbot: QtBot, monkeypat
     rows = window.project.dataset.rows
     if expected is None:
         assert rows == START and not window.project.dirty
-        assert all(text.startswith(name) for text in shown)  # a mapping offer (rejected) shows no warning
+        assert all(e.message.startswith(name) for e in shown_errors)  # a rejected mapping offer shows none
     else:
-        assert rows == START + tuple(expected) and shown == []
+        assert rows == START + tuple(expected) and shown_errors == []
         window.project.save(folder / "kept.loradesk")  # so closing does not ask
     window.close()
+    errors.close_all()

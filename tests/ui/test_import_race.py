@@ -22,7 +22,7 @@ SCRIPT = textwrap.dedent("""
     from PySide6.QtCore import Qt
     from loradesk.core.config import ModelSettings, RunConfig
     from loradesk.core.dataset import Example
-    from loradesk.ui.main_window import device_text
+    from loradesk.ui.app import warm_up_training_stack
     from loradesk.ui.workers import TrainWorker
 
     model_dir, runs_dir = sys.argv[1], Path(sys.argv[2])
@@ -37,7 +37,7 @@ SCRIPT = textwrap.dedent("""
 
     def probe():
         try:
-            out["device"] = device_text()
+            out["device"] = warm_up_training_stack()
         except Exception as exc:
             out["device"] = f"failed: {exc}"
 

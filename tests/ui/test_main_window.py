@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import subprocess
 import sys
@@ -18,11 +19,15 @@ from pytestqt.qtbot import QtBot
 from loradesk.core.dataset import Example
 from loradesk.core.paths import default_runs_dir, sample_data_dir
 from loradesk.core.project import Project, find_recovery, recovery_path
-from loradesk.ui import main_window as mw
-from loradesk.ui.app import startup_project
+from loradesk.ui import autosave, errors, window_state
+from loradesk.ui.app import FREEZE_ROWS, startup_project
+from loradesk.ui.compare_tab import CompareTab
 from loradesk.ui.dataset_model import COMPLETION, PROMPT
-from loradesk.ui.import_dialogs import HubImportDialog
-from loradesk.ui.main_window import ColumnMappingDialog, MainWindow
+from loradesk.ui.errors import ErrorReport
+from loradesk.ui.import_dialogs import ColumnMappingDialog, HubImportDialog
+from loradesk.ui.main_window import MainWindow
+from loradesk.ui.runs_tab import RunsTab
+from loradesk.ui.training_tab import TrainingTab
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_ROWS = len(json.loads((sample_data_dir() / "sample.json").read_text(encoding="utf-8")))
@@ -107,7 +112,7 @@ def test_save_and_open_through_the_file_menu(qtbot: QtBot, tmp_path: Path,
     saved = tmp_path / "fact.loradesk"
     assert json.loads(saved.read_text(encoding="utf-8"))["dataset"][0]["prompt"] == "Who is she?"
     assert window.windowTitle() == "fact[*] — LoRA Desk" and not window.isWindowModified()
-    assert mw.recent_projects()[0] == str(saved.resolve())
+    assert window_state.recent_projects()[0] == str(saved.resolve())
 
     window.new_project()
     assert len(window.project.dataset) == 0 and window.project.path is None
@@ -117,14 +122,14 @@ def test_save_and_open_through_the_file_menu(qtbot: QtBot, tmp_path: Path,
     assert window.undo_stack.count() == 0
 
 
-def test_open_error_names_file_and_row(qtbot: QtBot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_open_error_names_file_and_row(qtbot: QtBot, tmp_path: Path, shown_errors: list[ErrorReport]) -> None:
     window = make_window(qtbot)
     broken = tmp_path / "broken.loradesk"
     broken.write_text('{"format": "loradesk-project", "version": 1, "dataset": [{"prompt": "a"}]}')
-    shown: list[str] = []
-    monkeypatch.setattr(QMessageBox, "critical", lambda parent, title, text, *a: shown.append(text))
     assert not window.open_project(broken)
-    assert shown == [f"{broken}, row 1, field 'completion': missing"]
+    assert [(e.title, e.message) for e in shown_errors] == [
+        ("Cannot open the project", f"{broken}, row 1, field 'completion': missing")]
+    assert errors.open_box(window) is not None  # over the window, without blocking it
     assert len(window.project.dataset) == SAMPLE_ROWS  # nothing lost
 
 
@@ -165,6 +170,20 @@ def test_import_asks_for_columns_it_cannot_guess(qtbot: QtBot, tmp_path: Path,
     assert window.project.dataset[0] == Example("Who is Tamsin?", "A cartographer.")
 
 
+def test_a_big_import_leaves_the_garbage_collectors_full_passes(qtbot: QtBot, tmp_path: Path) -> None:
+    window = make_window(qtbot)
+    data = tmp_path / "big.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"Q{i}?", "completion": f"A{i}."}) + "\n"
+                            for i in range(FREEZE_ROWS)), encoding="utf-8")
+    gc.unfreeze()
+    try:
+        window.import_file(data, mode="replace")
+        qtbot.waitUntil(lambda: len(window.project.dataset) == FREEZE_ROWS, timeout=30_000)
+        assert gc.get_freeze_count() >= FREEZE_ROWS  # the rows (and their texts) are frozen out of its view
+    finally:
+        gc.unfreeze()
+
+
 @pytest.fixture
 def hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The datasets cache of this test (never the user's)."""
@@ -202,7 +221,7 @@ def test_import_from_hugging_face_maps_columns_then_undo(qtbot: QtBot, tmp_path:
 
     monkeypatch.setattr(HubImportDialog, "exec", fill)
     monkeypatch.setattr(ColumnMappingDialog, "exec", choose)
-    monkeypatch.setattr(window, "ask_import_mode", lambda name, count: "append" if name == "lore (train)" else None)
+    monkeypatch.setattr(window.importer, "ask_mode", lambda name, count: "append" if name == "lore (train)" else None)
     window.act_import_hub.trigger()
     assert window.is_importing() and window.busy_bar.isVisible() and not window.act_import.isEnabled()
     qtbot.waitUntil(lambda: len(window.project.dataset) == SAMPLE_ROWS + 2, timeout=10_000)
@@ -218,11 +237,11 @@ def test_import_from_hugging_face_maps_columns_then_undo(qtbot: QtBot, tmp_path:
 def test_hub_import_with_a_mode_split_and_limit(qtbot: QtBot, tmp_path: Path, hf_cache: Path) -> None:
     window = make_window(qtbot)
     mapping = {"prompt": "problem", "completion": "solution"}
-    window.import_hub(str(hub_folder(tmp_path)), "test", mode="replace", mapping=mapping)
+    window.importer.import_hub(str(hub_folder(tmp_path)), "test", mode="replace", mapping=mapping)
     qtbot.waitUntil(lambda: not window.is_importing(), timeout=10_000)
     assert window.project.dataset.rows == (Example("Where is Vaelmoor?", "In the sky."),)
     assert any(hf_cache.iterdir())  # prepared in the test's own cache
-    window.import_hub(str(tmp_path / "lore"), "train", limit=1, mode="append", mapping=mapping)
+    window.importer.import_hub(str(tmp_path / "lore"), "train", limit=1, mode="append", mapping=mapping)
     qtbot.waitUntil(lambda: not window.is_importing(), timeout=10_000)
     assert [r.prompt for r in window.project.dataset] == ["Where is Vaelmoor?", "Who is Tamsin?"]
     window.undo_stack.undo()
@@ -247,7 +266,7 @@ def test_hub_import_unknown_split_asks_again_with_the_splits(qtbot: QtBot, tmp_p
         return QDialog.DialogCode.Rejected
 
     monkeypatch.setattr(HubImportDialog, "exec", answer)
-    window.import_hub_dialog()
+    window.importer.hub_dialog()
     qtbot.waitUntil(lambda: len(asked) == 2, timeout=10_000)
     assert asked[0] == (["train", "validation", "test"], "train", "")
     assert asked[1] == (["train", "test"], "train",
@@ -255,25 +274,25 @@ def test_hub_import_unknown_split_asks_again_with_the_splits(qtbot: QtBot, tmp_p
     assert not window.is_importing() and len(window.project.dataset) == SAMPLE_ROWS
 
 
-def test_hub_import_offline_is_explained(qtbot: QtBot, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hub_import_offline_is_explained(qtbot: QtBot, shown_errors: list[ErrorReport]) -> None:
     window = make_window(qtbot)
-    shown: list[str] = []
-    monkeypatch.setattr(QMessageBox, "warning", lambda parent, title, text, *a: shown.append(text))
-    window.import_hub("tatsu-lab/alpaca")
-    qtbot.waitUntil(lambda: bool(shown), timeout=10_000)
-    assert shown[0].startswith("tatsu-lab/alpaca: can't reach the Hugging Face Hub: offline mode is on")
+    window.importer.import_hub("tatsu-lab/alpaca")
+    qtbot.waitUntil(lambda: bool(shown_errors), timeout=10_000)
+    assert shown_errors[0].title == "Cannot import the dataset"
+    assert shown_errors[0].message.startswith("tatsu-lab/alpaca: can't reach the Hugging Face Hub: offline mode is on")
+    assert shown_errors[0].note == errors.UNCHANGED
     assert len(window.project.dataset) == SAMPLE_ROWS and window.act_import_hub.isEnabled()
 
 
-def test_import_error_is_reported(qtbot: QtBot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_import_error_is_reported(qtbot: QtBot, tmp_path: Path, shown_errors: list[ErrorReport]) -> None:
     window = make_window(qtbot)
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "a", "completion": "b"}\n{"prompt": 3, "completion": "c"}\n', encoding="utf-8")
-    shown: list[str] = []
-    monkeypatch.setattr(QMessageBox, "warning", lambda parent, title, text, *a: shown.append(text))
     window.import_file(bad, mode="append")
-    qtbot.waitUntil(lambda: bool(shown), timeout=10_000)
-    assert "bad.jsonl" in shown[0] and "2" in shown[0] and "prompt" in shown[0]
+    qtbot.waitUntil(lambda: bool(shown_errors), timeout=10_000)
+    (shown,) = [e.message for e in shown_errors]
+    assert shown.startswith("bad.jsonl") and "2" in shown and "prompt" in shown
+    assert not window.is_importing() and window.act_import.isEnabled()
     assert len(window.project.dataset) == SAMPLE_ROWS
 
 
@@ -282,7 +301,7 @@ def test_dropping_a_dataset_file_imports_it(qtbot: QtBot, tmp_path: Path, monkey
     data = tmp_path / "dropped.jsonl"
     data.write_text('{"prompt": "Dropped?", "completion": "Yes."}\n', encoding="utf-8")
     asked: list[tuple[str, int]] = []
-    monkeypatch.setattr(window, "ask_import_mode", lambda name, count: asked.append((name, count)) or "append")
+    monkeypatch.setattr(window.importer, "ask_mode", lambda name, count: asked.append((name, count)) or "append")
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(data))])
     event = QDropEvent(QPointF(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
@@ -295,15 +314,28 @@ def test_dropping_a_dataset_file_imports_it(qtbot: QtBot, tmp_path: Path, monkey
 def test_export_writes_a_snapshot_in_the_background(qtbot: QtBot, tmp_path: Path) -> None:
     window = make_window(qtbot)
     target = tmp_path / "out.jsonl"
-    window.export_file(target, "jsonl")
+    window.importer.export_file(target, "jsonl")
     qtbot.waitUntil(lambda: not window.busy_bar.isVisible(), timeout=10_000)
     lines = target.read_text(encoding="utf-8").splitlines()
     assert len(lines) == SAMPLE_ROWS
     assert json.loads(lines[0])["prompt"] == window.project.dataset[0].prompt
 
 
+def test_a_failed_export_is_shown_and_the_window_is_not_left_busy(qtbot: QtBot, tmp_path: Path,
+                                                                   shown_errors: list[ErrorReport]) -> None:
+    window = make_window(qtbot)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the folder should be", encoding="utf-8")
+    window.importer.export_file(blocker / "out.jsonl", "jsonl")
+    qtbot.waitUntil(lambda: bool(shown_errors), timeout=10_000)
+    (report,) = shown_errors
+    assert report.title == "Cannot export the dataset" and "not-a-folder" in report.message
+    assert report.details  # the traceback, behind the details button
+    assert not window.busy_bar.isVisible() and blocker.read_text(encoding="utf-8").startswith("a file")
+
+
 def test_unsaved_work_is_autosaved_for_recovery(qtbot: QtBot, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(mw, "AUTOSAVE_MS", 50)
+    monkeypatch.setattr(autosave, "AUTOSAVE_MS", 50)
     window = make_window(qtbot)
     window.dataset_tab.model.insert_examples(0, [Example("Autosaved?", "Yes.")])
     qtbot.waitUntil(recovery_path().exists, timeout=5000)
@@ -320,10 +352,10 @@ def test_startup_opens_given_file_or_last_project(tmp_path: Path) -> None:
     Project(config=None).save(saved)
     project, _ = startup_project([str(saved)])
     assert project.path == saved
-    mw.window_settings().setValue("recentProjects", [str(saved)])
+    window_state.window_settings().setValue("recentProjects", [str(saved)])
     project, message = startup_project([])
     assert project.path == saved and message == f"Opened {saved}"
-    mw.window_settings().setValue("recentProjects", [])
+    window_state.window_settings().setValue("recentProjects", [])
     project, _ = startup_project([])
     assert project.path is None and len(project.dataset) == SAMPLE_ROWS
 
@@ -344,7 +376,7 @@ def test_close_asks_to_save_unsaved_changes(qtbot: QtBot, monkeypatch: pytest.Mo
     assert window.close() and not window.isVisible()
     assert find_recovery() is None  # discarded on purpose, but kept once as a backup
     assert recovery_path().with_name(recovery_path().name + ".bak").is_file()
-    assert mw.window_settings().value("geometry") is not None
+    assert window_state.window_settings().value("geometry") is not None
 
 
 def test_train_is_blocked_with_the_reason(qtbot: QtBot) -> None:
@@ -357,7 +389,7 @@ def test_train_is_blocked_with_the_reason(qtbot: QtBot) -> None:
     window.undo_stack.undo()
     assert window.act_train.isEnabled() and not window.training_tab.blocked_label.isVisibleTo(window)
     window.dataset_tab.model.replace_examples([])
-    assert window.train_blocked_reason() == "Add some rows to the dataset first"
+    assert window.train_blocked_reason() == "The dataset is empty: add some prompt/completion rows first"
     qtbot.waitUntil(lambda: not window.act_train.isEnabled())  # follows the (coalesced) row count
 
 
@@ -407,19 +439,9 @@ def test_closing_during_training_stops_it_and_keeps_the_adapter(qtbot: QtBot, ti
     assert (run_dir / "adapter_model.safetensors").is_file()
 
 
-def test_a_tab_that_cannot_load_says_so_on_screen_and_on_stderr(qtbot: QtBot, monkeypatch: pytest.MonkeyPatch,
-                                                               capsys: pytest.CaptureFixture[str]) -> None:
-    real_import = mw.importlib.import_module
-
-    def import_module(name: str, *args: object) -> object:
-        if name == "loradesk.ui.runs_tab":
-            raise ImportError("No module named 'loradesk.ui.runs_tab'")
-        return real_import(name, *args)
-
-    monkeypatch.setattr(mw.importlib, "import_module", import_module)
+def test_the_tabs_talk_to_the_window_through_their_signals(qtbot: QtBot, tmp_path: Path) -> None:
     window = make_window(qtbot)
-    runs = window.tabs.widget(window.tabs.count() - 1)
-    assert window.tabs.tabText(window.tabs.count() - 1) == "Runs"
-    assert "The Runs tab could not be loaded" in runs.text()
-    assert "loradesk: the Runs tab could not be loaded: No module named" in capsys.readouterr().err
-    assert hasattr(window.training_tab, "is_running")  # the other tabs are whole
+    assert [type(window.tabs.widget(i)) for i in range(1, 4)] == [TrainingTab, CompareTab, RunsTab]
+    run_dir = tmp_path / "run-1"
+    window.runs_tab.run_selected.emit(str(run_dir))  # "Compare this run" on the Runs tab
+    assert window.tabs.currentWidget() is window.compare_tab

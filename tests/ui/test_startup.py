@@ -15,8 +15,9 @@ from PySide6.QtWidgets import QMessageBox
 from loradesk.core.dataset import Dataset, Example
 from loradesk.core.paths import sample_data_dir
 from loradesk.core.project import Project, RecoveryInfo, discard_recovery, recovery_path
-from loradesk.ui import main_window as mw
+from loradesk.ui import window_state
 from loradesk.ui.app import startup_project
+from loradesk.ui.errors import ErrorReport
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_ROWS = len(json.loads((sample_data_dir() / "sample.json").read_text(encoding="utf-8")))
@@ -42,23 +43,16 @@ def broken_projects(folder: Path) -> dict[str, tuple[Path, str]]:
     return out
 
 
-@pytest.fixture
-def warnings(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
-    shown: list[tuple[str, str]] = []
-    monkeypatch.setattr(QMessageBox, "warning", lambda _parent, title, text, *a, **k: shown.append((title, text)))
-    return shown
-
-
 @pytest.mark.parametrize("kind", ["truncated", "deep", "types"])
-def test_broken_last_project_says_why_and_opens_the_sample(tmp_path: Path, warnings: list[tuple[str, str]],
+def test_broken_last_project_says_why_and_opens_the_sample(tmp_path: Path, shown_errors: list[ErrorReport],
                                                            kind: str) -> None:
     path, expected = broken_projects(tmp_path)[kind]
     before = path.read_bytes()
-    mw.window_settings().setValue("recentProjects", [str(path)])
+    window_state.window_settings().setValue("recentProjects", [str(path)])
     offered: list[RecoveryInfo] = []
     project, message = startup_project([], restore=lambda info: offered.append(info) or True)
-    assert len(warnings) == 1
-    title, text = warnings[0]
+    assert len(shown_errors) == 1
+    title, text = shown_errors[0].title, shown_errors[0].message
     assert title == "Cannot open the last project"
     lead, error, rest = text.split("\n\n")
     assert lead == f"LoRA Desk could not open the last project, {path.name}."
@@ -69,7 +63,7 @@ def test_broken_last_project_says_why_and_opens_the_sample(tmp_path: Path, warni
     assert path.read_bytes() == before
 
 
-def test_the_autosaved_copy_of_the_broken_project_is_offered(tmp_path: Path, warnings: list[tuple[str, str]]
+def test_the_autosaved_copy_of_the_broken_project_is_offered(tmp_path: Path, shown_errors: list[ErrorReport]
                                                              ) -> None:
     path, _ = broken_projects(tmp_path)["truncated"]
     work = Project(Dataset([Example("Unsaved?", "Kept.")]), path=path)
@@ -77,7 +71,7 @@ def test_the_autosaved_copy_of_the_broken_project_is_offered(tmp_path: Path, war
     work.autosave()
     discard_recovery()  # the user said no once: the copy is now the backup
     assert recovery_path(backup=True).is_file()
-    mw.window_settings().setValue("recentProjects", [str(path)])
+    window_state.window_settings().setValue("recentProjects", [str(path)])
 
     offered: list[RecoveryInfo] = []
     project, _ = startup_project([], restore=lambda info: offered.append(info) or False)
@@ -87,20 +81,20 @@ def test_the_autosaved_copy_of_the_broken_project_is_offered(tmp_path: Path, war
     project, message = startup_project([], restore=lambda info: True)
     assert message == "Restored the autosaved copy" and project.dirty and project.path == path
     assert project.dataset.rows == (Example("Unsaved?", "Kept."),)
-    assert [t for t, _ in warnings] == ["Cannot open the last project"] * 2
+    assert [e.title for e in shown_errors] == ["Cannot open the last project"] * 2
 
 
 def test_app_starts_with_a_deeply_nested_last_project(tmp_path: Path) -> None:
     """The real start-up (build_window) in a fresh interpreter, twice: it shows the message and the window."""
     path, _ = broken_projects(tmp_path)["deep"]
     before = path.read_bytes()
-    mw.window_settings().setValue("recentProjects", [str(path)])
-    mw.window_settings().sync()
+    window_state.window_settings().setValue("recentProjects", [str(path)])
+    window_state.window_settings().sync()
     script = textwrap.dedent("""
         import json
-        from PySide6.QtWidgets import QMessageBox
+        from loradesk.ui import errors
         shown = []
-        QMessageBox.warning = lambda _parent, title, text, *a, **k: shown.append([title, text])
+        errors.reporter.reported.connect(lambda report: shown.append([report.title, report.message]))
         from loradesk.ui.app import build_window
         window = build_window([])
         print(json.dumps({"shown": shown, "visible": window.isVisible(),
