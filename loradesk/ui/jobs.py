@@ -125,6 +125,7 @@ class Job:
         self.superseded = False
         #: Its owner is gone: nothing at all is delivered.
         self.orphaned = False
+        self._handled = False  # set on the GUI thread once "done" was dispatched
 
     # -- control (GUI thread) ------------------------------------------------------------------------
     def cancel(self) -> None:
@@ -134,7 +135,8 @@ class Job:
             self._future.cancel()
 
     def is_running(self) -> bool:
-        return not self._done.is_set()
+        """True until the job's end has been handled on the GUI thread (its result and ``on_finished`` ran)."""
+        return not self._handled
 
     def wait(self, timeout_ms: int = -1) -> bool:
         """Block until the function has returned (``-1``: no limit); True when it has."""
@@ -176,6 +178,7 @@ class Job:
     # -- GUI side ------------------------------------------------------------------------------------
     def _dispatch(self, kind: str, payload: Any) -> None:
         if kind == "done":
+            self._handled = True
             self._owner._forget(self)
             if not self.superseded:
                 self._call("on_finished")

@@ -55,6 +55,16 @@ def test_latest_request_wins(qtbot: QtBot) -> None:
     assert first.superseded and not second.superseded
 
 
+def test_a_job_counts_as_busy_until_its_result_was_handled(qtbot: QtBot) -> None:
+    jobs = Jobs()
+    seen: list[bool] = []
+    job = jobs.start(operator.add, 1, 2, on_result=lambda _: seen.append(jobs.busy()))
+    assert job.wait(5_000)  # the thread has ended, but its result is still queued for the GUI thread
+    assert jobs.busy() and job.is_running()
+    qtbot.waitUntil(lambda: not jobs.busy())
+    assert seen == [True]  # while on_result runs, the job is still busy; afterwards it is not
+
+
 def test_cancel_stops_the_function_at_its_next_check(qtbot: QtBot) -> None:
     jobs = Jobs()
     gate = threading.Event()
@@ -105,7 +115,7 @@ def test_jobs_of_a_deleted_owner_are_stopped_and_deliver_nothing(qtbot: QtBot) -
     job = jobs.start(count, 1000, gate, state=True, on_event=delivered.append, on_result=delivered.append)
     gate.set()
     owner.deleteLater()
-    qtbot.waitUntil(lambda: not job.is_running())
+    qtbot.waitUntil(lambda: job.wait(0))
     qtbot.wait(50)
     assert job.state.stop_requested
     count_after = len(delivered)
@@ -117,7 +127,7 @@ def test_wait_for_jobs_stops_and_joins_every_running_job(qtbot: QtBot) -> None:
     jobs = Jobs()
     job = jobs.start(count, 100_000, state=True)
     assert wait_for_jobs(5_000)
-    assert not job.is_running()
+    assert job.wait(0)  # the function has returned (its end is still to be handled on the GUI thread)
 
 
 def test_a_new_error_of_the_same_widget_replaces_the_open_dialog(qtbot: QtBot,
