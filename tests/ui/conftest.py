@@ -45,3 +45,12 @@ def shown_errors() -> Iterator[list[ErrorReport]]:
     yield seen
     errors.reporter.reported.disconnect(seen.append)
     errors.close_all()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _worker_process() -> Iterator[None]:
+    """The app's worker process (``ui/jobs.py``) ends with the test session, as it ends when the app quits."""
+    yield
+    from loradesk.ui.jobs import shutdown_process_pool
+
+    shutdown_process_pool()
