@@ -53,9 +53,9 @@ def sample_rows(limit: int | None = None) -> list[Example]:
 
 def probe() -> tuple[str, str]:
     """The probe question and its expected phrase: the first row of ``data/sample_heldout.json``."""
-    from loradesk.core.generation import load_heldout
+    from loradesk.core.formats import read_heldout
 
-    return load_heldout(DATA / "sample_heldout.json")[0]
+    return read_heldout(DATA / "sample_heldout.json")[0]
 
 
 def build_tiny_model(folder: Path, vocab_size: int = 512) -> Path:
