@@ -284,3 +284,15 @@ def test_stopping_compare_all_keeps_the_answered_rows(qtbot, fake_tab, tmp_path)
     assert tab.all_box.summary_label.text() == "tuned 4/8 vs base 4/8 (stopped after 8 of 10)"
     assert tab.last_summary.stopped and not tab.last_summary.complete
     assert tab.all_box.export_button.isEnabled()
+
+
+def test_a_failed_export_shows_an_error_and_writes_nothing(qtbot, fake_tab, tmp_path, shown_errors):
+    tab = fake_tab
+    tab.all_box.source_combo.setCurrentIndex(tab.all_box.source_combo.findData("heldout"))
+    wait_idle(qtbot, tab, tab.compare_all)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x", encoding="utf-8")
+    assert tab.export_csv(blocker / "compare.csv") is None
+    (report,) = shown_errors
+    assert report.title == "Export failed" and "not-a-folder" in report.message
+    assert blocker.read_text(encoding="utf-8") == "x" and tab.all_box.results.rowCount() > 0
