@@ -358,37 +358,33 @@ def side_by_side(left_title: str, left: str, right_title: str, right: str, width
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
+    from loradesk.core.generation import answer_both
+
     question = " ".join(args.question)
     _trust_adapter(args, args.adapter)
-    answerer = _answerer(args.adapter)
-    settings = _settings(args)
-    base = answerer.answer(question, tuned=False, settings=settings)
-    tuned = answerer.answer(question, tuned=True, settings=settings)
+    answers = answer_both(_answerer(args.adapter), question, _settings(args))
     print(f"Q: {question}\n")
-    print(side_by_side("Base model", base, "Tuned model", tuned))
+    print(side_by_side("Base model", answers.base or "", "Tuned model", answers.tuned or ""))
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from loradesk.core.formats import read_heldout
-    from loradesk.core.generation import compare_all
+    from loradesk.core.generation import ScoredRow, compare_all, record_compare_score
     from loradesk.core.paths import sample_data_dir
-    from loradesk.core.runs import RUN_FILE, record_score
 
     heldout = Path(args.heldout) if args.heldout else sample_data_dir() / "sample_heldout.json"
     questions = read_heldout(heldout)
     _trust_adapter(args, args.adapter)
-    answerer = _answerer(args.adapter)
-    rows = compare_all(answerer, questions, _settings(args))
-    for r in rows:
+
+    def show(r: ScoredRow) -> None:
         print(f"[{'x' if r.base_ok else ' '}|{'x' if r.tuned_ok else ' '}] {r.prompt}  (expects: {r.expected})")
         print(textwrap.indent(textwrap.fill(f"tuned: {r.tuned}", 100), "      "))
-    base_score = sum(r.base_ok for r in rows)
-    tuned_score = sum(r.tuned_ok for r in rows)
-    print(f"\nBase {base_score}/{len(rows)}, tuned {tuned_score}/{len(rows)} contain the expected phrase")
-    if (Path(args.adapter) / RUN_FILE).is_file():
-        record_score(Path(args.adapter), tuned_score / len(rows) if rows else 0.0,
-                     {"base": base_score, "tuned": tuned_score, "total": len(rows), "heldout": str(heldout)})
+
+    summary = compare_all(_answerer(args.adapter), questions, _settings(args), on_row=show)
+    print(f"\nBase {summary.base_correct}/{summary.answered}, tuned {summary.tuned_correct}/{summary.answered} "
+          "contain the expected phrase")
+    record_compare_score(Path(args.adapter), summary, heldout)
     return 0
 
 

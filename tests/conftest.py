@@ -128,3 +128,60 @@ def small_gpu(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     monkeypatch.setattr(Trainer, "training_step", training_step)
     return seen
+
+
+def plain_answer(model_dir: Path, prompt: str, max_new_tokens: int, adapter_dir: Path | None = None) -> str:
+    """A greedy answer generated with transformers and peft directly, none of our loading or decoding code:
+    what the app's answers are checked against (``adapter_dir``: the tuned model; else the base model)."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(adapter_dir or model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    if adapter_dir is not None:
+        model = PeftModel.from_pretrained(model, str(adapter_dir))
+    text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                         add_generation_prompt=True)
+    inputs = tokenizer(text, return_tensors="pt", add_special_tokens=False)
+    with torch.inference_mode():
+        out = model.eval().generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
+                                    pad_token_id=tokenizer.pad_token_id)
+    return tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+
+
+@pytest.fixture(scope="session")
+def reference_answer() -> Any:
+    """``reference_answer(model_dir, prompt, max_new_tokens, adapter_dir=None)``: see :func:`plain_answer`."""
+    return plain_answer
+
+
+@pytest.fixture(scope="session")
+def lively_adapter(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """``(model_dir, adapter_dir)``: the tiny model with large random weights, and a random (non-zero) LoRA
+    adapter folder for it (with the tokenizer, as an exported adapter has).
+
+    The plain tiny model only repeats the prompt's last token (a newline, stripped away), so every prompt
+    gets the same empty answer; with larger weights each prompt gets its own answer, and the adapter
+    changes it.
+    """
+    import shutil
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = tmp_path_factory.mktemp("lively")
+    model_dir, adapter_dir = folder / "model", folder / "adapter"
+    shutil.copytree(tiny_model_dir, model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.dim() == 2:
+                param.normal_(0.0, 0.5)
+    model.save_pretrained(model_dir)
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    get_peft_model(model, lora).save_pretrained(adapter_dir)
+    AutoTokenizer.from_pretrained(model_dir).save_pretrained(adapter_dir)
+    return model_dir, adapter_dir

@@ -8,6 +8,7 @@ the base model's answer without a second copy in memory. Prompts are rendered ex
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,10 +153,8 @@ class Answerer:
         return self.tokenizer.decode(new, skip_special_tokens=True).strip()
 
     def answer_many(self, prompts: Sequence[str | Example], tuned: bool = True,
-                    settings: GenerationSettings | None = None, batch_size: int = 8,
-                    on_done: Callable[[int, str], None] | None = None,
-                    stop: threading.Event | None = None) -> list[str]:
-        """Answers for many prompts, generated in left-padded batches; ``on_done(index, answer)`` per answer."""
+                    settings: GenerationSettings | None = None, batch_size: int = 8) -> list[str]:
+        """Answers for many prompts, generated in left-padded batches of ``batch_size``."""
         import torch
 
         settings = settings or GenerationSettings()
@@ -165,8 +164,6 @@ class Answerer:
         self.tokenizer.padding_side = "left"
         try:
             for start in range(0, len(prompts), batch_size):
-                if stop is not None and stop.is_set():
-                    break
                 chunk = [self._prompt_text(p) for p in prompts[start:start + batch_size]]
                 inputs = self.tokenizer(chunk, return_tensors="pt", padding=True,
                                         add_special_tokens=not templated).to(self.device)
@@ -176,33 +173,155 @@ class Answerer:
                 width = inputs["input_ids"].shape[1]
                 for row in out:
                     answers.append(self.tokenizer.decode(row[width:], skip_special_tokens=True).strip())
-                    if on_done is not None:
-                        on_done(len(answers) - 1, answers[-1])
         finally:
             self.tokenizer.padding_side = side
         return answers
 
 
-@dataclass
-class CompareRow:
+# --- asking both models ---------------------------------------------------------------------------------
+BASE, TUNED = "base", "tuned"
+
+
+@dataclass(frozen=True)
+class AnswerPiece:
+    """A piece of text one side (``"base"`` or ``"tuned"``) just produced."""
+
+    side: str
+    text: str
+
+
+@dataclass(frozen=True)
+class SideAnswered:
+    """One side's whole answer (stripped), once it is complete or stopped."""
+
+    side: str
+    text: str
+
+
+@dataclass(frozen=True)
+class BothAnswers:
+    """The answers to one prompt; ``tuned`` is None without an adapter (or when stopped before it)."""
+
+    base: str | None
+    tuned: str | None
+    stopped: bool
+    seconds: float
+
+
+def answer_both(answerer: Answerer, prompt: str | Example, settings: GenerationSettings | None = None,
+                on_event: Callable[[AnswerPiece | SideAnswered], None] | None = None,
+                stop: threading.Event | None = None) -> BothAnswers:
+    """The base model's answer, then the tuned one's (when an adapter is loaded), streamed through ``on_event``.
+
+    ``stop`` ends the current answer early and skips the next one.
+    """
+    started = time.perf_counter()
+    answers: dict[str, str | None] = {BASE: None, TUNED: None}
+    for side in (BASE, TUNED) if answerer.has_adapter else (BASE,):
+        if stop is not None and stop.is_set():
+            break
+        on_text = None
+        if on_event is not None:
+            def on_text(piece: str, side: str = side) -> None:
+                on_event(AnswerPiece(side, piece))
+
+        answers[side] = answerer.answer(prompt, tuned=side == TUNED, settings=settings, on_text=on_text, stop=stop)
+        if on_event is not None:
+            on_event(SideAnswered(side, answers[side] or ""))
+    return BothAnswers(answers[BASE], answers[TUNED], stop is not None and stop.is_set(),
+                       time.perf_counter() - started)
+
+
+# --- scoring held-out questions ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ScoredRow:
+    """One held-out question answered by both models; a mark says whether the answer contains the phrase."""
+
+    index: int
     prompt: str
     expected: str
     base: str
-    tuned: str
+    tuned: str | None  # None without an adapter
+    base_ok: bool
+    tuned_ok: bool | None
+
+
+@dataclass(frozen=True)
+class CompareSummary:
+    """The score of one comparison: how many answers contain the expected phrase."""
+
+    total: int
+    answered: int
+    base_correct: int
+    tuned_correct: int | None  # None without an adapter
+    stopped: bool
+    seconds: float
+
+    def text(self) -> str:
+        """``tuned 14/16 vs base 0/16`` (or just the base score without an adapter)."""
+        base = f"base {self.base_correct}/{self.answered}"
+        if self.tuned_correct is None:
+            return base
+        return f"tuned {self.tuned_correct}/{self.answered} vs {base}"
 
     @property
-    def base_ok(self) -> bool:
-        return contains_phrase(self.base, self.expected)
-
-    @property
-    def tuned_ok(self) -> bool:
-        return contains_phrase(self.tuned, self.expected)
+    def complete(self) -> bool:
+        """Every question was answered by both models (a score worth recording)."""
+        return self.tuned_correct is not None and self.answered > 0 and not self.stopped
 
 
 def compare_all(answerer: Answerer, questions: Sequence[tuple[str, str]],
-                settings: GenerationSettings | None = None) -> list[CompareRow]:
-    """Base and tuned answers for every held-out ``(prompt, expected)`` pair."""
-    prompts = [q for q, _ in questions]
-    base = answerer.answer_many(prompts, tuned=False, settings=settings)
-    tuned = answerer.answer_many(prompts, tuned=True, settings=settings)
-    return [CompareRow(q, e, b, t) for (q, e), b, t in zip(questions, base, tuned, strict=True)]
+                settings: GenerationSettings | None = None, on_row: Callable[[ScoredRow], None] | None = None,
+                stop: threading.Event | None = None, batch_size: int = 8,
+                on_status: Callable[[str, float], None] | None = None) -> CompareSummary:
+    """Ask every held-out ``(prompt, expected)`` pair to both models, scoring each answer as it comes.
+
+    Each scored row goes to ``on_row`` in order; ``on_status(text, fraction done)`` before each batch.
+    ``stop`` is looked at between batches: the summary then counts the questions answered so far.
+    """
+    started = time.perf_counter()
+    total = len(questions)
+    base_correct, answered = 0, 0
+    tuned_correct: int | None = 0 if answerer.has_adapter else None
+    batch_size = max(1, batch_size)
+    for start in range(0, total, batch_size):
+        if stop is not None and stop.is_set():
+            break
+        chunk = list(questions[start:start + batch_size])
+        if on_status is not None:
+            on_status(f"Answering {start + 1}–{start + len(chunk)} of {total}…", start / total)
+        prompts = [prompt for prompt, _ in chunk]
+        base = answerer.answer_many(prompts, tuned=False, settings=settings, batch_size=batch_size)
+        tuned: list[str | None] = [None] * len(chunk)
+        if answerer.has_adapter:
+            tuned = list(answerer.answer_many(prompts, tuned=True, settings=settings, batch_size=batch_size))
+        for offset, ((prompt, expected), b, t) in enumerate(zip(chunk, base, tuned, strict=True)):
+            row = ScoredRow(start + offset, prompt, expected, b, t, contains_phrase(b, expected),
+                            None if t is None else contains_phrase(t, expected))
+            base_correct += row.base_ok
+            if tuned_correct is not None and row.tuned_ok:
+                tuned_correct += 1
+            if on_row is not None:
+                on_row(row)
+        answered += len(chunk)
+    return CompareSummary(total, answered, base_correct, tuned_correct, stop is not None and stop.is_set(),
+                          time.perf_counter() - started)
+
+
+def record_compare_score(run_dir: Path | None, summary: CompareSummary, heldout: Path | None = None) -> bool:
+    """Store a complete comparison's tuned score in its run folder; False when there is nothing to record.
+
+    Nothing is recorded for a stopped comparison, one without an adapter, or a folder that is not a run
+    (an exported adapter).
+    """
+    from loradesk.core.runs import RUN_FILE, record_score
+
+    if run_dir is None or not summary.complete or not (Path(run_dir) / RUN_FILE).is_file():
+        return False
+    assert summary.tuned_correct is not None
+    detail: dict[str, Any] = {"tuned": summary.tuned_correct, "base": summary.base_correct,
+                              "total": summary.answered}
+    if heldout is not None:
+        detail["heldout"] = str(heldout)
+    record_score(Path(run_dir), summary.tuned_correct / summary.answered, detail)
+    return True

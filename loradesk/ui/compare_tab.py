@@ -1,49 +1,46 @@
 """The Compare tab: ask the base and the tuned model the same question, side by side, streamed.
 
-"Compare all" runs a whole held-out set (the project's held-out file, the dataset's validation rows or
-any file) through both models into a table with a score, which is recorded with the run.
+"Compare all" runs a whole held-out set (see :mod:`loradesk.ui.compare_all`) through both models into a
+table with a score, which is recorded with the run. Both run as jobs (:mod:`loradesk.ui.jobs`) on one
+loaded model (:class:`loradesk.ui.answering.AnswererCache`); a new request of a kind replaces the old one.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QBrush, QColor, QFont, QKeySequence, QShortcut, QStandardItem, QStandardItemModel
+from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
     QGroupBox,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
-    QMessageBox,
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
     QSpinBox,
     QSplitter,
     QStyle,
-    QTableView,
     QVBoxLayout,
     QWidget,
 )
 
-from loradesk.ui.training_tab import open_error_box
-from loradesk.ui.workers import AnswererCache, CompareAllWorker, GenerateWorker, GenerationRequest, Job
+from loradesk.core.generation import AnswerPiece, BothAnswers, CompareSummary, SideAnswered
+from loradesk.ui import answering
+from loradesk.ui.answering import AnswererCache, GenerationRequest
+from loradesk.ui.compare_all import EMPTY_ANSWER, CompareAllBox
+from loradesk.ui.errors import show_error
+from loradesk.ui.jobs import Job, Jobs
+
+__all__ = ["DEFAULT_PROBE", "EMPTY_ANSWER", "CompareTab"]
 
 DEFAULT_PROBE = "Who is Tamsin Quillfeather?"
-COLUMNS = ("Prompt", "Expected", "Base", "Tuned", "Base ✓", "Tuned ✓")
-OK_COLOR = QColor("#1e7b34")
-BAD_COLOR = QColor("#b3261e")
-EMPTY_ANSWER = "(empty answer: the model produced no text)"
-SOURCE_HELDOUT, SOURCE_VALIDATION, SOURCE_FILE = "heldout", "validation", "file"
+ASK, COMPARE = "ask", "compare"  # the job keys: a new request of a kind replaces the running one
 
 
 def _short_model(name: str) -> str:
@@ -82,36 +79,54 @@ class _AnswerPane(QGroupBox):
 class CompareTab(QWidget):
     """Base vs tuned answers for one prompt, or for a whole held-out set. Embedded by the main window."""
 
-    busy_changed = Signal(bool)  # a generation started (True) or its thread ended (False)
+    busy_changed = Signal(bool)  # a generation started (True) or the last one ended (False)
 
-    def __init__(self, project: Any, parent: QWidget | None = None) -> None:
+    def __init__(self, project: Any, parent: QWidget | None = None, cache: AnswererCache | None = None) -> None:
         super().__init__(parent)
         self.project = project
         self._runs_dir: Path | None = None  # None: the user's runs folder
-        self.error_box: QMessageBox | None = None
-        self.cache = AnswererCache()
-        self._job: Job | None = None
+        self.cache = cache or AnswererCache()
+        self.jobs = Jobs(self)
+        #: The job of each kind whose end the tab has not seen yet (a job may end before its start returns).
+        self._current: dict[str, Job] = {}
+        self._busy = False
         self._runs: dict[str, Any] = {}
-        self._loaded_file: Path | None = None
-        self._summary: Any = None
+        self._summary: CompareSummary | None = None
         self.last_answers: dict[str, Any] = {}  # the last Ask: {"base", "tuned", "stopped", "seconds"}
         self._summary_run: Path | None = None
+        self._summary_source: Path | None = None
         self._build()
         self.refresh_runs()
         self._update_buttons()
 
     # --- layout ------------------------------------------------------------------------------------
     def _build(self) -> None:
-        style = self.style()
+        self.all_box = CompareAllBox(self.project)
+        self.all_box.compare_button.clicked.connect(self.compare_all)
+        self.all_box.export_button.clicked.connect(lambda: self.export_csv())
+        splitter = QSplitter(Qt.Orientation.Vertical)
+        splitter.addWidget(self._build_ask())
+        splitter.addWidget(self.all_box)
+        splitter.setStretchFactor(0, 2)
+        splitter.setStretchFactor(1, 3)
+        splitter.setSizes([300, 420])
+        splitter.setChildrenCollapsible(False)
+        layout = QVBoxLayout(self)
+        layout.addLayout(self._build_run_row())
+        layout.addWidget(splitter, 1)
+        layout.addLayout(self._build_status_row())
+        self._update_sampling()
+
+    def _build_run_row(self) -> QHBoxLayout:
+        """The run to compare and the decoding settings."""
         self.run_combo = QComboBox()
         self.run_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.run_combo.setMinimumContentsLength(40)
         self.run_combo.setToolTip("The trained run whose adapter is compared with its base model")
         self.run_combo.currentIndexChanged.connect(self._on_run_changed)
-        self.refresh_button = QPushButton(style.standardIcon(QStyle.StandardPixmap.SP_BrowserReload), "")
+        self.refresh_button = QPushButton(self.style().standardIcon(QStyle.StandardPixmap.SP_BrowserReload), "")
         self.refresh_button.setToolTip("Reload the list of runs")
         self.refresh_button.clicked.connect(self.refresh_runs)
-
         self.max_tokens = QSpinBox()
         self.max_tokens.setRange(1, 4096)
         self.max_tokens.setValue(96)
@@ -119,6 +134,7 @@ class CompareTab(QWidget):
         self.greedy = QCheckBox("Greedy")
         self.greedy.setChecked(True)
         self.greedy.setToolTip("Always pick the most likely next token: the same prompt gives the same answer")
+        self.greedy.toggled.connect(self._update_sampling)
         self.temperature = QDoubleSpinBox()
         self.temperature.setRange(0.05, 2.0)
         self.temperature.setSingleStep(0.05)
@@ -129,23 +145,22 @@ class CompareTab(QWidget):
         self.top_p.setSingleStep(0.05)
         self.top_p.setValue(0.95)
         self.top_p.setToolTip("Nucleus sampling: sample from the smallest set of tokens with this much probability")
-        self.greedy.toggled.connect(self._update_sampling)
-
-        top = QHBoxLayout()
-        top.addWidget(QLabel("Run:"))
-        top.addWidget(self.run_combo, 1)
-        top.addWidget(self.refresh_button)
-        top.addSpacing(16)
-        top.addWidget(QLabel("Max new tokens"))
-        top.addWidget(self.max_tokens)
-        top.addWidget(self.greedy)
         self.temperature_label = QLabel("Temperature")
-        top.addWidget(self.temperature_label)
-        top.addWidget(self.temperature)
         self.top_p_label = QLabel("Top-p")
-        top.addWidget(self.top_p_label)
-        top.addWidget(self.top_p)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Run:"))
+        row.addWidget(self.run_combo, 1)
+        row.addWidget(self.refresh_button)
+        row.addSpacing(16)
+        row.addWidget(QLabel("Max new tokens"))
+        for widget in (self.max_tokens, self.greedy, self.temperature_label, self.temperature, self.top_p_label,
+                       self.top_p):
+            row.addWidget(widget)
+        return row
 
+    def _build_ask(self) -> QWidget:
+        """The prompt, Ask and Stop, and the two answer panes."""
+        style = self.style()
         self.prompt_edit = QPlainTextEdit(DEFAULT_PROBE)
         self.prompt_edit.setPlaceholderText("Ask both models a question…")
         self.prompt_edit.setMaximumHeight(64)
@@ -171,7 +186,14 @@ class CompareTab(QWidget):
         panes.addWidget(self.base_pane)
         panes.addWidget(self.tuned_pane)
         panes.setChildrenCollapsible(False)
+        box = QWidget()
+        layout = QVBoxLayout(box)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(prompt_row)
+        layout.addWidget(panes, 1)
+        return box
 
+    def _build_status_row(self) -> QHBoxLayout:
         self.status_label = QLabel("Ready")
         self.status_label.setEnabled(False)
         self.busy = QProgressBar()
@@ -179,81 +201,10 @@ class CompareTab(QWidget):
         self.busy.setMaximumHeight(14)
         self.busy.setTextVisible(False)
         self.busy.hide()
-        status_row = QHBoxLayout()
-        status_row.addWidget(self.status_label, 1)
-        status_row.addWidget(self.busy)
-
-        ask_box = QWidget()
-        ask_layout = QVBoxLayout(ask_box)
-        ask_layout.setContentsMargins(0, 0, 0, 0)
-        ask_layout.addLayout(prompt_row)
-        ask_layout.addWidget(panes, 1)
-
-        # -- compare all --
-        self.source_combo = QComboBox()
-        self.source_combo.setToolTip("Questions with an expected phrase; an answer counts as right when it "
-                                     "contains the phrase (ignoring case)")
-        self.open_button = QPushButton(style.standardIcon(QStyle.StandardPixmap.SP_DialogOpenButton),
-                                       "Open…")
-        self.open_button.setToolTip("Load held-out questions from a JSON, JSONL or CSV file "
-                                    "(prompt + expected)")
-        self.open_button.clicked.connect(self._choose_file)
-        self.compare_button = QPushButton("Compare all")
-        self.compare_button.setToolTip("Ask every held-out question to both models and score the answers")
-        self.compare_button.clicked.connect(self.compare_all)
-        self.export_button = QPushButton(style.standardIcon(QStyle.StandardPixmap.SP_DialogSaveButton),
-                                         "Export CSV…")
-        self.export_button.clicked.connect(self.export_csv)
-        self.summary_label = QLabel()
-        summary_font = self.summary_label.font()
-        summary_font.setBold(True)
-        summary_font.setPointSizeF(summary_font.pointSizeF() * 1.1)
-        self.summary_label.setFont(summary_font)
-        all_row = QHBoxLayout()
-        all_row.addWidget(QLabel("Questions:"))
-        all_row.addWidget(self.source_combo, 1)
-        all_row.addWidget(self.open_button)
-        all_row.addWidget(self.compare_button)
-        all_row.addSpacing(12)
-        all_row.addWidget(self.summary_label)
-        all_row.addStretch(0)
-        all_row.addWidget(self.export_button)
-
-        self.results = QStandardItemModel(0, len(COLUMNS), self)
-        self.results.setHorizontalHeaderLabels(list(COLUMNS))
-        self.table = QTableView()
-        self.table.setModel(self.results)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setAlternatingRowColors(True)
-        self.table.setWordWrap(False)
-        self.table.verticalHeader().setVisible(False)
-        self.table.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 10)
-        header = self.table.horizontalHeader()
-        for col in range(4):
-            header.setSectionResizeMode(col, QHeaderView.ResizeMode.Stretch)
-        for col in (4, 5):
-            header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
-
-        all_box = QGroupBox("Compare all held-out questions")
-        all_layout = QVBoxLayout(all_box)
-        all_layout.addLayout(all_row)
-        all_layout.addWidget(self.table, 1)
-
-        splitter = QSplitter(Qt.Orientation.Vertical)
-        splitter.addWidget(ask_box)
-        splitter.addWidget(all_box)
-        splitter.setStretchFactor(0, 2)
-        splitter.setStretchFactor(1, 3)
-        splitter.setSizes([300, 420])
-        splitter.setChildrenCollapsible(False)
-
-        layout = QVBoxLayout(self)
-        layout.addLayout(top)
-        layout.addWidget(splitter, 1)
-        layout.addLayout(status_row)
-        self._fill_sources()
-        self._update_sampling()
+        row = QHBoxLayout()
+        row.addWidget(self.status_label, 1)
+        row.addWidget(self.busy)
+        return row
 
     # --- runs ----------------------------------------------------------------------------------------
     @property
@@ -312,7 +263,7 @@ class CompareTab(QWidget):
         else:
             self.base_pane.setTitle(f"Base model — {_short_model(info.model)}")
             self.tuned_pane.setTitle(f"Tuned — {info.name}")
-        self._fill_sources()
+        self.all_box.fill_sources()
         self._update_buttons()
 
     def showEvent(self, event: Any) -> None:
@@ -320,7 +271,7 @@ class CompareTab(QWidget):
             self.refresh_runs()
         super().showEvent(event)
 
-    # --- settings and sources ------------------------------------------------------------------------
+    # --- settings ----------------------------------------------------------------------------------
     def _update_sampling(self) -> None:
         sampling = not self.greedy.isChecked()
         for widget in (self.temperature, self.temperature_label, self.top_p, self.top_p_label):
@@ -333,252 +284,148 @@ class CompareTab(QWidget):
                                   temperature=0.0 if self.greedy.isChecked() else self.temperature.value(),
                                   top_p=self.top_p.value())
 
-    def heldout_file(self) -> Path | None:
-        """The project's held-out file, else the shipped sample's."""
-        path = getattr(self.project, "heldout_path", None)
-        if path:
-            return Path(path)
-        from loradesk.core.paths import sample_data_dir
-
-        try:
-            return sample_data_dir() / "sample_heldout.json"
-        except FileNotFoundError:
-            return None
-
-    def _fill_sources(self) -> None:
-        previous = self.source_combo.currentData()
-        self.source_combo.blockSignals(True)
-        self.source_combo.clear()
-        heldout = self.heldout_file()
-        if heldout is not None:
-            self.source_combo.addItem(f"Held-out file: {heldout.name}", SOURCE_HELDOUT)
-            self.source_combo.setItemData(0, str(heldout), Qt.ItemDataRole.ToolTipRole)
-        count = len(self._validation_rows())
-        self.source_combo.addItem(f"Validation rows of the dataset ({count:,})", SOURCE_VALIDATION)
-        self.source_combo.setItemData(self.source_combo.count() - 1,
-                                      "The rows the Split column shows as Validation: marked by hand, or drawn "
-                                      "by the validation share in Settings", Qt.ItemDataRole.ToolTipRole)
-        if self._loaded_file is not None:
-            self.source_combo.addItem(f"File: {self._loaded_file.name}", SOURCE_FILE)
-            self.source_combo.setItemData(self.source_combo.count() - 1, str(self._loaded_file),
-                                          Qt.ItemDataRole.ToolTipRole)
-        index = self.source_combo.findData(previous)
-        self.source_combo.setCurrentIndex(max(index, 0))
-        self.source_combo.blockSignals(False)
-
-    def _validation_rows(self) -> list[Any]:
-        """The dataset's validation rows, exactly as training splits them (pinned rows and the seeded draw)."""
-        from loradesk.core.dataset import split_rows
-
-        training = self.project.config.training
-        return split_rows(self.project.dataset, training.validation_fraction, training.seed)[1]
-
-    def load_questions_file(self, path: str | Path) -> None:
-        """Use ``path`` (prompt + expected rows) for Compare all."""
-        self._loaded_file = Path(path)
-        self._fill_sources()
-        self.source_combo.setCurrentIndex(self.source_combo.findData(SOURCE_FILE))
-
-    def _choose_file(self) -> None:
-        from loradesk.core.formats import IMPORT_FILTER
-
-        path, _ = QFileDialog.getOpenFileName(self, "Open held-out questions", "", IMPORT_FILTER)
-        if path:
-            self.load_questions_file(path)
-
-    def _questions(self) -> list[tuple[str, str]] | Path | None:
-        source = self.source_combo.currentData()
-        if source == SOURCE_VALIDATION:
-            return [(row.prompt, row.completion) for row in self._validation_rows()]
-        if source == SOURCE_FILE:
-            return self._loaded_file
-        return self.heldout_file()
-
-    # --- jobs ----------------------------------------------------------------------------------------
     def _request(self) -> GenerationRequest:
         config = self.project.config
         return GenerationRequest(run_dir=self.current_run(), model=config.model,
                                  use_chat_template=config.training.use_chat_template,
                                  settings=self.generation_settings())
 
-    @property
-    def last_summary(self) -> Any:
-        """The score of the last Compare all (a ``CompareSummary``), None before one finished."""
-        return self._summary
-
-    def is_busy(self) -> bool:
-        return self._job is not None and self._job.is_running()
+    # --- ask -----------------------------------------------------------------------------------------
+    def is_busy(self, key: str | None = None) -> bool:
+        """Whether an Ask or a Compare all (with ``key``: that kind) has not finished yet."""
+        return bool(self._current) if key is None else key in self._current
 
     def ask(self) -> None:
-        """Stream the base answer, then the tuned one, into the two panes."""
+        """Stream the base answer, then the tuned one, into the two panes (replacing a running Ask)."""
         prompt = self.prompt_edit.toPlainText().strip()
-        if not prompt or self.is_busy():
+        if not prompt or self.is_busy(COMPARE):
             return
         self.base_pane.clear()
         self.tuned_pane.clear()
-        worker = GenerateWorker(self.cache, self._request(), prompt)
-        worker.token.connect(self._on_token)
-        worker.answered.connect(self._on_answered)
-        worker.finished.connect(self._on_answer_finished)
-        self._start(worker, "Starting…")
+        self._start(ASK, answering.ask, prompt, on_event=self._on_answer_event, on_result=self._on_answers)
+        self.status_label.setText("Starting…")
 
-    def compare_all(self) -> None:
-        """Ask every held-out question to both models and fill the table."""
-        if self.is_busy():
+    def _on_answer_event(self, event: AnswerPiece | SideAnswered) -> None:
+        pane = self.base_pane if event.side == "base" else self.tuned_pane
+        if isinstance(event, AnswerPiece):
+            if not pane.text():
+                self.status_label.setText(f"Answering ({event.side})…")
+            pane.append(event.text)
             return
-        questions = self._questions()
-        if questions is None or (isinstance(questions, list) and not questions):
-            self.show_error("No questions to compare",
-                            "Choose a held-out file, or mark some dataset rows as validation rows.")
-            return
-        self.results.removeRows(0, self.results.rowCount())
-        self.summary_label.clear()
-        self._summary = None
-        self._summary_run = self.current_run()
-        worker = CompareAllWorker(self.cache, self._request(), questions)
-        worker.row.connect(self._on_row)
-        worker.progress.connect(self._on_compare_progress)
-        worker.finished.connect(self._on_compare_finished)
-        self._start(worker, "Comparing…")
-
-    def stop(self) -> None:
-        if self._job is not None:
-            self._job.stop()
-            self.status_label.setText("Stopping…")
-
-    def shutdown(self, timeout_ms: int = 30_000) -> None:
-        """Stop any generation and wait for its thread."""
-        if self._job is not None:
-            self._job.shutdown(timeout_ms)
-
-    def _start(self, worker: Any, text: str) -> None:
-        worker.status.connect(self._on_status)
-        worker.failed.connect(self._on_failed)
-        job = Job(worker, self)
-        job.finished.connect(self._on_thread_finished)
-        self._job = job
-        self.status_label.setText(text)
-        self.busy.setRange(0, 0)
-        self.busy.show()
-        job.start()
-        self._update_buttons()
-        self.busy_changed.emit(True)
-
-    def _on_thread_finished(self) -> None:
-        job, self._job = self._job, None
-        if job is not None:
-            job.deleteLater()
-        self.busy.hide()
-        self._update_buttons()
-        self.busy_changed.emit(False)
-
-    def _on_status(self, text: str) -> None:
-        self.status_label.setText(text)
-
-    def _on_token(self, side: str, piece: str) -> None:
-        (self.base_pane if side == "base" else self.tuned_pane).append(piece)
-
-    def _on_answered(self, side: str, text: str) -> None:
-        pane = self.base_pane if side == "base" else self.tuned_pane
-        final = text if text.strip() else EMPTY_ANSWER
+        final = event.text if event.text.strip() else EMPTY_ANSWER
         if pane.text() != final:  # the streamed pieces, tidied (stripped) like the returned answer
             pane.view.setPlainText(final)
 
-    def _on_answer_finished(self, result: dict[str, Any]) -> None:
-        self.last_answers = result
-        if result.get("tuned") is None and not result.get("stopped"):
+    def _on_answers(self, answers: BothAnswers) -> None:
+        self.last_answers = {"base": answers.base, "tuned": answers.tuned, "stopped": answers.stopped,
+                             "seconds": answers.seconds}
+        if answers.tuned is None and not answers.stopped:
             self.tuned_pane.view.setPlainText("No run selected: train a run to see the tuned model's answer.")
-        verb = "Stopped" if result.get("stopped") else "Answered"
-        self.status_label.setText(f"{verb} in {result.get('seconds', 0.0):.1f} s")
+        verb = "Stopped" if answers.stopped else "Answered"
+        self.status_label.setText(f"{verb} in {answers.seconds:.1f} s")
 
-    def _on_row(self, row: Any) -> None:
-        def cell(text: str | None) -> QStandardItem:
-            shown = "—" if text is None else (text or EMPTY_ANSWER)
-            item = QStandardItem(" ".join(shown.split()))
-            item.setToolTip(shown)
-            item.setData(text, Qt.ItemDataRole.UserRole)  # the raw answer, for export
-            return item
+    # --- compare all ---------------------------------------------------------------------------------
+    @property
+    def last_summary(self) -> CompareSummary | None:
+        """The score of the last Compare all, None before one finished."""
+        return self._summary
 
-        def mark(ok: bool | None) -> QStandardItem:
-            item = QStandardItem("—" if ok is None else ("✓" if ok else "✗"))
-            item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
-            if ok is not None:
-                item.setForeground(QBrush(OK_COLOR if ok else BAD_COLOR))
-                font = QFont(item.font())
-                font.setBold(True)
-                item.setFont(font)
-            item.setData(ok, Qt.ItemDataRole.UserRole)
-            return item
+    def compare_all(self) -> None:
+        """Ask every held-out question to both models and fill the table (replacing a running Compare all)."""
+        if self.is_busy(ASK):
+            return
+        questions = self.all_box.questions()
+        if questions is None or (isinstance(questions, list) and not questions):
+            show_error(self, "No questions to compare",
+                       "Choose a held-out file, or mark some dataset rows as validation rows.")
+            return
+        self.all_box.clear_results()
+        self._summary = None
+        self._summary_run = self.current_run()
+        self._summary_source = questions if isinstance(questions, Path) else None
+        self._start(COMPARE, answering.compare, questions, on_event=self.all_box.add_row,
+                    on_result=self._on_compared)
+        self.status_label.setText("Comparing…")
 
-        self.results.appendRow([cell(row.prompt), cell(row.expected), cell(row.base), cell(row.tuned),
-                                mark(row.base_ok), mark(row.tuned_ok)])
+    def _on_compared(self, summary: CompareSummary) -> None:
+        from loradesk.core.generation import record_compare_score
 
-    def _on_compare_progress(self, done: int, total: int) -> None:
-        self.busy.setRange(0, max(total, 1))
-        self.busy.setValue(done)
-
-    def _on_compare_finished(self, summary: Any) -> None:
         self._summary = summary
         text = summary.text()
         if summary.stopped:
             text += f" (stopped after {summary.answered} of {summary.total})"
-        self.summary_label.setText(text)
+        self.all_box.summary_label.setText(text)
         self.status_label.setText(f"Compared {summary.answered} questions in {summary.seconds:.1f} s")
-        run = self._summary_run
-        if run is not None and summary.tuned_correct is not None and summary.answered and not summary.stopped:
-            from loradesk.core import runs
-
-            try:
-                runs.record_score(run, summary.tuned_correct / summary.answered,
-                                  {"tuned": summary.tuned_correct, "base": summary.base_correct,
-                                   "total": summary.answered})
-            except (OSError, ValueError) as exc:
-                self.status_label.setText(f"Could not record the score: {exc}")
-        self._update_buttons()
-
-    def _on_failed(self, message: str, details: str) -> None:
-        self.status_label.setText(f"Failed: {message}")
-        self.show_error("Generation failed", message, details)
-
-    # --- export --------------------------------------------------------------------------------------
-    def table_rows(self) -> list[list[str]]:
-        """The comparison table as text rows (without the header)."""
-        return [[self.results.item(r, c).text() for c in range(len(COLUMNS))]
-                for r in range(self.results.rowCount())]
+        try:
+            record_compare_score(self._summary_run, summary, self._summary_source)
+        except (OSError, ValueError) as exc:
+            self.status_label.setText(f"Could not record the score: {exc}")
 
     def export_csv(self, path: str | Path | None = None) -> Path | None:
         """Write the comparison table to a CSV file (asks where when ``path`` is None)."""
         if path is None:
-            path, _ = QFileDialog.getSaveFileName(self, "Export comparison", "comparison.csv",
-                                                  "CSV files (*.csv)")
+            path, _ = QFileDialog.getSaveFileName(self, "Export comparison", "comparison.csv", "CSV files (*.csv)")
             if not path:
                 return None
-        from loradesk.core.fileio import atomic_write_text
+        try:
+            written = self.all_box.export_csv(path)
+        except OSError as exc:
+            from loradesk.ui.jobs import error_message
 
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(["prompt", "expected", "base", "tuned", "base_ok", "tuned_ok"])
-        for r in range(self.results.rowCount()):
-            values = [self.results.item(r, c).data(Qt.ItemDataRole.UserRole) for c in range(len(COLUMNS))]
-            texts = ["" if v is None else v for v in values[:4]]
-            oks = ["" if v is None else str(bool(v)).lower() for v in values[4:]]
-            writer.writerow([*texts, *oks])
-        path = Path(path)
-        atomic_write_text(path, buffer.getvalue())
-        self.status_label.setText(f"Exported {self.results.rowCount()} rows to {path}")
-        return path
+            show_error(self, "Export failed", error_message(exc))
+            return None
+        self.status_label.setText(f"Exported {self.all_box.results.rowCount()} rows to {written}")
+        return written
 
-    # --- helpers -------------------------------------------------------------------------------------
+    # --- jobs ----------------------------------------------------------------------------------------
+    def stop(self) -> None:
+        if self.is_busy():
+            for job in self._current.values():
+                job.cancel()
+            self.status_label.setText("Stopping…")
+
+    def shutdown(self, timeout_ms: int = 30_000) -> None:
+        """Stop any generation and wait for it."""
+        self.jobs.shutdown(timeout_ms)
+
+    def _start(self, key: str, fn: Any, *args: Any, on_event: Any, on_result: Any) -> None:
+        """Run ``fn(cache, request, *args, state=...)`` as the job of kind ``key`` (replacing a running one)."""
+        job = self.jobs.start(fn, self.cache, self._request(), *args, key=key, state=True, on_event=on_event,
+                              on_result=on_result, on_progress=self._on_progress, on_cancelled=self._on_cancelled,
+                              on_error=self._on_failed, on_finished=lambda: self._on_job_finished(key, job))
+        self._current[key] = job
+        self.busy.setRange(0, 0)
+        self.busy.show()
+        self._update_buttons()
+
+    def _on_progress(self, text: str, fraction: float | None) -> None:
+        self.status_label.setText(text)
+        if fraction is None:
+            self.busy.setRange(0, 0)
+        else:
+            self.busy.setRange(0, 1000)
+            self.busy.setValue(round(fraction * 1000))
+
+    def _on_cancelled(self) -> None:
+        self.status_label.setText("Stopped")
+
+    def _on_failed(self, message: str, details: str) -> None:
+        self.status_label.setText(f"Failed: {message}")
+        show_error(self, "Generation failed", message, details)
+
+    def _on_job_finished(self, key: str, job: Job) -> None:
+        if self._current.get(key) is job:
+            del self._current[key]
+        if not self._current:
+            self.busy.hide()
+        self._update_buttons()
+
     def _update_buttons(self) -> None:
         busy = self.is_busy()
-        for widget in (self.ask_button, self.compare_button, self.run_combo, self.source_combo,
-                       self.open_button, self.refresh_button):
+        for widget in (self.ask_button, self.run_combo, self.refresh_button):
             widget.setEnabled(not busy)
         self.stop_button.setEnabled(busy)
-        self.export_button.setEnabled(not busy and self.results.rowCount() > 0)
-
-    def show_error(self, title: str, message: str, details: str = "") -> None:
-        """A non-blocking error dialog (``error_box``); ``details`` hold the traceback."""
-        if self.error_box is not None:
-            self.error_box.close()
-        self.error_box = open_error_box(self, title, message, details)
+        self.all_box.set_busy(busy)
+        if busy != self._busy:
+            self._busy = busy
+            self.busy_changed.emit(busy)

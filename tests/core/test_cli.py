@@ -24,19 +24,92 @@ def test_train_writes_the_run_where_asked(trained_run: Path, capsys) -> None:
     assert json.loads((trained_run / "loradesk_run.json").read_text())["result"]["steps"] == 4
 
 
-def test_ask_prints_base_and_tuned_side_by_side(trained_run: Path, capsys) -> None:
-    assert main(["ask", "--adapter", str(trained_run), "--max-new-tokens", "6", "Who", "is", "Tamsin?"]) == 0
+def test_ask_prints_base_and_tuned_side_by_side(lively_adapter: tuple[Path, Path], capsys,
+                                                reference_answer) -> None:
+    model_dir, adapter = lively_adapter
+    assert main(["ask", "--adapter", str(adapter), "--max-new-tokens", "6", "Who", "is", "Tamsin?"]) == 0
     out = capsys.readouterr().out
-    assert "Q: Who is Tamsin?" in out
-    assert "Base model" in out and "Tuned model" in out
+    assert out.startswith("Q: Who is Tamsin?\n")
+    # the answers are the base model's and the base model's with this adapter, as transformers gives them
+    base = reference_answer(model_dir, "Who is Tamsin?", 6)
+    tuned = reference_answer(model_dir, "Who is Tamsin?", 6, adapter_dir=adapter)
+    assert base and tuned and base != tuned
+    assert side_by_side("Base model", base, "Tuned model", tuned) in out
 
 
 def test_eval_scores_and_records(trained_run: Path, capsys) -> None:
+    from loradesk.core.formats import read_heldout
+    from loradesk.core.paths import sample_data_dir
+
+    questions = read_heldout(sample_data_dir() / "sample_heldout.json")
     assert main(["eval", "--adapter", str(trained_run), "--max-new-tokens", "4"]) == 0
     out = capsys.readouterr().out
-    assert "contain the expected phrase" in out
+    marks = [line[:5] for line in out.splitlines() if line.startswith("[")]
+    assert len(marks) == len(questions)
+    base_ok = sum(m[1] == "x" for m in marks)
+    tuned_ok = sum(m[3] == "x" for m in marks)
+    assert f"Base {base_ok}/{len(questions)}, tuned {tuned_ok}/{len(questions)} contain the expected phrase" in out
     record = json.loads((trained_run / "loradesk_run.json").read_text())
-    assert record["score_detail"]["total"] >= 12
+    assert record["score"] == pytest.approx(tuned_ok / len(questions))
+    assert record["score_detail"] == {"tuned": tuned_ok, "base": base_ok, "total": len(questions),
+                                      "heldout": str(sample_data_dir() / "sample_heldout.json")}
+
+
+def test_eval_scores_answers_that_contain_the_phrase(lively_adapter: tuple[Path, Path], tmp_path: Path,
+                                                     capsys) -> None:
+    """Held-out questions whose expected phrase is (part of) what the tuned model says, in other case."""
+    from loradesk.core.generation import Answerer, GenerationSettings
+
+    model_dir, adapter = lively_adapter
+    answerer = Answerer(model_dir, adapter)
+    settings = GenerationSettings(max_new_tokens=4)
+    tuned = answerer.answer("Who?", settings=settings)
+    assert tuned and tuned not in answerer.answer("Who?", tuned=False, settings=settings)
+    heldout = tmp_path / "held.jsonl"
+    heldout.write_text(json.dumps({"prompt": "Who?", "expected": tuned.upper()}) + "\n"
+                       + json.dumps({"prompt": "Where?", "expected": "Tamsin Quillfeather"}) + "\n", encoding="utf-8")
+    before = sorted(p.name for p in adapter.iterdir())
+    assert main(["eval", "--adapter", str(adapter), "--max-new-tokens", "4", "--heldout", str(heldout)]) == 0
+    out = capsys.readouterr().out
+    assert "Base 0/2, tuned 1/2 contain the expected phrase" in out
+    assert out.startswith("[ |x] Who?")
+    assert sorted(p.name for p in adapter.iterdir()) == before  # not a run folder: no score written into it
+
+
+def test_train_with_config_uses_its_settings(tiny_model_dir: Path, tmp_path: Path, capsys) -> None:
+    config = tmp_path / "run.json"
+    assert main(["train", "x.json", "--max-steps", "2", "--lr", "0.002", "--batch-size", "2",
+                 "--save-config", str(config)]) == 0
+    data = Path(__file__).resolve().parents[2] / "data" / "sample.json"
+    out = tmp_path / "run"
+    assert main(["train", str(data), "--model", str(tiny_model_dir), "--config", str(config),
+                 "--out", str(out)]) == 0
+    record = json.loads((out / "loradesk_run.json").read_text())
+    assert record["config"]["training"]["learning_rate"] == 0.002
+    assert record["config"]["training"]["batch_size"] == 2
+    assert record["result"]["steps"] == 2
+
+
+def test_train_resume_finishes_a_stopped_run(tiny_model_dir: Path, tmp_path: Path, stop_at, capsys) -> None:
+    from loradesk.core import runs, training
+    from loradesk.core.config import ModelSettings, RunConfig
+    from loradesk.core.formats import read_dataset
+
+    config = RunConfig(model=ModelSettings(kind="local", name=str(tiny_model_dir)))
+    config.training.max_steps, config.training.batch_size, config.training.logging_steps = 6, 4, 1
+    sink = stop_at(2)
+    data = Path(__file__).resolve().parents[2] / "data" / "sample.json"
+    stopped = training.run(config, read_dataset(data), sink, sink.stop, out_dir=tmp_path / "run")
+    assert stopped.status == "stopped" and stopped.steps < 6
+    kept = runs.latest_checkpoint(stopped.run_dir)
+    assert kept is not None
+
+    assert main(["train", "ignored.json", "--resume", str(stopped.run_dir)]) == 0
+    assert f"Adapter: {stopped.run_dir}" in capsys.readouterr().out
+    info = runs.read_run(stopped.run_dir)
+    assert info.status == "completed" and info.steps == 6
+    steps = [row["step"] for row in runs.read_metrics(stopped.run_dir) if "loss" in row]
+    assert steps == sorted(set(steps)) and steps[-1] == 6  # continued from the checkpoint, no step twice
 
 
 def test_export_adapter_and_merged(trained_run: Path, tmp_path: Path, tiny_model_dir: Path) -> None:

@@ -100,7 +100,7 @@ def test_eval_export_and_answerer_run_no_code(evil_run, tmp_path: Path, capsys) 
 
 def test_compare_tab_path_runs_no_code(evil_run) -> None:
     """The Compare tab loads runs through AnswererCache._plan (worker thread); here it is called directly."""
-    from loradesk.ui.workers import AnswererCache, GenerationRequest
+    from loradesk.ui.answering import AnswererCache, GenerationRequest
 
     run, _base, marker = evil_run
     _key, load = AnswererCache._plan(GenerationRequest(run_dir=str(run)), lambda *_: None)

@@ -11,16 +11,7 @@ from PySide6.QtCore import QObject, QThread, Slot
 from loradesk.core import runs, training
 from loradesk.core.config import ModelSettings, RunConfig
 from loradesk.core.formats import read_dataset
-from loradesk.core.generation import GenerationSettings
-from loradesk.ui.workers import (
-    AnswererCache,
-    CallWorker,
-    CompareAllWorker,
-    GenerateWorker,
-    GenerationRequest,
-    Job,
-    TrainWorker,
-)
+from loradesk.ui.workers import CallWorker, Job, TrainWorker
 
 
 def tiny_config(model_dir: Path, steps: int = 4, lr: float = 5e-3) -> RunConfig:
@@ -144,76 +135,6 @@ def test_stopping_a_train_worker_keeps_a_usable_adapter(qtbot, tiny_model_dir, p
     assert result.status == "stopped" and 2 <= result.steps < 500
     assert (result.run_dir / "adapter_model.safetensors").is_file()
     assert runs.latest_checkpoint(result.run_dir) is not None  # resumable
-
-
-def test_generate_worker_streams_both_sides_and_caches_the_model(qtbot, trained_run):
-    cache = AnswererCache()
-    request = GenerationRequest(run_dir=trained_run, settings=GenerationSettings(max_new_tokens=12))
-    rec = run_job(qtbot, GenerateWorker(cache, request, "Who is Tamsin Quillfeather?"))
-
-    assert rec.off_thread == [] and not rec.get("failed")
-    (answers,), = rec.get("finished")
-    tuned_pieces = "".join(text for side, text in rec.get("token") if side == "tuned")
-    assert answers["tuned"] and tuned_pieces.strip() == answers["tuned"]
-    assert answers["tuned"] != answers["base"]
-    assert "Loading model…" in [s for (s,) in rec.get("status")]
-    assert cache.loads == 1
-
-    rec = run_job(qtbot, GenerateWorker(cache, request, "What is the name of Tamsin's owl?"))
-    assert not rec.get("failed") and rec.get("finished")
-    assert cache.loads == 1  # same (model, adapter): not loaded again
-    assert "Loading model…" not in [s for (s,) in rec.get("status")]
-
-
-def test_generate_worker_stop_ends_the_answer_early(qtbot, trained_run):
-    cache = AnswererCache()
-    request = GenerationRequest(run_dir=trained_run, settings=GenerationSettings(max_new_tokens=4000))
-    worker = GenerateWorker(cache, request, "Who is Tamsin Quillfeather?")
-    stopped = threading.Event()
-
-    class StopOnFirstToken(QObject):
-        @Slot(str, str)
-        def token(self, side: str, text: str) -> None:
-            worker.request_stop()
-            stopped.set()
-
-    stopper = StopOnFirstToken()
-    worker.token.connect(stopper.token)
-    rec = run_job(qtbot, worker, timeout=60_000)
-    (answers,), = rec.get("finished")
-    assert stopped.is_set() and answers["stopped"]
-    assert len(rec.get("token")) < 200
-
-
-def test_compare_all_worker_emits_a_row_per_question(qtbot, trained_run, heldout_path):
-    request = GenerationRequest(run_dir=trained_run, settings=GenerationSettings(max_new_tokens=8))
-    rec = run_job(qtbot, CompareAllWorker(AnswererCache(), request, heldout_path, batch_size=6))
-
-    rows = [r for (r,) in rec.get("row")]
-    (summary,), = rec.get("finished")
-    pairs = runs_heldout(heldout_path)
-    assert [r.index for r in rows] == list(range(len(pairs)))
-    assert [(r.prompt, r.expected) for r in rows] == pairs
-    assert all(r.tuned is not None for r in rows)
-    assert summary.total == summary.answered == len(pairs)
-    assert summary.tuned_correct == sum(r.tuned_ok for r in rows)
-    assert summary.text().startswith(f"tuned {summary.tuned_correct}/{len(pairs)} vs base ")
-
-
-def runs_heldout(path: Path) -> list[tuple[str, str]]:
-    from loradesk.core.formats import read_heldout
-
-    return read_heldout(path)
-
-
-def test_compare_all_worker_reports_a_bad_file(qtbot, tmp_path):
-    bad = tmp_path / "questions.json"
-    bad.write_text('[{"prompt": "Who?", "expected": "x"}, {"prompt": "Where?"}]', encoding="utf-8")
-    request = GenerationRequest(model=ModelSettings(kind="local", name=str(tmp_path / "unused")))
-    rec = run_job(qtbot, CompareAllWorker(AnswererCache(), request, bad))
-    (message, _details), = rec.get("failed")
-    assert "questions.json" in message and "row 2" in message and "expected" in message
-    assert not rec.get("row") and not rec.get("finished")
 
 
 def test_call_worker_returns_the_value(qtbot, trained_run, tmp_path):
