@@ -64,6 +64,7 @@ class TaskState:
         self._job = job
         self.stop = threading.Event()
         self._last_progress = 0.0
+        self._counting = False  # the last report carried a fraction
 
     @property
     def stop_requested(self) -> bool:
@@ -78,9 +79,12 @@ class TaskState:
         """Report progress (``fraction`` in [0, 1] or None); also a cancellation point."""
         self.check()
         now = time.monotonic()
-        if fraction is not None and fraction < 1 and now - self._last_progress < self.PROGRESS_INTERVAL_S:
+        # Only a stream of counted steps is thinned out: a new stage (a report without a fraction before it) shows.
+        if (fraction is not None and fraction < 1 and self._counting
+                and now - self._last_progress < self.PROGRESS_INTERVAL_S):
             return
         self._last_progress = now
+        self._counting = fraction is not None
         self._job._deliver("progress", (text, fraction))
 
     def emit(self, event: Any) -> None:

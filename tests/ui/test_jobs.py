@@ -151,3 +151,21 @@ def test_retry_button_calls_back(qtbot: QtBot, shown_errors: list[ErrorReport]) 
     assert retry.text() == "Retry with batch 2"
     retry.click()
     assert calls == [1]
+
+
+def reports(state: TaskState) -> None:
+    state.progress("Loading model…")
+    state.progress("Answering 1–8…", 0.0)
+    for i in range(1, 100):
+        state.progress("Answering…", i / 100)
+    state.progress("Done", 1.0)
+
+
+def test_progress_is_thinned_but_a_new_stage_and_the_end_always_show(qtbot: QtBot) -> None:
+    jobs = Jobs()
+    seen: list[tuple[str, float | None]] = []
+    job = jobs.start(reports, state=True, on_progress=lambda text, fraction: seen.append((text, fraction)))
+    qtbot.waitUntil(lambda: not job.is_running())
+    assert seen[:2] == [("Loading model…", None), ("Answering 1–8…", 0.0)]
+    assert seen[-1] == ("Done", 1.0)
+    assert len(seen) < 50  # 99 fast counted steps are thinned out
