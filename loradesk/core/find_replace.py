@@ -196,6 +196,16 @@ def find_matches(rows: Sequence[Example], spec: FindSpec, limit_preview: int | N
     return result
 
 
+def search_records(records: Sequence[tuple[str, str, str]], spec: FindSpec, limit_preview: int | None = None
+                   ) -> tuple[FindResult, list[list[tuple[str, str]]]]:
+    """:func:`find_matches` over rows given as ``(system, prompt, completion)`` tuples, with the
+    :func:`preview_segments` of the previewed cells (what the worker process answers a search with)."""
+    rows = [Example(prompt, completion, system) for system, prompt, completion in records]
+    result = find_matches(rows, spec, limit_preview)
+    pattern = spec.compile()
+    return result, [preview_segments(cell.before, spec, pattern=pattern) for cell in result.cells]
+
+
 def preview_segments(text: str, spec: FindSpec, context: int = 40, max_chars: int = 200,
                      pattern: re.Pattern[str] | None = None) -> list[tuple[str, str]]:
     """``text`` as ``(kind, piece)`` segments (:data:`TEXT`, :data:`OLD`, :data:`NEW`) to show a replacement.

@@ -1,15 +1,15 @@
 """Find and Replace: a tool window that counts and previews a replacement across the dataset, then applies it
 as one undoable step.
 
-Searching waits for a short pause in typing; a big dataset is searched on a worker thread, and results of
-a search that no longer matches the dialog or the data (a newer generation) are dropped.
+Searching waits for a short pause in typing; a big dataset is searched in the worker process (its rows sent
+in chunks, only the changed ones again), and the latest search wins: starting one, or any change to the
+fields or the data, drops whatever an older one still delivers.
 """
 
 from __future__ import annotations
 
 import html
 import re
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,11 +49,20 @@ from PySide6.QtWidgets import (
 )
 
 from loradesk.core.dataset import FIELDS, Dataset, DatasetEvent, Example
-from loradesk.core.find_replace import NEW, OLD, FindResult, FindSpec, Match, find_matches, preview_segments
+from loradesk.core.find_replace import (
+    NEW,
+    OLD,
+    FindResult,
+    FindSpec,
+    Match,
+    find_matches,
+    preview_segments,
+    search_records,
+)
 from loradesk.core.wording import plural
-from loradesk.ui.tasks import Cancelled, Tasks
+from loradesk.ui.jobs import Jobs, TaskState
 from loradesk.ui.undo import SetFieldsCommand
-from loradesk.ui.workers import Job
+from loradesk.ui.worker_process import ROWS_CHANNEL, row_record
 
 Index = QModelIndex | QPersistentModelIndex
 
@@ -76,22 +85,24 @@ def _quote(text: str, limit: int = 30) -> str:
 class SearchOutcome:
     """One finished search: the spec it ran, what it found and the preview segments of ``result.cells``."""
 
-    generation: int
     spec: FindSpec
     result: FindResult
     previews: list[list[tuple[str, str]]] = field(default_factory=list)
 
 
-def search(rows: Sequence[Example], spec: FindSpec, generation: int, limit: int = PREVIEW_LIMIT,
-           progress: Callable[[str, float | None], None] | None = None) -> SearchOutcome | None:
-    """Find ``spec`` in ``rows`` and prepare the preview (runs on a worker thread); None once cancelled."""
-    try:
-        result = find_matches(rows, spec, limit, progress)
-    except Cancelled:
-        return None
+def search(rows: Sequence[Example], spec: FindSpec, limit: int = PREVIEW_LIMIT) -> SearchOutcome:
+    """Find ``spec`` in ``rows`` and prepare the preview (on the GUI thread: small datasets)."""
+    result = find_matches(rows, spec, limit)
     pattern = spec.compile()
-    previews = [preview_segments(cell.before, spec, pattern=pattern) for cell in result.cells]
-    return SearchOutcome(generation, spec, result, previews)
+    return SearchOutcome(spec, result, [preview_segments(cell.before, spec, pattern=pattern) for cell in result.cells])
+
+
+def search_in_process(rows: Sequence[Example], spec: FindSpec, limit: int = PREVIEW_LIMIT, *,
+                      state: TaskState) -> SearchOutcome:
+    """:func:`search` in the worker process (a job: the rows go over in chunks, the changed ones only)."""
+    uploaded = state.upload(rows, row_record, channel=ROWS_CHANNEL)
+    result, previews = state.in_process(search_records, uploaded, spec, limit)
+    return SearchOutcome(spec, result, previews)
 
 
 def segments_html(segments: Sequence[tuple[str, str]]) -> str:
@@ -295,6 +306,7 @@ class FindReplaceDialog(QDialog):
 
     #: Up to this many rows a search runs right away on the GUI thread (it takes a few milliseconds).
     SYNC_ROWS = 5000
+    JOB = "find"
     DEBOUNCE_MS = 200
 
     def __init__(self, dataset: Dataset, undo_stack: QUndoStack, parent: QWidget | None = None) -> None:
@@ -303,11 +315,8 @@ class FindReplaceDialog(QDialog):
         self.undo_stack = undo_stack
         self.setWindowTitle("Find and Replace")
         self.setModal(False)  # a window of its own next to the table; with a parent it stays above it
-        self._generation = 0
-        self._outcome: SearchOutcome | None = None
-        self._job: Job | None = None
-        self._job_generation = -1
-        self._tasks = Tasks(self)
+        self._outcome: SearchOutcome | None = None  # the shown search, while it matches the fields and data
+        self._jobs = Jobs(self)
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(self.DEBOUNCE_MS)
@@ -475,46 +484,36 @@ class FindReplaceDialog(QDialog):
         self.find_edit.selectAll()
         self.find_edit.setFocus()
 
-    def current_result(self) -> FindResult | None:
-        """The search result that matches the fields and the data right now (None while searching)."""
-        outcome = self._current()
-        return outcome.result if outcome is not None else None
-
     def is_searching(self) -> bool:
-        """True while a search is waiting for a pause in typing or running on a worker thread."""
-        return self._timer.isActive() or self._job is not None
+        """True while a search is waiting for a pause in typing or running in the background."""
+        return self._timer.isActive() or self._jobs.busy(self.JOB)
 
     @Slot()
     def search_now(self) -> None:
         """Search right away with the current fields (the debounce timer calls this)."""
         self._timer.stop()
-        generation = self._generation
-        if self._job is not None and self._job_generation == generation:
-            return  # already searching for exactly this
-        self._cancel_job()
+        if self._outcome is not None or self._jobs.busy(self.JOB):
+            return  # the shown result is current, or the search for exactly this is running
         spec = self.spec()
         if not spec.text:
-            self._finish(SearchOutcome(generation, spec, FindResult()), "Type the text to find", hint=True)
+            self._finish(SearchOutcome(spec, FindResult()), "Type the text to find", hint=True)
             return
         if not spec.fields:
-            self._finish(SearchOutcome(generation, spec, FindResult()),
+            self._finish(SearchOutcome(spec, FindResult()),
                          "Tick at least one of Prompt, Completion or System to search in", hint=True)
             return
         try:
             spec.compile()
         except ValueError as exc:
-            self._finish(SearchOutcome(generation, spec, FindResult()), str(exc), error=True)
+            self._finish(SearchOutcome(spec, FindResult()), str(exc), error=True)
             return
-        rows = self.dataset.rows  # a snapshot: later edits start a newer search and this one is dropped
+        rows = self.dataset.rows  # a snapshot: a later edit drops this search and starts a newer one
         if len(rows) <= self.SYNC_ROWS:
-            outcome = search(rows, spec, generation)
-            if outcome is not None:
-                self._show(outcome)
+            self._show(search(rows, spec))
             return
         self._show_message(f"Searching {len(rows):,} rows…", hint=True)
-        self._job = self._tasks.run(search, rows, spec, generation, on_result=self._on_result,
-                                    on_error=self._on_error, on_progress=self._on_progress)
-        self._job_generation = generation
+        self._jobs.start(search_in_process, rows, spec, key=self.JOB, state=True, on_result=self._show,
+                         on_error=self._on_error)
 
     @Slot()
     def replace_all(self) -> None:
@@ -559,14 +558,14 @@ class FindReplaceDialog(QDialog):
         super().hideEvent(event)
         self._subscription.cancel()
         self._timer.stop()
-        self._cancel_job()
-        self._generation += 1
+        self._jobs.drop(self.JOB)
+        self._outcome = None
 
     def shutdown(self, timeout_ms: int = 30_000) -> bool:
-        """Stop a running search and wait for its thread (on quit)."""
+        """Stop a running search and wait for it (on quit)."""
         self._subscription.cancel()
-        self._cancel_job()
-        return self._tasks.shutdown(timeout_ms)
+        self._jobs.drop(self.JOB)
+        return self._jobs.shutdown(timeout_ms)
 
     # --- searching -------------------------------------------------------------------------------------
     def _on_dataset_event(self, _event: DatasetEvent) -> None:
@@ -579,45 +578,16 @@ class FindReplaceDialog(QDialog):
 
     def _invalidate(self, delay_ms: int | None = None) -> None:
         """The shown result no longer matches the fields or the data: search again after a pause."""
-        self._generation += 1
-        self._cancel_job()
+        self._outcome = None
+        self._jobs.drop(self.JOB)  # whatever a running search still delivers is stale
         self._update_buttons()
         self._timer.start(self.DEBOUNCE_MS if delay_ms is None else delay_ms)
 
-    def _cancel_job(self) -> None:
-        if self._job is not None:
-            self._job.stop()  # it ends at its next progress report; its result is dropped anyway
-            self._job = None
-
-    def _is_current_job(self) -> bool:
-        job = self._job
-        return job is not None and self.sender() is job.worker
-
     def _current(self) -> SearchOutcome | None:
-        outcome = self._outcome
-        return outcome if outcome is not None and outcome.generation == self._generation else None
+        return self._outcome
 
-    @Slot(object)
-    def _on_result(self, outcome: SearchOutcome | None) -> None:
-        if outcome is None or outcome.generation != self._generation:
-            return
-        if self._is_current_job():
-            self._job = None
-        self._show(outcome)
-
-    @Slot(str, object)
-    def _on_progress(self, text: str, _fraction: object) -> None:
-        if self._is_current_job():
-            self._show_message(text, hint=True)
-
-    @Slot(str, str)
-    def _on_error(self, message: str, details: str) -> None:
-        if not self._is_current_job():
-            return
-        self._job = None
-        print(f"LoRA Desk find and replace failed: {message}\n{details}", file=sys.stderr)
-        self._finish(SearchOutcome(self._generation, self.spec(), FindResult()), f"Search failed: {message}",
-                     error=True)
+    def _on_error(self, message: str, _details: str) -> None:
+        self._finish(SearchOutcome(self.spec(), FindResult()), f"Search failed: {message}", error=True)
 
     # --- showing ---------------------------------------------------------------------------------------
     def _show(self, outcome: SearchOutcome) -> None:

@@ -18,6 +18,10 @@ A widget owns a :class:`Jobs` and starts plain functions on it::
   (:func:`process_pool`): pure-Python or GIL-holding work (token statistics, checks, find over a big
   dataset) then never competes with the GUI thread for the interpreter. Such a job cannot report
   progress; stopping it drops its result.
+- A thread job that needs progress, or sends many rows, hands its heavy pieces to that process itself:
+  ``state.upload(rows, encode, channel=...)`` sends the rows a chunk at a time (only the chunks that changed
+  since the channel's last upload) and ``state.in_process(fn, uploaded, ...)`` runs ``fn`` there on them,
+  with progress reports and cancellation between the pieces.
 
 Threads are plain Python threads; :func:`wait_for_jobs` stops and joins the running ones when the event
 loop has ended, so no work is cut off half-way and nothing outlives the app.
@@ -32,11 +36,15 @@ import multiprocessing
 import threading
 import time
 import traceback
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal, Slot
 from PySide6.QtWidgets import QWidget
+
+from loradesk.ui import worker_process
+from loradesk.ui.worker_process import Uploaded, UploadLost
 
 
 class Cancelled(Exception):
@@ -86,6 +94,74 @@ class TaskState:
     def emit(self, event: Any) -> None:
         """Hand ``event`` (a partial result) to the job's ``on_event`` on the GUI thread."""
         self._job._deliver("event", event)
+
+    def in_process(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)`` run in the warm worker process; waits for it and returns its result.
+
+        ``fn`` must be a picklable top-level function; an :class:`Uploaded` argument (from :meth:`upload`)
+        arrives there as its list of items. Its exceptions are raised here. Once the job is asked to stop
+        this raises :class:`Cancelled` without waiting (the call still finishes in the process).
+        """
+        one_off = tuple(a.channel for a in (*args, *kwargs.values())
+                        if isinstance(a, Uploaded) and a.channel.startswith(_ONE_OFF))
+        try:
+            return self._wait(process_pool().submit(worker_process.call, fn, args, kwargs, one_off))
+        except UploadLost as lost:  # the process dropped a chunk (or is a new one): send those again, once
+            self._resend(lost)
+            return self._wait(process_pool().submit(worker_process.call, fn, args, kwargs, one_off))
+
+    def upload(self, items: Sequence[Any], encode: Callable[[Any], Any] | None = None, channel: str | None = None,
+               chunk: int = 0) -> Uploaded:
+        """Send ``items`` (each as ``encode(item)``, e.g. a row as a tuple of strings) to the worker process
+        in chunks, each pickled on its own so the GUI thread gets the interpreter in between.
+
+        With a ``channel`` (encode the same way on one channel), a chunk whose items are the very objects
+        last sent at that place is not sent again; sent chunks are never overwritten, so jobs may share a
+        channel. A cancellation point between chunks.
+        """
+        chunk = chunk or UPLOAD_CHUNK
+        name = channel or f"{_ONE_OFF}{next(_VERSIONS)}"
+        pieces: list[tuple[int, int]] = []
+        for start in range(0, len(items), chunk):
+            self.check()
+            part = tuple(items[start:start + chunk])
+            with _SENT_LOCK:
+                known = _SENT.get((name, start)) if channel else None
+            if (known is not None and known[2] == _POOL_GENERATION and len(known[0]) == len(part)
+                    and all(a is b for a, b in zip(known[0], part, strict=True))):
+                pieces.append((start, known[1]))
+                continue
+            version = next(_VERSIONS)
+            self._wait(process_pool().submit(worker_process.stage, name, start, version, _encoded(part, encode)))
+            pieces.append((start, version))
+            if channel:
+                with _SENT_LOCK:
+                    _SENT[(name, start)] = (part, version, _POOL_GENERATION)
+        uploaded = Uploaded(name, tuple(pieces), len(items))
+        _SOURCES[uploaded] = (items, encode)
+        return uploaded
+
+    def _resend(self, lost: UploadLost) -> None:
+        items, encode = _SOURCES.get(lost.uploaded, ((), None))
+        uploaded = lost.uploaded
+        size = max(1, uploaded.chunks[1][0] - uploaded.chunks[0][0]) if len(uploaded.chunks) > 1 else len(items)
+        for n in lost.missing:
+            self.check()
+            start, version = uploaded.chunks[n]
+            part = _encoded(tuple(items[start:start + size]), encode)
+            self._wait(process_pool().submit(worker_process.stage, uploaded.channel, start, version, part))
+
+    def _wait(self, future: concurrent.futures.Future[Any]) -> Any:
+        while True:
+            try:
+                return future.result(timeout=self.PROCESS_POLL_S)
+            except concurrent.futures.TimeoutError:
+                if self.stop.is_set():
+                    future.cancel()
+                    raise Cancelled("cancelled") from None
+
+    #: How often a thread waiting on the worker process looks at the stop flag.
+    PROCESS_POLL_S = 0.05
 
 
 class _Relay(QObject):
@@ -326,26 +402,38 @@ def wait_for_jobs(timeout_ms: int = 120_000) -> bool:
 # --- the worker process -------------------------------------------------------------------------------------
 _POOL: concurrent.futures.ProcessPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
+#: Items per uploaded chunk: pickling one takes a few milliseconds.
+UPLOAD_CHUNK = 5_000
+_ONE_OFF = "one-off-"
+_VERSIONS = itertools.count(1)
+#: (channel, start) -> the items last sent there, their version and the process (generation) that holds them.
+_SENT: dict[tuple[str, int], tuple[tuple[Any, ...], int, int]] = {}
+_POOL_GENERATION = 0
+_SENT_LOCK = threading.Lock()
+#: What each live :class:`Uploaded` was made of, to send a chunk again that the process dropped.
+_SOURCES: weakref.WeakKeyDictionary[Uploaded, tuple[Sequence[Any], Callable[[Any], Any] | None]] = (
+    weakref.WeakKeyDictionary())
 
 
-def _warm() -> int:
-    """Runs first in the worker process: imports the core modules its jobs use."""
-    import loradesk.core.checks
-    import loradesk.core.dataset
-    import loradesk.core.find_replace
-    import loradesk.core.formats  # noqa: F401
-
-    return 0
+def _encoded(part: tuple[Any, ...], encode: Callable[[Any], Any] | None) -> list[Any]:
+    return list(part) if encode is None else [encode(item) for item in part]
 
 
 def process_pool() -> concurrent.futures.ProcessPoolExecutor:
-    """The one warm worker process (spawned, never forked: the GUI process has threads and Qt state)."""
-    global _POOL
+    """The one warm worker process (spawned, never forked: the GUI process has threads and Qt state).
+
+    A process that died (killed, out of memory) is replaced by a fresh one on the next call.
+    """
+    global _POOL, _POOL_GENERATION
     with _POOL_LOCK:
+        if _POOL is not None and getattr(_POOL, "_broken", False):
+            _POOL.shutdown(wait=False, cancel_futures=True)
+            _POOL = None
         if _POOL is None:
             context = multiprocessing.get_context("spawn")
             _POOL = concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context)
-            _POOL.submit(_warm)
+            _POOL_GENERATION += 1
+            _POOL.submit(worker_process.warm)
         return _POOL
 
 
