@@ -465,7 +465,7 @@ def run(args: argparse.Namespace, work: Path) -> Summary:
     def counted() -> bool:
         if tab.token_label.text().startswith("Cannot count tokens"):
             raise SystemExit(tab.token_label.text())
-        return tab.model.has_token_counts() and not tab._counting
+        return tab.model.has_token_counts() and not tab.token_counter.busy()
 
     probe.watch = watch_bar
     mark = probe.mark()

@@ -161,6 +161,20 @@ def token_count(tokenizer: Any, example: Example, use_chat_template: bool = True
             + len(tokenizer(completion_part, add_special_tokens=False)["input_ids"]))
 
 
+def count_records(model_dir: str, trust_remote_code: bool, use_chat_template: bool,
+                  records: Sequence[tuple[str, str, str]]) -> list[int]:
+    """:func:`token_count` of rows given as ``(system, prompt, completion)`` tuples, with the process's shared
+    tokenizer of ``model_dir`` (loaded once per process and kept: the worker process counts chunk by chunk)."""
+    from pathlib import Path
+
+    from loradesk.core import models
+
+    tokenizer, lock = models.shared_tokenizer(Path(model_dir), trust_remote_code)
+    with lock:
+        return [token_count(tokenizer, Example(prompt, completion, system), use_chat_template)
+                for system, prompt, completion in records]
+
+
 @dataclass
 class TokenPiece:
     """One token of a row as the model sees it.

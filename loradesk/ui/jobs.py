@@ -431,7 +431,8 @@ def process_pool() -> concurrent.futures.ProcessPoolExecutor:
             _POOL = None
         if _POOL is None:
             context = multiprocessing.get_context("spawn")
-            _POOL = concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context)
+            _POOL = concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context,
+                                                        initializer=worker_process.init)
             _POOL_GENERATION += 1
             _POOL.submit(worker_process.warm)
         return _POOL

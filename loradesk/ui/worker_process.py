@@ -42,6 +42,14 @@ class Uploaded:
     total: int
 
 
+def init() -> None:
+    """Runs as the worker process starts: Ctrl+C in a terminal reaches the whole process group, and the app
+    (not its helper) decides what it means, so the worker leaves SIGINT alone."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def warm() -> int:
     """Runs first in the worker process: imports the core modules its jobs use."""
     import loradesk.core.checks

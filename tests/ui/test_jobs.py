@@ -10,7 +10,7 @@ from PySide6.QtCore import QThread
 from PySide6.QtWidgets import QMessageBox, QWidget
 from pytestqt.qtbot import QtBot
 
-from loradesk.ui import errors
+from loradesk.ui import errors, worker_process
 from loradesk.ui.errors import ErrorReport, show_error
 from loradesk.ui.jobs import Jobs, TaskState, wait_for_jobs
 
@@ -141,3 +141,32 @@ def test_retry_button_calls_back(qtbot: QtBot, shown_errors: list[ErrorReport]) 
     assert retry.text() == "Retry with batch 2"
     retry.click()
     assert calls == [1]
+
+
+def lose_an_upload(items: list[int], *, state: TaskState) -> tuple[int, int]:
+    """Sum ``items`` in the worker process; then again after the process dropped the uploaded chunks."""
+    first = state.upload(items, channel="test-lost", chunk=3)
+    total = state.in_process(sum, first)
+    state.in_process(worker_process.forget, "test-lost")  # as if dropped for space, or a new process
+    again = state.upload(items, channel="test-lost", chunk=3)  # the same objects: nothing is sent now
+    return total, state.in_process(sum, again)  # the lost chunks are sent again and the call retried
+
+
+def test_uploaded_items_reach_the_process_and_lost_chunks_are_sent_again(qtbot: QtBot) -> None:
+    jobs = Jobs()
+    results: list[tuple[int, int]] = []
+    jobs.start(lose_an_upload, list(range(10)), state=True, on_result=results.append)
+    qtbot.waitUntil(lambda: bool(results), timeout=60_000)
+    assert results == [(45, 45)]
+
+
+def test_an_error_in_the_process_reaches_the_job_with_its_message(qtbot: QtBot) -> None:
+    jobs = Jobs()
+    errors_seen: list[str] = []
+
+    def job(*, state: TaskState) -> object:
+        return state.in_process(operator.truediv, 1, 0)
+
+    jobs.start(job, state=True, on_error=lambda message, _details: errors_seen.append(message))
+    qtbot.waitUntil(lambda: bool(errors_seen), timeout=60_000)
+    assert errors_seen == ["division by zero"]

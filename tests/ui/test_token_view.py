@@ -16,8 +16,9 @@ from pytestqt.qtbot import QtBot
 from loradesk.core.config import ModelSettings
 from loradesk.core.dataset import Example
 from loradesk.core.models import load_tokenizer
-from loradesk.core.tokenize import Explained, explain
-from loradesk.ui.tasks import Tasks
+from loradesk.core.tokenize import Explained, explain, token_count
+from loradesk.ui.jobs import Jobs, TaskState
+from loradesk.ui.token_counter import COUNT_CHUNK, count_tokens
 from loradesk.ui.token_view import LengthHistogram, TokenPreview, explain_row
 from loradesk.ui.tokenizer_cache import TokenizerCache
 
@@ -55,22 +56,16 @@ def test_explain_row_on_a_worker_thread_uses_the_shared_tokenizer(qtbot: QtBot, 
                                                                   tok: Any) -> None:
     cache = TokenizerCache()
     settings = ModelSettings(kind="local", name=str(tiny_model_dir))
-    tasks = Tasks()
+    jobs = Jobs()
     results: list[Explained] = []
     messages: list[str] = []
 
-    class Sink:  # plain callables are fine here: the test outlives the task
-        @staticmethod
-        def result(ex: Explained) -> None:
-            results.append(ex)
+    def job(*, state: TaskState) -> Explained:
+        return explain_row(settings, True, False, 20, ROW, cache, state.progress)
 
-        @staticmethod
-        def progress(text: str, _fraction: object) -> None:
-            messages.append(text)
-
-    tasks.run(explain_row, settings, True, False, 20, ROW, cache, on_result=Sink.result, on_progress=Sink.progress)
+    jobs.start(job, state=True, on_result=results.append, on_progress=lambda text, _f: messages.append(text))
     qtbot.waitUntil(lambda: bool(results), timeout=30_000)
-    assert tasks.shutdown()
+    assert jobs.shutdown()
     assert results[0] == explain(tok, ROW, 20, completion_only=False, use_chat_template=True)
     assert "Loading the tokenizer…" in messages
     again: list[str] = []
@@ -228,3 +223,31 @@ def test_histogram_empty_state_and_a_hundred_thousand_rows(qtbot: QtBot) -> None
     hist.clear("No rows match the filter.")
     assert hist.placeholder.text() == "No rows match the filter." and hist.summary.isHidden()
     assert not hist.bins() and not hist.click_at(100)
+
+
+def test_token_counts_come_from_the_worker_process_chunk_by_chunk(qtbot: QtBot, tiny_model_dir: Path,
+                                                                  tok: Any) -> None:
+    settings = ModelSettings(kind="local", name=str(tiny_model_dir))
+    rows = [Example(f"Question {i}: " + "where is the owl? " * (i % 7), f"Answer {i}.", system="Be brief." * (i % 2))
+            for i in range(COUNT_CHUNK + 5)]  # two calls into the process
+    jobs = Jobs()
+    results: list[dict[tuple[str, str, str], int]] = []
+    progress: list[tuple[str, float | None]] = []
+    jobs.start(count_tokens, settings, True, rows, state=True, on_result=results.append,
+               on_progress=lambda text, fraction: progress.append((text, fraction)))
+    qtbot.waitUntil(lambda: bool(results), timeout=60_000)
+    assert results[0] == {(r.system, r.prompt, r.completion): token_count(tok, r, True) for r in rows}
+    assert progress[-1] == (f"Counting tokens… {len(rows):,} of {len(rows):,}", 1.0)
+    assert "Loading the tokenizer…" in [text for text, _ in progress]
+
+
+def test_a_token_count_stopped_between_chunks_delivers_no_counts(qtbot: QtBot, tiny_model_dir: Path) -> None:
+    settings = ModelSettings(kind="local", name=str(tiny_model_dir))
+    rows = [Example(f"Question {i}?", "Answer.") for i in range(COUNT_CHUNK * 3)]
+    jobs = Jobs()
+    outcome: list[str] = []
+    job = jobs.start(count_tokens, settings, False, rows, state=True, on_result=lambda _: outcome.append("result"),
+                     on_cancelled=lambda: outcome.append("cancelled"),
+                     on_progress=lambda text, _f: jobs.cancel() if text.startswith("Counting") else None)
+    qtbot.waitUntil(lambda: bool(outcome), timeout=60_000)
+    assert outcome == ["cancelled"] and not job.is_running()
