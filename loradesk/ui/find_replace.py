@@ -328,6 +328,42 @@ class FindReplaceDialog(QDialog):
 
     # --- layout ----------------------------------------------------------------------------------------
     def _build(self) -> None:
+        form, options, fields = self._build_search_fields()
+        self._build_preview()
+        buttons = self._build_buttons()
+        layout = QVBoxLayout(self)
+        layout.setSpacing(8)
+        layout.addLayout(form)
+        layout.addLayout(options)
+        layout.addLayout(fields)
+        layout.addSpacing(2)
+        layout.addWidget(self.count_label)
+        layout.addWidget(self.preview_stack, 1)
+        layout.addWidget(self.more_label)
+        layout.addWidget(self.status_label)
+        layout.addLayout(buttons)
+
+        # Ctrl+Z / Ctrl+Shift+Z here too, so a replacement can be taken back without leaving the dialog
+        # (a focused text field keeps the keys for its own text).
+        self.undo_action = self.undo_stack.createUndoAction(self, "&Undo")
+        self.undo_action.setShortcuts(QKeySequence.keyBindings(QKeySequence.StandardKey.Undo))
+        self.redo_action = self.undo_stack.createRedoAction(self, "&Redo")
+        self.redo_action.setShortcuts(QKeySequence.keyBindings(QKeySequence.StandardKey.Redo))
+        self.addActions([self.undo_action, self.redo_action])
+
+        for edit in (self.find_edit, self.replace_edit):
+            edit.textChanged.connect(self._on_spec_changed)
+            edit.returnPressed.connect(self.search_now)
+        for box in (self.case_box, self.word_box, self.regex_box, self.keep_case_box, *self.field_boxes.values()):
+            box.toggled.connect(self._on_spec_changed)
+        self.replace_button.clicked.connect(self.replace_selected)
+        self.replace_all_button.clicked.connect(self.replace_all)
+        self.close_button.clicked.connect(self.close)
+        self._show_message("Type the text to find", hint=True)
+        self._update_buttons()
+
+    def _build_search_fields(self) -> tuple[QFormLayout, QGridLayout, QHBoxLayout]:
+        """Find and Replace fields, the match options and the columns to search."""
         self.find_edit = QLineEdit()
         self.find_edit.setPlaceholderText("Text to find, e.g. a name")
         self.find_edit.setClearButtonEnabled(True)
@@ -369,7 +405,10 @@ class FindReplaceDialog(QDialog):
             self.field_boxes[name] = box
             fields.addWidget(box)
         fields.addStretch(1)
+        return form, options, fields
 
+    def _build_preview(self) -> None:
+        """The count, the table of affected cells (or a hint when there are none) and the notes below it."""
         self.count_label = QLabel()
         self.count_label.setObjectName("findCount")
         font = QFont(self.count_label.font())
@@ -424,6 +463,7 @@ class FindReplaceDialog(QDialog):
         self.status_label.setWordWrap(True)
         self.status_label.hide()
 
+    def _build_buttons(self) -> QHBoxLayout:
         self.replace_button = QPushButton("Replace &Selected")
         self.replace_button.setToolTip("Replace only in the cells selected in the preview")
         self.replace_all_button = QPushButton("Replace &All")
@@ -437,37 +477,7 @@ class FindReplaceDialog(QDialog):
         buttons.addStretch(1)
         buttons.addWidget(self.replace_all_button)
         buttons.addWidget(self.close_button)
-
-        layout = QVBoxLayout(self)
-        layout.setSpacing(8)
-        layout.addLayout(form)
-        layout.addLayout(options)
-        layout.addLayout(fields)
-        layout.addSpacing(2)
-        layout.addWidget(self.count_label)
-        layout.addWidget(self.preview_stack, 1)
-        layout.addWidget(self.more_label)
-        layout.addWidget(self.status_label)
-        layout.addLayout(buttons)
-
-        # Ctrl+Z / Ctrl+Shift+Z here too, so a replacement can be taken back without leaving the dialog
-        # (a focused text field keeps the keys for its own text).
-        self.undo_action = self.undo_stack.createUndoAction(self, "&Undo")
-        self.undo_action.setShortcuts(QKeySequence.keyBindings(QKeySequence.StandardKey.Undo))
-        self.redo_action = self.undo_stack.createRedoAction(self, "&Redo")
-        self.redo_action.setShortcuts(QKeySequence.keyBindings(QKeySequence.StandardKey.Redo))
-        self.addActions([self.undo_action, self.redo_action])
-
-        for edit in (self.find_edit, self.replace_edit):
-            edit.textChanged.connect(self._on_spec_changed)
-            edit.returnPressed.connect(self.search_now)
-        for box in (self.case_box, self.word_box, self.regex_box, self.keep_case_box, *self.field_boxes.values()):
-            box.toggled.connect(self._on_spec_changed)
-        self.replace_button.clicked.connect(self.replace_selected)
-        self.replace_all_button.clicked.connect(self.replace_all)
-        self.close_button.clicked.connect(self.close)
-        self._show_message("Type the text to find", hint=True)
-        self._update_buttons()
+        return buttons
 
     # --- public ----------------------------------------------------------------------------------------
     def spec(self) -> FindSpec:
