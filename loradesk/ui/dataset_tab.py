@@ -41,7 +41,6 @@ from loradesk.ui.dataset_model import (
 )
 from loradesk.ui.tasks import Tasks
 from loradesk.ui.token_counter import TokenCounter
-from loradesk.ui.tokenizer_cache import TokenizerCache
 from loradesk.ui.undo import InsertRowsCommand, SetFieldsCommand
 
 #: Up to this many rows, every row is fitted to its text on load and when columns resize; in bigger
@@ -50,12 +49,12 @@ FIT_ROWS_LIMIT = 300  # fitting costs ~0.2 ms a row on the GUI thread: keep one 
 
 
 def explain_current(seq: int, row: int, settings: ModelSettings, use_chat_template: bool, completion_only: bool,
-                    max_length: int, example: Example, cache: TokenizerCache,
+                    max_length: int, example: Example,
                     progress: Callable[[str, float | None], None]) -> tuple[int, int, Any]:
     """:func:`~loradesk.ui.token_view.explain_row`, tagged with the request it answers (worker thread)."""
     from loradesk.ui.token_view import explain_row
 
-    return seq, row, explain_row(settings, use_chat_template, completion_only, max_length, example, cache, progress)
+    return seq, row, explain_row(settings, use_chat_template, completion_only, max_length, example, progress)
 
 
 class DatasetTab(QWidget):
@@ -77,7 +76,6 @@ class DatasetTab(QWidget):
         self.proxy.setSourceModel(self.model)
         self.token_counter = TokenCounter(self)
         self._preview_tasks = Tasks(self)
-        self.tokenizers = TokenizerCache()
         self._token_setup: str | None = None  # the model/template the known counts belong to
         self._build()
         self._make_actions()
@@ -462,7 +460,7 @@ class DatasetTab(QWidget):
         settings = ModelSettings.from_dict(config.model.to_dict())
         self._preview_tasks.run(explain_current, self._preview_seq, row, settings, training.use_chat_template,
                                 training.completion_only_loss, training.max_length, self.project.dataset[row],
-                                self.tokenizers, on_result=self._on_preview, on_error=self._on_preview_failed,
+                                on_result=self._on_preview, on_error=self._on_preview_failed,
                                 on_progress=self._on_preview_progress)
 
     @Slot(object)

@@ -438,6 +438,11 @@ def process_pool() -> concurrent.futures.ProcessPoolExecutor:
         return _POOL
 
 
+def pool_generation() -> int:
+    """Which worker process this is (counts up each time one is started): what it has loaded is lost with it."""
+    return _POOL_GENERATION
+
+
 def shutdown_process_pool() -> None:
     """End the worker process (on quit); queued jobs are dropped."""
     global _POOL

@@ -8,7 +8,7 @@ tokenizing (chat templates are rendered in Python) never competes with the GUI t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject
@@ -22,19 +22,27 @@ from loradesk.ui.worker_process import row_record
 if TYPE_CHECKING:
     from loradesk.ui.dataset_tab import DatasetTab
 
-#: Rows counted per call into the worker process (progress is reported in between).
-COUNT_CHUNK = 2_000
+#: Rows counted per call into the worker process (progress is reported, and the row preview gets its turn
+#: in the process, in between).
+COUNT_CHUNK = 500
 
 
-def count_tokens(settings: ModelSettings, use_chat_template: bool, rows: Sequence[Example], *,
-                 state: TaskState) -> dict[TokenKey, int]:
-    """Token counts of ``rows`` as the model will see them (a job; the counting runs in the worker process)."""
+def count_tokens(settings: ModelSettings, use_chat_template: bool, rows: Sequence[Example],
+                 known: Callable[[Example], int | None] | None = None, *, state: TaskState) -> dict[TokenKey, int]:
+    """Token counts of ``rows`` as the model will see them, each distinct row once, leaving out those whose
+    count ``known(row)`` gives (a job; the counting runs in the worker process)."""
     from loradesk.core import models
-    from loradesk.core.ml_stack import import_stack
     from loradesk.core.tokenize import count_records
 
-    import_stack()  # started at launch: resolving the model needs it
-    model_dir = models.resolve_model(settings, progress=state.progress)
+    if known is not None:  # here, not on the GUI thread: a pass over 100,000 rows
+        missing: dict[TokenKey, Example] = {}
+        for start in range(0, len(rows), COUNT_CHUNK * 10):
+            state.check()
+            missing.update((token_key(r), r) for r in rows[start:start + COUNT_CHUNK * 10] if known(r) is None)
+        rows = list(missing.values())
+    if not rows:
+        return {}
+    model_dir = models.resolve_model(settings, progress=state.progress)  # the first time: a conversion
     state.progress("Loading the tokenizer…", None)
     out: dict[TokenKey, int] = {}
     for start in range(0, len(rows), COUNT_CHUNK):
@@ -78,25 +86,24 @@ class TokenCounter(QObject):
             tab.model.clear_token_counts()
             tab._token_setup = setup
         tab._rows_changed_since_count = False
-        rows = tab.model.rows_without_token_count()
-        if not rows:
-            tab._update_token_label()
-            return
         config = tab.project.config
         settings = ModelSettings.from_dict(config.model.to_dict())
         tab.count_button.setEnabled(False)
         tab.token_progress.setRange(0, 0)
         tab.token_progress.show()
         tab.token_label.setText("Preparing…")
-        self._jobs.start(count_tokens, settings, config.training.use_chat_template, rows, key=self.JOB, state=True,
+        rows = tab.project.dataset.rows  # the rows without a count are picked out in the background
+        self._jobs.start(count_tokens, settings, config.training.use_chat_template, rows, tab.model.token_count,
+                         key=self.JOB, state=True,
                          on_result=self._on_counts, on_error=self._on_failed, on_progress=self._on_progress)
 
     def _on_counts(self, counts: dict[TokenKey, int]) -> None:
         tab = self._tab
         tab.token_progress.hide()
         tab.count_button.setEnabled(True)
-        tab.model.set_token_counts(counts)
-        tab._update_lengths()
+        if counts:
+            tab.model.set_token_counts(counts)
+            tab._update_lengths()
         tab._update_token_label()
         if tab._rows_changed_since_count:
             tab._recount_timer.start()

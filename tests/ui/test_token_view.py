@@ -20,7 +20,6 @@ from loradesk.core.tokenize import Explained, explain, token_count
 from loradesk.ui.jobs import Jobs, TaskState
 from loradesk.ui.token_counter import COUNT_CHUNK, count_tokens
 from loradesk.ui.token_view import LengthHistogram, TokenPreview, explain_row
-from loradesk.ui.tokenizer_cache import TokenizerCache
 
 ROW = Example("Where  does Tamsin live?\n\tTell me.", "In Vaelmoor,\n  a floating city of maps.", system="Be brief.")
 VISIBLE = {"·": " ", "↵": "", "\u2028": "\n", "→": "\t", "◌": ""}  # how the preview shows whitespace
@@ -52,16 +51,18 @@ def as_text(shown: str) -> str:
     return "".join(VISIBLE.get(ch, ch) for ch in shown)
 
 
-def test_explain_row_on_a_worker_thread_uses_the_shared_tokenizer(qtbot: QtBot, tiny_model_dir: Path,
-                                                                  tok: Any) -> None:
-    cache = TokenizerCache()
+def test_explain_row_tokenizes_in_the_worker_process_and_keeps_the_tokenizer(
+        qtbot: QtBot, tiny_model_dir: Path, tok: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from loradesk.ui import token_view
+
+    monkeypatch.setattr(token_view, "_LOADED", set())  # as in a fresh app (other tests used the tiny model)
     settings = ModelSettings(kind="local", name=str(tiny_model_dir))
     jobs = Jobs()
     results: list[Explained] = []
     messages: list[str] = []
 
     def job(*, state: TaskState) -> Explained:
-        return explain_row(settings, True, False, 20, ROW, cache, state.progress)
+        return explain_row(settings, True, False, 20, ROW, state.progress)
 
     jobs.start(job, state=True, on_result=results.append, on_progress=lambda text, _f: messages.append(text))
     qtbot.waitUntil(lambda: bool(results), timeout=30_000)
@@ -69,7 +70,7 @@ def test_explain_row_on_a_worker_thread_uses_the_shared_tokenizer(qtbot: QtBot, 
     assert results[0] == explain(tok, ROW, 20, completion_only=False, use_chat_template=True)
     assert "Loading the tokenizer…" in messages
     again: list[str] = []
-    assert explain_row(settings, False, True, 256, ROW, cache, lambda text, _f=None: again.append(text)) == \
+    assert explain_row(settings, False, True, 256, ROW, lambda text, _f=None: again.append(text)) == \
         explain(tok, ROW, 256, use_chat_template=False)
     assert again == []  # the tokenizer was loaded once and kept for the next row
 
