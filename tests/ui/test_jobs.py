@@ -170,3 +170,30 @@ def test_an_error_in_the_process_reaches_the_job_with_its_message(qtbot: QtBot) 
     jobs.start(job, state=True, on_error=lambda message, _details: errors_seen.append(message))
     qtbot.waitUntil(lambda: bool(errors_seen), timeout=60_000)
     assert errors_seen == ["division by zero"]
+
+
+def test_ctrl_c_in_the_terminal_leaves_the_worker_process_running(qtbot: QtBot) -> None:
+    import os
+    import signal
+
+    jobs = Jobs()
+    pids: list[int] = []
+    jobs.start(os.getpid, process=True, on_result=pids.append)
+    qtbot.waitUntil(lambda: bool(pids), timeout=60_000)
+    os.kill(pids[0], signal.SIGINT)  # what Ctrl+C sends to the whole process group
+    jobs.start(os.getpid, process=True, on_result=pids.append)
+    qtbot.waitUntil(lambda: len(pids) == 2, timeout=60_000)
+    assert pids[1] == pids[0]  # the same warm process answered: it was not interrupted
+
+
+def test_the_worker_process_runs_at_a_lower_priority_than_the_window(qtbot: QtBot) -> None:
+    import os
+
+    from loradesk.ui.jobs import shutdown_process_pool
+
+    shutdown_process_pool()  # a fresh worker: its start-up sets the priority
+    jobs = Jobs()
+    niceness: list[int] = []
+    jobs.start(os.nice, 0, process=True, on_result=niceness.append)
+    qtbot.waitUntil(lambda: bool(niceness), timeout=60_000)
+    assert niceness[0] == min(19, os.nice(0) + worker_process.BACKGROUND_NICE)
