@@ -101,8 +101,8 @@ def search_in_process(rows: Sequence[Example], spec: FindSpec, limit: int = PREV
                       state: TaskState) -> SearchOutcome:
     """:func:`search` in the worker process (a job: the rows go over in chunks, the changed ones only)."""
     uploaded = state.upload(rows, row_record, channel=ROWS_CHANNEL)
-    result, previews = state.in_process(search_records, uploaded, spec, limit)
-    return SearchOutcome(spec, result, previews)
+    (result, previews), changes = state.in_process_parts(search_records, uploaded, spec, limit)
+    return SearchOutcome(spec, result.with_changes(changes), previews)
 
 
 def segments_html(segments: Sequence[tuple[str, str]]) -> str:

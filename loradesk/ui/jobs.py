@@ -102,13 +102,28 @@ class TaskState:
         arrives there as its list of items. Its exceptions are raised here. Once the job is asked to stop
         this raises :class:`Cancelled` without waiting (the call still finishes in the process).
         """
+        return self._call(worker_process.call, fn, args, kwargs)
+
+    def in_process_parts(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, list[Any]]:
+        """:meth:`in_process` for an ``fn`` that returns ``(head, items)`` where the items can be many (every
+        changed cell of a replacement): they come back :data:`UPLOAD_CHUNK` at a time, each unpickled on its
+        own, instead of in one piece that holds the interpreter for tens of milliseconds."""
+        park = f"parked-{next(_VERSIONS)}"
+        head, total = self._call(worker_process.call_parking, fn, args, kwargs, park)
+        items: list[Any] = []
+        for start in range(0, total, UPLOAD_CHUNK):
+            items.extend(self._wait(process_pool().submit(worker_process.take, park, start, UPLOAD_CHUNK)))
+        return head, items
+
+    def _call(self, call: Callable[..., Any], fn: Callable[..., Any], args: tuple[Any, ...],
+              kwargs: dict[str, Any], *extra: Any) -> Any:
         one_off = tuple(a.channel for a in (*args, *kwargs.values())
                         if isinstance(a, Uploaded) and a.channel.startswith(_ONE_OFF))
         try:
-            return self._wait(process_pool().submit(worker_process.call, fn, args, kwargs, one_off))
+            return self._wait(process_pool().submit(call, fn, args, kwargs, one_off, *extra))
         except UploadLost as lost:  # the process dropped a chunk (or is a new one): send those again, once
             self._resend(lost)
-            return self._wait(process_pool().submit(worker_process.call, fn, args, kwargs, one_off))
+            return self._wait(process_pool().submit(call, fn, args, kwargs, one_off, *extra))
 
     def upload(self, items: Sequence[Any], encode: Callable[[Any], Any] | None = None, channel: str | None = None,
                chunk: int = 0) -> Uploaded:

@@ -107,6 +107,30 @@ def _resolve(value: Any) -> Any:
     return out
 
 
+#: Long results kept for :func:`take` (the most recent few; one left behind by a stopped job goes in time).
+_PARKED: OrderedDict[str, list[Any]] = OrderedDict()
+MAX_PARKED = 4
+
+
+def call_parking(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], one_off: tuple[str, ...],
+                 park: str) -> tuple[Any, int]:
+    """:func:`call` for an ``fn`` that returns ``(head, items)``: answers ``(head, len(items))`` and keeps the
+    items under ``park`` for :func:`take`, so a long list comes back a chunk at a time."""
+    head, items = call(fn, args, kwargs, one_off)
+    _PARKED[park] = list(items)
+    while len(_PARKED) > MAX_PARKED:
+        _PARKED.popitem(last=False)
+    return head, len(items)
+
+
+def take(park: str, start: int, count: int) -> list[Any]:
+    """Items ``start:start + count`` of a parked list; the last chunk releases it."""
+    items = _PARKED[park]
+    if start + count >= len(items):
+        del _PARKED[park]
+    return items[start:start + count]
+
+
 def call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], one_off: tuple[str, ...]) -> Any:
     """``fn(*args, **kwargs)`` with every :class:`Uploaded` replaced by its items (runs in the worker process).
 

@@ -178,7 +178,8 @@ def test_preview_of_a_long_text_shows_the_context_around_the_first_match() -> No
 
 def test_search_records_answers_as_find_matches_with_the_previews() -> None:
     spec = FindSpec("tamsin", "Mira", preserve_case=True)
-    result, previews = search_records([(r.system, r.prompt, r.completion) for r in ROWS], spec, 2)
+    (result, previews), changes = search_records([(r.system, r.prompt, r.completion) for r in ROWS], spec, 2)
     expected = find_matches(ROWS, spec, 2)
-    assert result == expected and len(result.cells) == 2 and result.matches > 2
+    assert result.changes() == [] and changes == expected.changes()  # handed apart: the long part
+    assert result.with_changes(changes) == expected and len(result.cells) == 2 and result.matches > 2
     assert previews == [preview_segments(cell.before, spec) for cell in expected.cells]
