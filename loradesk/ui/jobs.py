@@ -30,6 +30,7 @@ loop has ended, so no work is cut off half-way and nothing outlives the app.
 from __future__ import annotations
 
 import concurrent.futures
+import concurrent.futures.process
 import contextlib
 import itertools
 import multiprocessing
@@ -119,11 +120,19 @@ class TaskState:
               kwargs: dict[str, Any], *extra: Any) -> Any:
         one_off = tuple(a.channel for a in (*args, *kwargs.values())
                         if isinstance(a, Uploaded) and a.channel.startswith(_ONE_OFF))
-        try:
-            return self._wait(process_pool().submit(call, fn, args, kwargs, one_off, *extra))
-        except UploadLost as lost:  # the process dropped a chunk (or is a new one): send those again, once
-            self._resend(lost)
-            return self._wait(process_pool().submit(call, fn, args, kwargs, one_off, *extra))
+        restarted = resent = False
+        while True:
+            try:
+                return self._wait(process_pool().submit(call, fn, args, kwargs, one_off, *extra))
+            except UploadLost as lost:  # the process dropped a chunk (or is a new one): send those again, once
+                if resent:
+                    raise
+                resent = True
+                self._resend(lost)
+            except concurrent.futures.process.BrokenProcessPool:
+                if restarted:  # it died twice: report it (out of memory, say)
+                    raise
+                restarted = True  # killed or crashed: the next call starts a fresh one
 
     def upload(self, items: Sequence[Any], encode: Callable[[Any], Any] | None = None, channel: str | None = None,
                chunk: int = 0) -> Uploaded:

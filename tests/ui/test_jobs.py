@@ -197,3 +197,21 @@ def test_the_worker_process_runs_at_a_lower_priority_than_the_window(qtbot: QtBo
     jobs.start(os.nice, 0, process=True, on_result=niceness.append)
     qtbot.waitUntil(lambda: bool(niceness), timeout=60_000)
     assert niceness[0] == min(19, os.nice(0) + worker_process.BACKGROUND_NICE)
+
+
+def pid_before_and_after_a_kill(*, state: TaskState) -> tuple[int, int]:
+    import os
+    import signal
+
+    first = state.in_process(os.getpid)
+    os.kill(first, signal.SIGKILL)  # the worker process dies (killed, out of memory)
+    return first, state.in_process(os.getpid)
+
+
+def test_a_killed_worker_process_is_replaced_and_the_call_retried(qtbot: QtBot) -> None:
+    jobs = Jobs()
+    results: list[tuple[int, int]] = []
+    jobs.start(pid_before_and_after_a_kill, state=True, on_result=results.append)
+    qtbot.waitUntil(lambda: bool(results), timeout=60_000)
+    first, second = results[0]
+    assert second != first  # a fresh process answered, and the job did not fail
