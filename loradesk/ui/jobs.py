@@ -37,7 +37,6 @@ import multiprocessing
 import threading
 import time
 import traceback
-import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -128,7 +127,7 @@ class TaskState:
                 if resent:
                     raise
                 resent = True
-                self._resend(lost)
+                self._resend(lost, [a for a in (*args, *kwargs.values()) if isinstance(a, Uploaded)])
             except concurrent.futures.process.BrokenProcessPool:
                 if restarted:  # it died twice: report it (out of memory, say)
                     raise
@@ -161,13 +160,11 @@ class TaskState:
             if channel:
                 with _SENT_LOCK:
                     _SENT[(name, start)] = (part, version, _POOL_GENERATION)
-        uploaded = Uploaded(name, tuple(pieces), len(items))
-        _SOURCES[uploaded] = (items, encode)
-        return uploaded
+        return Uploaded(name, tuple(pieces), len(items), (items, encode))
 
-    def _resend(self, lost: UploadLost) -> None:
-        items, encode = _SOURCES.get(lost.uploaded, ((), None))
-        uploaded = lost.uploaded
+    def _resend(self, lost: UploadLost, sent: list[Uploaded]) -> None:
+        uploaded = next(u for u in sent if u == lost.uploaded)  # the one made here, which knows its items
+        items, encode = uploaded.source
         size = max(1, uploaded.chunks[1][0] - uploaded.chunks[0][0]) if len(uploaded.chunks) > 1 else len(items)
         for n in lost.missing:
             self.check()
@@ -434,10 +431,6 @@ _VERSIONS = itertools.count(1)
 _SENT: dict[tuple[str, int], tuple[tuple[Any, ...], int, int]] = {}
 _POOL_GENERATION = 0
 _SENT_LOCK = threading.Lock()
-#: What each live :class:`Uploaded` was made of, to send a chunk again that the process dropped.
-_SOURCES: weakref.WeakKeyDictionary[Uploaded, tuple[Sequence[Any], Callable[[Any], Any] | None]] = (
-    weakref.WeakKeyDictionary())
-
 
 def _encoded(part: tuple[Any, ...], encode: Callable[[Any], Any] | None) -> list[Any]:
     return list(part) if encode is None else [encode(item) for item in part]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 #: Added to the worker's niceness on Linux and macOS (higher: less processor time while the window wants it).
@@ -38,11 +38,18 @@ class UploadLost(LookupError):
 
 @dataclass(frozen=True)
 class Uploaded:
-    """A handle on items sent to the process; passed to a process call, it arrives there as the list."""
+    """A handle on items sent to the process; passed to a process call, it arrives there as the list.
+
+    ``source`` (the items and their encoding, to send a lost chunk again) stays in the GUI process.
+    """
 
     channel: str
     chunks: tuple[tuple[int, int], ...]  # (start, version) of each chunk, in order
     total: int
+    source: Any = field(default=None, compare=False, repr=False)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Uploaded, (self.channel, self.chunks, self.total))
 
 
 def init() -> None:
