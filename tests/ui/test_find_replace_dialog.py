@@ -7,6 +7,7 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QUndoStack
+from PySide6.QtWidgets import QStyleOptionViewItem
 from pytestqt.qtbot import QtBot
 
 from loradesk.core.dataset import Dataset, Example
@@ -312,3 +313,17 @@ def test_a_search_in_the_worker_process_sends_only_the_changed_rows_again(qtbot:
     assert sorted(before) == sorted(after) == [0, jobs.UPLOAD_CHUNK, 2 * jobs.UPLOAD_CHUNK]
     # only the chunk holding the edited row went to the process again
     assert [start for start in after if after[start] != before[start]] == [2 * jobs.UPLOAD_CHUNK]
+
+
+def test_preview_rows_are_tall_enough_for_their_rich_text(qtbot: QtBot) -> None:
+    long = " ".join(["Tamsin maps the sky currents over Vaelmoor with Bramble."] * 4)
+    dialog, _dataset, _stack = make_dialog(qtbot, [Example("Who is Tamsin?", long), Example("x", "Tamsin.\nLine two.")])
+    find(qtbot, dialog, "Tamsin", "Mira Stone")
+    view, delegate = dialog.preview, dialog._delegate
+    width = view.columnWidth(PreviewModel.CHANGE)
+    option = QStyleOptionViewItem()
+    option.font = view.font()
+    for row in range(dialog.model.rowCount()):
+        doc = delegate._document(option, dialog.model.index(row, PreviewModel.CHANGE), width)
+        assert view.rowHeight(row) >= doc.size().height()  # the painted document fits: nothing is cut off
+    assert view.rowHeight(1) > view.rowHeight(0) > 0  # the long completion wraps to more lines than the prompt
