@@ -25,7 +25,6 @@ from loradesk.core.project import (
     recovery_path,
 )
 from loradesk.core.wording import plural
-from loradesk.ui.jobs import shutdown_process_pool
 from loradesk.ui.main_window import APP_NAME, DATASET_SUFFIXES, MainWindow, recent_projects
 from loradesk.ui.signal_bridge import SignalBridge
 from loradesk.ui.single_instance import claim_instance
@@ -172,7 +171,6 @@ def run_gui(argv: Sequence[str] | None = None) -> int:
               flush=True)
         instance_lock.unlock()
         os._exit(code)
-    shutdown_process_pool()  # the worker process of the heavy dataset jobs
     del window
     instance_lock.unlock()
     return code
