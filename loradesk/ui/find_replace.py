@@ -181,6 +181,10 @@ class PreviewModel(QAbstractTableModel):
     def cell(self, row: int) -> Match:
         return self._cells[row]
 
+    def plain_text(self, row: int) -> str:
+        """Row ``row``'s change as plain text (what the Before → After column shows as rich text)."""
+        return self._plain[row]
+
     def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else len(self._cells)
 
@@ -234,15 +238,14 @@ def _tooltip(cell: Match, limit: int = 600) -> str:
 class RichTextDelegate(QStyledItemDelegate):
     """Paints a column's ``PreviewModel.HTML_ROLE`` rich text, wrapped to the column width.
 
-    A row's height is measured on its plain text in the bold font (the widest the rich text gets), wrapped
-    the same way: laying out 500 rich-text documents to size the rows took 200-300 ms of the GUI thread
-    after each search. Heights are remembered per row and width (a view asks several times); :meth:`clear`
-    forgets them.
+    A row's height (:meth:`row_height`) is measured on its plain text in the bold font (the widest the rich
+    text gets), wrapped the same way: laying out 500 rich-text documents to size the rows took 200-300 ms of
+    the GUI thread after each search. Heights are remembered per row and width; :meth:`clear` forgets them.
     """
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self._heights: dict[tuple[int, int], QSize] = {}
+        self._heights: dict[tuple[int, int], int] = {}
 
     @Slot()
     def clear(self) -> None:
@@ -286,14 +289,18 @@ class RichTextDelegate(QStyledItemDelegate):
         if isinstance(view, QTableView):
             width = view.columnWidth(index.column())
         width = width if width > 0 else 300
-        key = (index.row(), width)
+        return QSize(width, self.row_height(index.row(), str(index.data() or ""), option.font, width))
+
+    def row_height(self, row: int, text: str, font: QFont, width: int) -> int:
+        """The height that holds row ``row``'s preview (plain ``text``) at column ``width``."""
+        key = (row, width)
         if key not in self._heights:
-            bold = QFont(option.font)
+            bold = QFont(font)
             bold.setWeight(QFont.Weight.DemiBold)
-            text = str(index.data(Qt.ItemDataRole.DisplayRole) or "").replace("\n", "↵ ")
             inner = max(40, width) - 2 * self.MARGIN
-            box = QFontMetrics(bold).boundingRect(QRect(0, 0, inner, 1_000_000), int(Qt.TextFlag.TextWordWrap), text)
-            self._heights[key] = QSize(width, box.height() + 2 * self.MARGIN + 2)
+            box = QFontMetrics(bold).boundingRect(QRect(0, 0, inner, 1_000_000), int(Qt.TextFlag.TextWordWrap),
+                                                  text.replace("\n", "↵ "))
+            self._heights[key] = box.height() + 2 * self.MARGIN + 2
         return self._heights[key]
 
 
@@ -450,7 +457,13 @@ class FindReplaceDialog(QDialog):
         self.preview.setShowGrid(False)
         self.preview.setWordWrap(True)
         self.preview.verticalHeader().hide()
-        self.preview.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        # Row heights are set by _fit_row_heights: ResizeToContents asked every cell of 500 rows for its size
+        # hint through Python after each search (~100 ms more of the GUI thread).
+        self.preview.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        self._heights_timer = QTimer(self)
+        self._heights_timer.setSingleShot(True)
+        self._heights_timer.setInterval(0)
+        self._heights_timer.timeout.connect(self._fit_row_heights)
         header = self.preview.horizontalHeader()
         header.setHighlightSections(False)
         header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
@@ -460,6 +473,7 @@ class FindReplaceDialog(QDialog):
         header.resizeSection(PreviewModel.FIELD, self.preview.fontMetrics().horizontalAdvance("Completion") + 16)
         self._fit_row_column(1)
         header.setSectionResizeMode(PreviewModel.CHANGE, QHeaderView.ResizeMode.Stretch)
+        header.sectionResized.connect(lambda column, *_: column == PreviewModel.CHANGE and self._heights_timer.start())
         self.preview.activated.connect(self._on_activated)
         self.preview.selectionModel().selectionChanged.connect(self._update_buttons)
 
@@ -631,6 +645,7 @@ class FindReplaceDialog(QDialog):
     def _finish(self, outcome: SearchOutcome, message: str, hint: bool = False, error: bool = False) -> None:
         self._outcome = outcome
         self.model.set_cells(outcome.result.cells, outcome.previews)
+        self._fit_row_heights()
         more = outcome.result.more
         self.more_label.setText(f"and {plural(more, 'more cell')} (Replace All changes them too)")
         self.more_label.setVisible(more > 0)
@@ -648,6 +663,15 @@ class FindReplaceDialog(QDialog):
     def _show_status(self, text: str) -> None:
         self.status_label.setText(text)
         self.status_label.show()
+
+    @Slot()
+    def _fit_row_heights(self) -> None:
+        """Each preview row as tall as its text wrapped in the Before → After column."""
+        width = self.preview.columnWidth(PreviewModel.CHANGE)
+        width = width if width > 0 else 300
+        font, model, delegate = self.preview.font(), self.model, self._delegate
+        for row in range(model.rowCount()):
+            self.preview.setRowHeight(row, delegate.row_height(row, model.plain_text(row), font, width))
 
     def _fit_row_column(self, largest: int) -> None:
         metrics = self.preview.fontMetrics()

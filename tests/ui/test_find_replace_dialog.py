@@ -327,3 +327,6 @@ def test_preview_rows_are_tall_enough_for_their_rich_text(qtbot: QtBot) -> None:
         doc = delegate._document(option, dialog.model.index(row, PreviewModel.CHANGE), width)
         assert view.rowHeight(row) >= doc.size().height()  # the painted document fits: nothing is cut off
     assert view.rowHeight(1) > view.rowHeight(0) > 0  # the long completion wraps to more lines than the prompt
+    tall = view.rowHeight(1)
+    dialog.resize(dialog.width() - 200, dialog.height())  # a narrower Before → After column wraps to more lines
+    qtbot.waitUntil(lambda: view.rowHeight(1) > tall)
