@@ -12,8 +12,9 @@ the table.
    Also the "Problems only" switch.
 3. Scroll: jumps to 20 places in the table, each repainted.
 4. Edit: cells changed through the model (undoable), then undone and redone.
-5. Token statistics: "Count tokens" on a worker thread until every row has a count, with its progress bar.
+5. Token statistics: "Count tokens" in the worker process until every row has a count, with its progress bar.
 6. Checks: from a change to the rows until the checks panel shows fresh results.
+7. Find: Find and Replace over every row (in the worker process), typed word by word, until the count shows.
 
 A stall is a GUI-thread call, or a late tick, over 100 ms (the limit ``gui_responsiveness.py`` uses).
 
@@ -464,7 +465,7 @@ def run(args: argparse.Namespace, work: Path) -> Summary:
     def counted() -> bool:
         if tab.token_label.text().startswith("Cannot count tokens"):
             raise SystemExit(tab.token_label.text())
-        return tab.model.has_token_counts() and not tab._counting
+        return tab.model.has_token_counts() and not tab.token_counter.busy()
 
     probe.watch = watch_bar
     mark = probe.mark()
@@ -510,6 +511,30 @@ def run(args: argparse.Namespace, work: Path) -> Summary:
     print(f"   found (rows): {found}; during the checks: {late_stats(check_late)}")
     summary.add("Checks: change to fresh results", f"{statistics.median(check_s):.2f} / {max(check_s):.2f} s")
     summary.lateness("Checks: GUI lateness", check_late)
+
+    # 7. find and replace
+    probe.phase = "find"
+    tab.show_find_replace()
+    dialog = tab._find_dialog
+    spin(300)
+    found: list[tuple[int, int]] = []
+    dialog.searched.connect(lambda matches, rows: found.append((matches, rows)))
+    find_s: list[float] = []
+    find_late: list[float] = []
+    for word in FILTER_WORDS[:reps]:
+        mark = probe.mark()
+        start = time.perf_counter()
+        dialog.find_edit.setText(word)
+        dialog.search_now()
+        wait_until(lambda: not dialog.is_searching(), 300, "the search")
+        find_s.append(time.perf_counter() - start)
+        find_late += probe.since(mark)
+    print(f"\n7. Find over {n:,} rows: median {statistics.median(find_s):.2f} s, max {max(find_s):.2f} s "
+          f"({', '.join(f'{m:,} matches in {r:,} rows' for m, r in found)}); during the searches: "
+          f"{late_stats(find_late)}")
+    summary.add("Find: search to count shown", f"{statistics.median(find_s):.2f} / {max(find_s):.2f} s")
+    summary.lateness("Find: GUI lateness", find_late)
+    dialog.close()
 
     probe.stop()
     if sampler is not None:

@@ -119,7 +119,7 @@ def take_shots(window: MainWindow, args: argparse.Namespace, run_dir: Path | Non
 
     window.tabs.setCurrentIndex(0)
     tab = window.dataset_tab
-    wait_until(lambda: tab.model.has_token_counts() and not tab._counting, 600, "the token counts")
+    wait_until(lambda: tab.model.has_token_counts() and not tab.token_counter.busy(), 600, "the token counts")
     tab.select_source_rows([args.row - 1])
     wait_until(lambda: tab.token_preview.explained() is not None, 120, "the token preview")
     tab.inspector.setCurrentWidget(tab.token_preview)

@@ -34,6 +34,9 @@ QUOTE_LIMIT = 3
 #: Big temporary containers are freed this many items at a time (see :func:`_release`).
 RELEASE_CHUNK = 5_000
 
+#: A row's token count (``None``: unknown): a function of the row, or a sequence parallel to the rows.
+TokenCounts = Callable[[Example], "int | None"] | Sequence["int | None"]
+
 
 @dataclass(frozen=True)
 class Fix:
@@ -352,13 +355,9 @@ def _check_whitespace(rows: Sequence[Example]) -> CheckResult | None:
     return CheckResult("whitespace", "Stray whitespace", "warning", message, tuple(found), (fix,), tuple(notes))
 
 
-def _check_too_long(rows: Sequence[Example], token_counts: Callable[[Example], int | None],
-                    max_length: int) -> CheckResult | None:
-    over: list[tuple[int, int]] = []
-    for i, row in enumerate(rows):
-        count = token_counts(row)
-        if count is not None and count > max_length:
-            over.append((i, count))
+def _check_too_long(rows: Sequence[Example], token_counts: TokenCounts, max_length: int) -> CheckResult | None:
+    counts = (token_counts(row) for row in rows) if callable(token_counts) else token_counts
+    over = [(i, count) for i, count in enumerate(counts) if count is not None and count > max_length]
     if not over:
         return None
     found = tuple(i for i, _ in over)
@@ -424,12 +423,13 @@ def _check_same_answer(norm: Sequence[tuple[str, str, str]], rows: Sequence[Exam
                        tuple(quotes[norm[i][2]] for i in found))
 
 
-def run_checks(rows: Sequence[Example], token_counts: Callable[[Example], int | None] | None = None,
+def run_checks(rows: Sequence[Example], token_counts: TokenCounts | None = None,
                max_length: int | None = None) -> list[CheckResult]:
     """Run every check over ``rows``; returns the ones that found something, errors first.
 
-    ``token_counts`` gives a row's length in tokens (``None`` when unknown); with ``max_length`` it
-    enables the "too long" check. ``rows`` are only read.
+    ``token_counts`` gives each row's length in tokens (``None`` when unknown): a function of the row, or
+    a sequence parallel to ``rows``; with ``max_length`` it enables the "too long" check. ``rows`` are
+    only read.
     """
     norm = [(normalise(r.system) if r.system else "", normalise(r.prompt), normalise(r.completion)) for r in rows]
     found: list[CheckResult | None] = [
@@ -446,3 +446,11 @@ def run_checks(rows: Sequence[Example], token_counts: Callable[[Example], int | 
     results = [r for r in found if r is not None]
     results.sort(key=lambda r: (SEVERITIES.index(r.severity), CHECK_ORDER.index(r.key)))
     return results
+
+
+def check_records(records: Sequence[tuple[str, str, str]], token_counts: Sequence[int | None] | None = None,
+                  max_length: int | None = None) -> list[CheckResult]:
+    """:func:`run_checks` over rows given as ``(system, prompt, completion)`` tuples (the compact form the
+    worker process receives them in)."""
+    rows = [Example(prompt, completion, system) for system, prompt, completion in records]
+    return run_checks(rows, token_counts, max_length)

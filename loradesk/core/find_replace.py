@@ -158,6 +158,11 @@ class FindResult:
         """``(row, field, new text)`` for every cell the replacement changes (for ``Dataset.set_fields``)."""
         return list(self._changes)
 
+    def with_changes(self, changes: list[tuple[int, str, str]]) -> FindResult:
+        """This result holding ``changes`` (as :func:`search_records` hands them apart)."""
+        self._changes = changes
+        return self
+
 
 def find_matches(rows: Sequence[Example], spec: FindSpec, limit_preview: int | None = None,
                  progress: Progress | None = None) -> FindResult:
@@ -194,6 +199,19 @@ def find_matches(rows: Sequence[Example], spec: FindSpec, limit_preview: int | N
         if hit:
             result.rows.append(i)
     return result
+
+
+def search_records(records: Sequence[tuple[str, str, str]], spec: FindSpec, limit_preview: int | None = None
+                   ) -> tuple[tuple[FindResult, list[list[tuple[str, str]]]], list[tuple[int, str, str]]]:
+    """:func:`find_matches` over rows given as ``(system, prompt, completion)`` tuples, as ``((result,
+    previews), changes)``: the :func:`preview_segments` of the previewed cells, and the result's changes
+    apart from it (every changed cell's new text: the long part; :meth:`FindResult.with_changes` puts them
+    back). What the worker process answers a search with."""
+    rows = [Example(prompt, completion, system) for system, prompt, completion in records]
+    result = find_matches(rows, spec, limit_preview)
+    pattern = spec.compile()
+    changes, result._changes = result._changes, []
+    return (result, [preview_segments(cell.before, spec, pattern=pattern) for cell in result.cells]), changes
 
 
 def preview_segments(text: str, spec: FindSpec, context: int = 40, max_chars: int = 200,

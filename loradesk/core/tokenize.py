@@ -161,6 +161,34 @@ def token_count(tokenizer: Any, example: Example, use_chat_template: bool = True
             + len(tokenizer(completion_part, add_special_tokens=False)["input_ids"]))
 
 
+def _process_tokenizer(model_dir: str, trust_remote_code: bool) -> tuple[Any, threading.Lock]:
+    from pathlib import Path
+
+    from loradesk.core import models
+
+    return models.shared_tokenizer(Path(model_dir), trust_remote_code)
+
+
+def count_records(model_dir: str, trust_remote_code: bool, use_chat_template: bool,
+                  records: Sequence[tuple[str, str, str]]) -> list[int]:
+    """:func:`token_count` of rows given as ``(system, prompt, completion)`` tuples, with the process's shared
+    tokenizer of ``model_dir`` (loaded once per process and kept: the worker process counts chunk by chunk)."""
+    tokenizer, lock = _process_tokenizer(model_dir, trust_remote_code)
+    with lock:
+        return [token_count(tokenizer, Example(prompt, completion, system), use_chat_template)
+                for system, prompt, completion in records]
+
+
+def explain_record(model_dir: str, trust_remote_code: bool, use_chat_template: bool, completion_only: bool,
+                   max_length: int, record: tuple[str, str, str]) -> Explained:
+    """:func:`explain` of a row given as ``(system, prompt, completion)``, with the process's shared tokenizer."""
+    tokenizer, lock = _process_tokenizer(model_dir, trust_remote_code)
+    system, prompt, completion = record
+    with lock:
+        return explain(tokenizer, Example(prompt, completion, system), max_length, completion_only=completion_only,
+                       use_chat_template=use_chat_template)
+
+
 @dataclass
 class TokenPiece:
     """One token of a row as the model sees it.

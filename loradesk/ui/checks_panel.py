@@ -1,9 +1,10 @@
 """The Checks panel: what is wrong with the dataset, which rows, and a one-click fix for each.
 
-Checks (:func:`loradesk.core.checks.run_checks`) run on a worker thread a moment after the last edit. The
-worker reads a snapshot of the row list; every dataset or setting change bumps a generation counter, so
-results that arrive after another change are dropped and a fresh run follows. Row lists and fixes are
-only offered while the results match the dataset. Each fix is one undo step named after it.
+Checks (:func:`loradesk.core.checks.run_checks`) run in the background a moment after the last edit, on a
+snapshot of the row list: in the worker process for a big dataset (its rows sent in chunks, only the
+changed ones again), on a thread for a small one. Every dataset or setting change drops the run in
+flight (latest request wins) and a fresh run follows. Row lists and fixes are only offered while the
+results match the dataset. Each fix is one undo step named after it.
 """
 
 from __future__ import annotations
@@ -41,12 +42,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from loradesk.core.checks import CheckResult, Fix, run_checks
+from loradesk.core.checks import CheckResult, Fix, check_records, run_checks
 from loradesk.core.dataset import DatasetEvent, Example
 from loradesk.core.project import ConfigChanged, Project, ProjectEvent, ProjectLoaded
 from loradesk.core.wording import plural
-from loradesk.ui.tasks import Tasks
+from loradesk.ui.jobs import Jobs, TaskState
 from loradesk.ui.undo import ConfigCommand, RemoveRowsCommand, SetFieldsCommand
+from loradesk.ui.worker_process import ROWS_CHANNEL, row_record
 
 TokenLookup = Callable[[Example], int | None]
 
@@ -54,7 +56,26 @@ COLOURS = {"error": "#d64545", "warning": "#d08a16", "info": "#3b7dd8", "ok": "#
 #: Rows listed on a card; "Select rows" reaches the rest.
 PREVIEW_ROWS = 5
 DEBOUNCE_MS = 300
+#: From this many rows the checks run in the worker process (below, a thread is quicker: no transfer).
+PROCESS_ROWS = 2_000
+#: Token counts are looked up this many rows at a time (a cancellation point in between).
+LOOKUP_CHUNK = 5_000
 
+
+def check_job(rows: Sequence[Example], lookup: TokenLookup | None, max_length: int, in_process: bool, *,
+              state: TaskState) -> list[CheckResult]:
+    """The checks of ``rows`` (a job): token counts looked up here, the checks run in the worker process
+    when ``in_process``."""
+    counts: list[int | None] | None = None
+    if lookup is not None:
+        counts = []
+        for start in range(0, len(rows), LOOKUP_CHUNK):
+            state.check()
+            counts.extend(lookup(row) for row in rows[start:start + LOOKUP_CHUNK])
+    if not in_process:
+        return run_checks(rows, counts, max_length if counts is not None else None)
+    uploaded = state.upload(rows, row_record, channel=ROWS_CHANNEL)
+    return state.in_process(check_records, uploaded, counts, max_length if counts is not None else None)
 
 
 def severity_pixmap(kind: str, size: int = 18, ratio: float = 1.0) -> QPixmap:
@@ -310,17 +331,16 @@ class ChecksPanel(QWidget):
     show_row = Signal(int)  # a 0-based row the user clicked
     select_rows = Signal(list)  # 0-based rows to select in the table
     checked = Signal()  # a run finished and its results are shown (and current)
+    JOB = "checks"
 
     def __init__(self, project: Project, undo_stack: QUndoStack, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.project = project
         self.undo_stack = undo_stack
-        self._tasks = Tasks(self)
+        self._jobs = Jobs(self)
         self._token_counts: TokenLookup | None = None
         self._results: list[CheckResult] = []
-        self._generation = 0  # bumped by every change to the rows or the max length
-        self._shown_generation = -1  # the generation the shown results belong to
-        self._run_generation: int | None = None  # the generation of the run in flight
+        self._current = False  # the shown results match the rows and the max length
         self._max_length = project.config.training.max_length
         self.cards: dict[str, CheckCard] = {}
         self._timer = QTimer(self)
@@ -398,7 +418,7 @@ class ChecksPanel(QWidget):
     # --- public --------------------------------------------------------------------------------------------
     def shutdown(self, timeout_ms: int = 5000) -> None:
         """Wait for a check run in progress (on close)."""
-        self._tasks.shutdown(timeout_ms)
+        self._jobs.shutdown(timeout_ms)
 
     def results(self) -> list[CheckResult]:
         """The results shown now (of the last completed run)."""
@@ -406,12 +426,12 @@ class ChecksPanel(QWidget):
 
     def is_current(self) -> bool:
         """True when the shown results match the dataset and settings as they are now."""
-        return self._shown_generation == self._generation
+        return self._current
 
     def set_token_counts(self, lookup: TokenLookup | None) -> None:
         """Check lengths with ``lookup(row)`` (tokens, or ``None`` when unknown); re-checks.
 
-        The lookup runs on a worker thread: it should only read (e.g. ``dict.get`` on a cache).
+        The lookup runs on a background thread: it should only read (e.g. ``dict.get`` on a cache).
         Call again whenever new counts are known.
         """
         self._token_counts = lookup
@@ -432,44 +452,32 @@ class ChecksPanel(QWidget):
 
     def _changed(self) -> None:
         """Rows or settings changed: shown results are stale until the next run (after a short pause)."""
-        if self._shown_generation == self._generation:
+        if self._current:
             for card in self.cards.values():
                 card.set_current(False)
-        self._generation += 1
+        self._current = False
+        self._jobs.drop(self.JOB)  # whatever a run in flight still delivers is stale
         self._max_length = self.project.config.training.max_length
         self.busy.show()
         self._timer.start()
 
     @Slot()
     def _start_run(self) -> None:
-        if self._run_generation is not None:
-            return  # one run at a time; its result is dropped as stale and another run follows
-        self._run_generation = self._generation
-        # The tuple copy is all the GUI thread pays (about a millisecond for 100,000 rows). Rows edited in
-        # place after this point bump the generation, so results of a run that saw an edit are dropped.
+        # The tuple copy is all the GUI thread pays (about a millisecond for 100,000 rows). A change after
+        # this point drops the run, so results that missed an edit never show.
         rows = self.project.dataset.rows
         self.busy.show()
-        self._tasks.run(run_checks, rows, self._token_counts, self._max_length,
-                        on_result=self._on_results, on_error=self._on_failed)
+        self._jobs.start(check_job, rows, self._token_counts, self._max_length, len(rows) >= PROCESS_ROWS,
+                         key=self.JOB, state=True, on_result=self._on_results, on_error=self._on_failed)
 
-    @Slot(object)
     def _on_results(self, results: list[CheckResult]) -> None:
-        generation, self._run_generation = self._run_generation, None
-        if generation != self._generation:
-            self._timer.start()  # the data moved on: check again
-            return
         self._results = results
-        self._shown_generation = generation
+        self._current = True
         self._show_results()
         self.busy.hide()
         self.checked.emit()
 
-    @Slot(str, str)
     def _on_failed(self, message: str, _details: str) -> None:
-        generation, self._run_generation = self._run_generation, None
-        if generation != self._generation:
-            self._timer.start()
-            return
         self.busy.hide()
         self.summary_label.setText(f"Checks failed: {message}")
 

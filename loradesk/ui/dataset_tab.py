@@ -37,43 +37,24 @@ from loradesk.ui.dataset_model import (
     DatasetTableModel,
     MultiLineDelegate,
     SplitDelegate,
-    TokenKey,
     row_runs,
-    token_key,
 )
 from loradesk.ui.tasks import Tasks
-from loradesk.ui.tokenizer_cache import TokenizerCache
+from loradesk.ui.token_counter import TokenCounter
 from loradesk.ui.undo import InsertRowsCommand, SetFieldsCommand
 
 #: Up to this many rows, every row is fitted to its text on load and when columns resize; in bigger
 #: files rows start two lines high and only rows that change are fitted (keeps big files fast).
 FIT_ROWS_LIMIT = 300  # fitting costs ~0.2 ms a row on the GUI thread: keep one pass under ~70 ms
-#: Rows counted per turn with the tokenizer (the preview gets its turn between chunks).
-COUNT_CHUNK = 500
-
-
-def count_tokens(settings: ModelSettings, use_chat_template: bool, rows: list[Example],
-                 cache: TokenizerCache, progress: Callable[[str, float | None], None]) -> dict[TokenKey, int]:
-    """Token counts of ``rows`` as the model will see them (runs on a worker thread)."""
-    from loradesk.core import tokenize
-
-    out: dict[TokenKey, int] = {}
-    for start in range(0, len(rows), COUNT_CHUNK):
-        progress(f"Counting tokens… {start:,} of {len(rows):,}", start / max(1, len(rows)))
-        # The tokenizer is taken per chunk, so the row preview can use it in between.
-        with cache.use(settings, progress) as tokenizer:
-            for example in rows[start:start + COUNT_CHUNK]:
-                out[token_key(example)] = tokenize.token_count(tokenizer, example, use_chat_template)
-    return out
 
 
 def explain_current(seq: int, row: int, settings: ModelSettings, use_chat_template: bool, completion_only: bool,
-                    max_length: int, example: Example, cache: TokenizerCache,
+                    max_length: int, example: Example,
                     progress: Callable[[str, float | None], None]) -> tuple[int, int, Any]:
     """:func:`~loradesk.ui.token_view.explain_row`, tagged with the request it answers (worker thread)."""
     from loradesk.ui.token_view import explain_row
 
-    return seq, row, explain_row(settings, use_chat_template, completion_only, max_length, example, cache, progress)
+    return seq, row, explain_row(settings, use_chat_template, completion_only, max_length, example, progress)
 
 
 class DatasetTab(QWidget):
@@ -93,11 +74,9 @@ class DatasetTab(QWidget):
         self.model = DatasetTableModel(project.dataset, undo_stack, self)
         self.proxy = DatasetFilterProxy(self)
         self.proxy.setSourceModel(self.model)
-        self._tasks = Tasks(self)
+        self.token_counter = TokenCounter(self)
         self._preview_tasks = Tasks(self)
-        self.tokenizers = TokenizerCache()
         self._token_setup: str | None = None  # the model/template the known counts belong to
-        self._counting = False
         self._build()
         self._make_actions()
         # Many changes can arrive in one go (a filter, a bulk fix): the footer is updated once, afterwards.
@@ -400,59 +379,8 @@ class DatasetTab(QWidget):
 
     @Slot()
     def count_tokens(self) -> None:
-        """Count the tokens of rows whose count is unknown, on a worker thread."""
-        if not self._tokens_wanted:
-            self._tokens_wanted = True
-            self._request_preview()
-        if self._counting:
-            return
-        setup = self._token_setup_key()
-        if setup != self._token_setup:
-            self.model.clear_token_counts()
-            self._token_setup = setup
-        self._rows_changed_since_count = False
-        rows = self.model.rows_without_token_count()
-        if not rows:
-            self._update_token_label()
-            return
-        config = self.project.config
-        settings = ModelSettings.from_dict(config.model.to_dict())
-        self._counting = True
-        self.count_button.setEnabled(False)
-        self.token_progress.setRange(0, 0)
-        self.token_progress.show()
-        self.token_label.setText("Preparing…")
-        self._tasks.run(count_tokens, settings, config.training.use_chat_template, rows, self.tokenizers,
-                        on_result=self._on_counts, on_error=self._on_count_failed, on_progress=self._on_count_progress)
-
-    @Slot(object)
-    def _on_counts(self, counts: dict[TokenKey, int]) -> None:
-        self._counting = False
-        self.token_progress.hide()
-        self.count_button.setEnabled(True)
-        self.model.set_token_counts(counts)
-        self._update_lengths()
-        self._update_token_label()
-        if self._rows_changed_since_count:
-            self._recount_timer.start()
-
-    @Slot(str, str)
-    def _on_count_failed(self, message: str, _details: str) -> None:
-        self._counting = False
-        self._token_setup = None
-        self.token_progress.hide()
-        self.count_button.setEnabled(True)
-        self.token_label.setText(f"Cannot count tokens: {message}")
-        self.token_label.setToolTip(message)
-
-    @Slot(str, object)
-    def _on_count_progress(self, text: str, fraction: object) -> None:
-        self.token_label.setText(text)
-        if isinstance(fraction, float):
-            self.token_progress.setRange(0, 1000)
-            self.token_progress.setValue(int(fraction * 1000))
-        else:
-            self.token_progress.setRange(0, 0)
+        """Count the tokens of rows whose count is unknown, in the worker process."""
+        self.token_counter.start()
 
     @Slot()
     def _recount_missing(self) -> None:
@@ -532,7 +460,7 @@ class DatasetTab(QWidget):
         settings = ModelSettings.from_dict(config.model.to_dict())
         self._preview_tasks.run(explain_current, self._preview_seq, row, settings, training.use_chat_template,
                                 training.completion_only_loss, training.max_length, self.project.dataset[row],
-                                self.tokenizers, on_result=self._on_preview, on_error=self._on_preview_failed,
+                                on_result=self._on_preview, on_error=self._on_preview_failed,
                                 on_progress=self._on_preview_progress)
 
     @Slot(object)
@@ -646,7 +574,7 @@ class DatasetTab(QWidget):
             self._find_dialog.shutdown(timeout_ms)
         self._preview_tasks.shutdown(timeout_ms)
         self.checks.shutdown(timeout_ms)
-        self._tasks.shutdown(timeout_ms)
+        self.token_counter.shutdown(timeout_ms)
 
     def current_source_index(self) -> QModelIndex:
         return self.proxy.mapToSource(self.view.currentIndex())

@@ -1,15 +1,15 @@
 """Find and Replace: a tool window that counts and previews a replacement across the dataset, then applies it
 as one undoable step.
 
-Searching waits for a short pause in typing; a big dataset is searched on a worker thread, and results of
-a search that no longer matches the dialog or the data (a newer generation) are dropped.
+Searching waits for a short pause in typing; a big dataset is searched in the worker process (its rows sent
+in chunks, only the changed ones again), and the latest search wins: starting one, or any change to the
+fields or the data, drops whatever an older one still delivers.
 """
 
 from __future__ import annotations
 
 import html
 import re
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,13 +19,22 @@ from PySide6.QtCore import (
     QModelIndex,
     QObject,
     QPersistentModelIndex,
+    QRect,
     QSize,
     Qt,
     QTimer,
     Signal,
     Slot,
 )
-from PySide6.QtGui import QAbstractTextDocumentLayout, QFont, QKeySequence, QPalette, QTextDocument, QUndoStack
+from PySide6.QtGui import (
+    QAbstractTextDocumentLayout,
+    QFont,
+    QFontMetrics,
+    QKeySequence,
+    QPalette,
+    QTextDocument,
+    QUndoStack,
+)
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QApplication,
@@ -49,11 +58,20 @@ from PySide6.QtWidgets import (
 )
 
 from loradesk.core.dataset import FIELDS, Dataset, DatasetEvent, Example
-from loradesk.core.find_replace import NEW, OLD, FindResult, FindSpec, Match, find_matches, preview_segments
+from loradesk.core.find_replace import (
+    NEW,
+    OLD,
+    FindResult,
+    FindSpec,
+    Match,
+    find_matches,
+    preview_segments,
+    search_records,
+)
 from loradesk.core.wording import plural
-from loradesk.ui.tasks import Cancelled, Tasks
+from loradesk.ui.jobs import Jobs, TaskState
 from loradesk.ui.undo import SetFieldsCommand
-from loradesk.ui.workers import Job
+from loradesk.ui.worker_process import ROWS_CHANNEL, row_record
 
 Index = QModelIndex | QPersistentModelIndex
 
@@ -76,22 +94,24 @@ def _quote(text: str, limit: int = 30) -> str:
 class SearchOutcome:
     """One finished search: the spec it ran, what it found and the preview segments of ``result.cells``."""
 
-    generation: int
     spec: FindSpec
     result: FindResult
     previews: list[list[tuple[str, str]]] = field(default_factory=list)
 
 
-def search(rows: Sequence[Example], spec: FindSpec, generation: int, limit: int = PREVIEW_LIMIT,
-           progress: Callable[[str, float | None], None] | None = None) -> SearchOutcome | None:
-    """Find ``spec`` in ``rows`` and prepare the preview (runs on a worker thread); None once cancelled."""
-    try:
-        result = find_matches(rows, spec, limit, progress)
-    except Cancelled:
-        return None
+def search(rows: Sequence[Example], spec: FindSpec, limit: int = PREVIEW_LIMIT) -> SearchOutcome:
+    """Find ``spec`` in ``rows`` and prepare the preview (on the GUI thread: small datasets)."""
+    result = find_matches(rows, spec, limit)
     pattern = spec.compile()
-    previews = [preview_segments(cell.before, spec, pattern=pattern) for cell in result.cells]
-    return SearchOutcome(generation, spec, result, previews)
+    return SearchOutcome(spec, result, [preview_segments(cell.before, spec, pattern=pattern) for cell in result.cells])
+
+
+def search_in_process(rows: Sequence[Example], spec: FindSpec, limit: int = PREVIEW_LIMIT, *,
+                      state: TaskState) -> SearchOutcome:
+    """:func:`search` in the worker process (a job: the rows go over in chunks, the changed ones only)."""
+    uploaded = state.upload(rows, row_record, channel=ROWS_CHANNEL)
+    (result, previews), changes = state.in_process_parts(search_records, uploaded, spec, limit)
+    return SearchOutcome(spec, result.with_changes(changes), previews)
 
 
 def segments_html(segments: Sequence[tuple[str, str]]) -> str:
@@ -161,6 +181,10 @@ class PreviewModel(QAbstractTableModel):
     def cell(self, row: int) -> Match:
         return self._cells[row]
 
+    def plain_text(self, row: int) -> str:
+        """Row ``row``'s change as plain text (what the Before → After column shows as rich text)."""
+        return self._plain[row]
+
     def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else len(self._cells)
 
@@ -214,20 +238,24 @@ def _tooltip(cell: Match, limit: int = 600) -> str:
 class RichTextDelegate(QStyledItemDelegate):
     """Paints a column's ``PreviewModel.HTML_ROLE`` rich text, wrapped to the column width.
 
-    Heights are remembered per row and width (a view asks several times); :meth:`clear` forgets them.
+    A row's height (:meth:`row_height`) is measured on its plain text in the bold font (the widest the rich
+    text gets), wrapped the same way: laying out 500 rich-text documents to size the rows took 200-300 ms of
+    the GUI thread after each search. Heights are remembered per row and width; :meth:`clear` forgets them.
     """
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self._heights: dict[tuple[int, int], QSize] = {}
+        self._heights: dict[tuple[int, int], int] = {}
 
     @Slot()
     def clear(self) -> None:
         self._heights.clear()
 
+    MARGIN = 3
+
     def _document(self, option: QStyleOptionViewItem, index: Index, width: int) -> QTextDocument:
         doc = QTextDocument()
-        doc.setDocumentMargin(3)
+        doc.setDocumentMargin(self.MARGIN)
         doc.setDefaultFont(option.font)
         doc.setHtml(index.data(PreviewModel.HTML_ROLE) or "")
         doc.setTextWidth(max(40, width))
@@ -261,10 +289,18 @@ class RichTextDelegate(QStyledItemDelegate):
         if isinstance(view, QTableView):
             width = view.columnWidth(index.column())
         width = width if width > 0 else 300
-        key = (index.row(), width)
+        return QSize(width, self.row_height(index.row(), str(index.data() or ""), option.font, width))
+
+    def row_height(self, row: int, text: str, font: QFont, width: int) -> int:
+        """The height that holds row ``row``'s preview (plain ``text``) at column ``width``."""
+        key = (row, width)
         if key not in self._heights:
-            doc = self._document(option, index, width)
-            self._heights[key] = QSize(width, int(doc.size().height()) + 2)
+            bold = QFont(font)
+            bold.setWeight(QFont.Weight.DemiBold)
+            inner = max(40, width) - 2 * self.MARGIN
+            box = QFontMetrics(bold).boundingRect(QRect(0, 0, inner, 1_000_000), int(Qt.TextFlag.TextWordWrap),
+                                                  text.replace("\n", "↵ "))
+            self._heights[key] = box.height() + 2 * self.MARGIN + 2
         return self._heights[key]
 
 
@@ -295,6 +331,7 @@ class FindReplaceDialog(QDialog):
 
     #: Up to this many rows a search runs right away on the GUI thread (it takes a few milliseconds).
     SYNC_ROWS = 5000
+    JOB = "find"
     DEBOUNCE_MS = 200
 
     def __init__(self, dataset: Dataset, undo_stack: QUndoStack, parent: QWidget | None = None) -> None:
@@ -303,11 +340,8 @@ class FindReplaceDialog(QDialog):
         self.undo_stack = undo_stack
         self.setWindowTitle("Find and Replace")
         self.setModal(False)  # a window of its own next to the table; with a parent it stays above it
-        self._generation = 0
-        self._outcome: SearchOutcome | None = None
-        self._job: Job | None = None
-        self._job_generation = -1
-        self._tasks = Tasks(self)
+        self._outcome: SearchOutcome | None = None  # the shown search, while it matches the fields and data
+        self._jobs = Jobs(self)
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(self.DEBOUNCE_MS)
@@ -319,6 +353,42 @@ class FindReplaceDialog(QDialog):
 
     # --- layout ----------------------------------------------------------------------------------------
     def _build(self) -> None:
+        form, options, fields = self._build_search_fields()
+        self._build_preview()
+        buttons = self._build_buttons()
+        layout = QVBoxLayout(self)
+        layout.setSpacing(8)
+        layout.addLayout(form)
+        layout.addLayout(options)
+        layout.addLayout(fields)
+        layout.addSpacing(2)
+        layout.addWidget(self.count_label)
+        layout.addWidget(self.preview_stack, 1)
+        layout.addWidget(self.more_label)
+        layout.addWidget(self.status_label)
+        layout.addLayout(buttons)
+
+        # Ctrl+Z / Ctrl+Shift+Z here too, so a replacement can be taken back without leaving the dialog
+        # (a focused text field keeps the keys for its own text).
+        self.undo_action = self.undo_stack.createUndoAction(self, "&Undo")
+        self.undo_action.setShortcuts(QKeySequence.keyBindings(QKeySequence.StandardKey.Undo))
+        self.redo_action = self.undo_stack.createRedoAction(self, "&Redo")
+        self.redo_action.setShortcuts(QKeySequence.keyBindings(QKeySequence.StandardKey.Redo))
+        self.addActions([self.undo_action, self.redo_action])
+
+        for edit in (self.find_edit, self.replace_edit):
+            edit.textChanged.connect(self._on_spec_changed)
+            edit.returnPressed.connect(self.search_now)
+        for box in (self.case_box, self.word_box, self.regex_box, self.keep_case_box, *self.field_boxes.values()):
+            box.toggled.connect(self._on_spec_changed)
+        self.replace_button.clicked.connect(self.replace_selected)
+        self.replace_all_button.clicked.connect(self.replace_all)
+        self.close_button.clicked.connect(self.close)
+        self._show_message("Type the text to find", hint=True)
+        self._update_buttons()
+
+    def _build_search_fields(self) -> tuple[QFormLayout, QGridLayout, QHBoxLayout]:
+        """Find and Replace fields, the match options and the columns to search."""
         self.find_edit = QLineEdit()
         self.find_edit.setPlaceholderText("Text to find, e.g. a name")
         self.find_edit.setClearButtonEnabled(True)
@@ -360,7 +430,10 @@ class FindReplaceDialog(QDialog):
             self.field_boxes[name] = box
             fields.addWidget(box)
         fields.addStretch(1)
+        return form, options, fields
 
+    def _build_preview(self) -> None:
+        """The count, the table of affected cells (or a hint when there are none) and the notes below it."""
         self.count_label = QLabel()
         self.count_label.setObjectName("findCount")
         font = QFont(self.count_label.font())
@@ -384,7 +457,13 @@ class FindReplaceDialog(QDialog):
         self.preview.setShowGrid(False)
         self.preview.setWordWrap(True)
         self.preview.verticalHeader().hide()
-        self.preview.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        # Row heights are set by _fit_row_heights: ResizeToContents asked every cell of 500 rows for its size
+        # hint through Python after each search (~100 ms more of the GUI thread).
+        self.preview.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        self._heights_timer = QTimer(self)
+        self._heights_timer.setSingleShot(True)
+        self._heights_timer.setInterval(0)
+        self._heights_timer.timeout.connect(self._fit_row_heights)
         header = self.preview.horizontalHeader()
         header.setHighlightSections(False)
         header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
@@ -394,6 +473,7 @@ class FindReplaceDialog(QDialog):
         header.resizeSection(PreviewModel.FIELD, self.preview.fontMetrics().horizontalAdvance("Completion") + 16)
         self._fit_row_column(1)
         header.setSectionResizeMode(PreviewModel.CHANGE, QHeaderView.ResizeMode.Stretch)
+        header.sectionResized.connect(lambda column, *_: column == PreviewModel.CHANGE and self._heights_timer.start())
         self.preview.activated.connect(self._on_activated)
         self.preview.selectionModel().selectionChanged.connect(self._update_buttons)
 
@@ -415,6 +495,7 @@ class FindReplaceDialog(QDialog):
         self.status_label.setWordWrap(True)
         self.status_label.hide()
 
+    def _build_buttons(self) -> QHBoxLayout:
         self.replace_button = QPushButton("Replace &Selected")
         self.replace_button.setToolTip("Replace only in the cells selected in the preview")
         self.replace_all_button = QPushButton("Replace &All")
@@ -428,37 +509,7 @@ class FindReplaceDialog(QDialog):
         buttons.addStretch(1)
         buttons.addWidget(self.replace_all_button)
         buttons.addWidget(self.close_button)
-
-        layout = QVBoxLayout(self)
-        layout.setSpacing(8)
-        layout.addLayout(form)
-        layout.addLayout(options)
-        layout.addLayout(fields)
-        layout.addSpacing(2)
-        layout.addWidget(self.count_label)
-        layout.addWidget(self.preview_stack, 1)
-        layout.addWidget(self.more_label)
-        layout.addWidget(self.status_label)
-        layout.addLayout(buttons)
-
-        # Ctrl+Z / Ctrl+Shift+Z here too, so a replacement can be taken back without leaving the dialog
-        # (a focused text field keeps the keys for its own text).
-        self.undo_action = self.undo_stack.createUndoAction(self, "&Undo")
-        self.undo_action.setShortcuts(QKeySequence.keyBindings(QKeySequence.StandardKey.Undo))
-        self.redo_action = self.undo_stack.createRedoAction(self, "&Redo")
-        self.redo_action.setShortcuts(QKeySequence.keyBindings(QKeySequence.StandardKey.Redo))
-        self.addActions([self.undo_action, self.redo_action])
-
-        for edit in (self.find_edit, self.replace_edit):
-            edit.textChanged.connect(self._on_spec_changed)
-            edit.returnPressed.connect(self.search_now)
-        for box in (self.case_box, self.word_box, self.regex_box, self.keep_case_box, *self.field_boxes.values()):
-            box.toggled.connect(self._on_spec_changed)
-        self.replace_button.clicked.connect(self.replace_selected)
-        self.replace_all_button.clicked.connect(self.replace_all)
-        self.close_button.clicked.connect(self.close)
-        self._show_message("Type the text to find", hint=True)
-        self._update_buttons()
+        return buttons
 
     # --- public ----------------------------------------------------------------------------------------
     def spec(self) -> FindSpec:
@@ -475,46 +526,36 @@ class FindReplaceDialog(QDialog):
         self.find_edit.selectAll()
         self.find_edit.setFocus()
 
-    def current_result(self) -> FindResult | None:
-        """The search result that matches the fields and the data right now (None while searching)."""
-        outcome = self._current()
-        return outcome.result if outcome is not None else None
-
     def is_searching(self) -> bool:
-        """True while a search is waiting for a pause in typing or running on a worker thread."""
-        return self._timer.isActive() or self._job is not None
+        """True while a search is waiting for a pause in typing or running in the background."""
+        return self._timer.isActive() or self._jobs.busy(self.JOB)
 
     @Slot()
     def search_now(self) -> None:
         """Search right away with the current fields (the debounce timer calls this)."""
         self._timer.stop()
-        generation = self._generation
-        if self._job is not None and self._job_generation == generation:
-            return  # already searching for exactly this
-        self._cancel_job()
+        if self._outcome is not None or self._jobs.busy(self.JOB):
+            return  # the shown result is current, or the search for exactly this is running
         spec = self.spec()
         if not spec.text:
-            self._finish(SearchOutcome(generation, spec, FindResult()), "Type the text to find", hint=True)
+            self._finish(SearchOutcome(spec, FindResult()), "Type the text to find", hint=True)
             return
         if not spec.fields:
-            self._finish(SearchOutcome(generation, spec, FindResult()),
+            self._finish(SearchOutcome(spec, FindResult()),
                          "Tick at least one of Prompt, Completion or System to search in", hint=True)
             return
         try:
             spec.compile()
         except ValueError as exc:
-            self._finish(SearchOutcome(generation, spec, FindResult()), str(exc), error=True)
+            self._finish(SearchOutcome(spec, FindResult()), str(exc), error=True)
             return
-        rows = self.dataset.rows  # a snapshot: later edits start a newer search and this one is dropped
+        rows = self.dataset.rows  # a snapshot: a later edit drops this search and starts a newer one
         if len(rows) <= self.SYNC_ROWS:
-            outcome = search(rows, spec, generation)
-            if outcome is not None:
-                self._show(outcome)
+            self._show(search(rows, spec))
             return
         self._show_message(f"Searching {len(rows):,} rows…", hint=True)
-        self._job = self._tasks.run(search, rows, spec, generation, on_result=self._on_result,
-                                    on_error=self._on_error, on_progress=self._on_progress)
-        self._job_generation = generation
+        self._jobs.start(search_in_process, rows, spec, key=self.JOB, state=True, on_result=self._show,
+                         on_error=self._on_error)
 
     @Slot()
     def replace_all(self) -> None:
@@ -559,14 +600,14 @@ class FindReplaceDialog(QDialog):
         super().hideEvent(event)
         self._subscription.cancel()
         self._timer.stop()
-        self._cancel_job()
-        self._generation += 1
+        self._jobs.drop(self.JOB)
+        self._outcome = None
 
     def shutdown(self, timeout_ms: int = 30_000) -> bool:
-        """Stop a running search and wait for its thread (on quit)."""
+        """Stop a running search and wait for it (on quit)."""
         self._subscription.cancel()
-        self._cancel_job()
-        return self._tasks.shutdown(timeout_ms)
+        self._jobs.drop(self.JOB)
+        return self._jobs.shutdown(timeout_ms)
 
     # --- searching -------------------------------------------------------------------------------------
     def _on_dataset_event(self, _event: DatasetEvent) -> None:
@@ -579,45 +620,16 @@ class FindReplaceDialog(QDialog):
 
     def _invalidate(self, delay_ms: int | None = None) -> None:
         """The shown result no longer matches the fields or the data: search again after a pause."""
-        self._generation += 1
-        self._cancel_job()
+        self._outcome = None
+        self._jobs.drop(self.JOB)  # whatever a running search still delivers is stale
         self._update_buttons()
         self._timer.start(self.DEBOUNCE_MS if delay_ms is None else delay_ms)
 
-    def _cancel_job(self) -> None:
-        if self._job is not None:
-            self._job.stop()  # it ends at its next progress report; its result is dropped anyway
-            self._job = None
-
-    def _is_current_job(self) -> bool:
-        job = self._job
-        return job is not None and self.sender() is job.worker
-
     def _current(self) -> SearchOutcome | None:
-        outcome = self._outcome
-        return outcome if outcome is not None and outcome.generation == self._generation else None
+        return self._outcome
 
-    @Slot(object)
-    def _on_result(self, outcome: SearchOutcome | None) -> None:
-        if outcome is None or outcome.generation != self._generation:
-            return
-        if self._is_current_job():
-            self._job = None
-        self._show(outcome)
-
-    @Slot(str, object)
-    def _on_progress(self, text: str, _fraction: object) -> None:
-        if self._is_current_job():
-            self._show_message(text, hint=True)
-
-    @Slot(str, str)
-    def _on_error(self, message: str, details: str) -> None:
-        if not self._is_current_job():
-            return
-        self._job = None
-        print(f"LoRA Desk find and replace failed: {message}\n{details}", file=sys.stderr)
-        self._finish(SearchOutcome(self._generation, self.spec(), FindResult()), f"Search failed: {message}",
-                     error=True)
+    def _on_error(self, message: str, _details: str) -> None:
+        self._finish(SearchOutcome(self.spec(), FindResult()), f"Search failed: {message}", error=True)
 
     # --- showing ---------------------------------------------------------------------------------------
     def _show(self, outcome: SearchOutcome) -> None:
@@ -633,6 +645,7 @@ class FindReplaceDialog(QDialog):
     def _finish(self, outcome: SearchOutcome, message: str, hint: bool = False, error: bool = False) -> None:
         self._outcome = outcome
         self.model.set_cells(outcome.result.cells, outcome.previews)
+        self._fit_row_heights()
         more = outcome.result.more
         self.more_label.setText(f"and {plural(more, 'more cell')} (Replace All changes them too)")
         self.more_label.setVisible(more > 0)
@@ -650,6 +663,15 @@ class FindReplaceDialog(QDialog):
     def _show_status(self, text: str) -> None:
         self.status_label.setText(text)
         self.status_label.show()
+
+    @Slot()
+    def _fit_row_heights(self) -> None:
+        """Each preview row as tall as its text wrapped in the Before → After column."""
+        width = self.preview.columnWidth(PreviewModel.CHANGE)
+        width = width if width > 0 else 300
+        font, model, delegate = self.preview.font(), self.model, self._delegate
+        for row in range(model.rowCount()):
+            self.preview.setRowHeight(row, delegate.row_height(row, model.plain_text(row), font, width))
 
     def _fit_row_column(self, largest: int) -> None:
         metrics = self.preview.fontMetrics()

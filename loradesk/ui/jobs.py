@@ -18,6 +18,10 @@ A widget owns a :class:`Jobs` and starts plain functions on it::
   (:func:`process_pool`): pure-Python or GIL-holding work (token statistics, checks, find over a big
   dataset) then never competes with the GUI thread for the interpreter. Such a job cannot report
   progress; stopping it drops its result.
+- A thread job that needs progress, or sends many rows, hands its heavy pieces to that process itself:
+  ``state.upload(rows, encode, channel=...)`` sends the rows a chunk at a time (only the chunks that changed
+  since the channel's last upload) and ``state.in_process(fn, uploaded, ...)`` runs ``fn`` there on them,
+  with progress reports and cancellation between the pieces.
 
 Threads are plain Python threads; :func:`wait_for_jobs` stops and joins the running ones when the event
 loop has ended, so no work is cut off half-way and nothing outlives the app.
@@ -26,17 +30,21 @@ loop has ended, so no work is cut off half-way and nothing outlives the app.
 from __future__ import annotations
 
 import concurrent.futures
+import concurrent.futures.process
 import contextlib
 import itertools
 import multiprocessing
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal, Slot
 from PySide6.QtWidgets import QWidget
+
+from loradesk.ui import worker_process
+from loradesk.ui.worker_process import Uploaded, UploadLost
 
 
 class Cancelled(Exception):
@@ -90,6 +98,95 @@ class TaskState:
     def emit(self, event: Any) -> None:
         """Hand ``event`` (a partial result) to the job's ``on_event`` on the GUI thread."""
         self._job._deliver("event", event)
+
+    def in_process(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)`` run in the warm worker process; waits for it and returns its result.
+
+        ``fn`` must be a picklable top-level function; an :class:`Uploaded` argument (from :meth:`upload`)
+        arrives there as its list of items. Its exceptions are raised here. Once the job is asked to stop
+        this raises :class:`Cancelled` without waiting (the call still finishes in the process).
+        """
+        return self._call(worker_process.call, fn, args, kwargs)
+
+    def in_process_parts(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, list[Any]]:
+        """:meth:`in_process` for an ``fn`` that returns ``(head, items)`` where the items can be many (every
+        changed cell of a replacement): they come back :data:`UPLOAD_CHUNK` at a time, each unpickled on its
+        own, instead of in one piece that holds the interpreter for tens of milliseconds."""
+        park = f"parked-{next(_VERSIONS)}"
+        head, total = self._call(worker_process.call_parking, fn, args, kwargs, park)
+        items: list[Any] = []
+        for start in range(0, total, UPLOAD_CHUNK):
+            items.extend(self._wait(process_pool().submit(worker_process.take, park, start, UPLOAD_CHUNK)))
+        return head, items
+
+    def _call(self, call: Callable[..., Any], fn: Callable[..., Any], args: tuple[Any, ...],
+              kwargs: dict[str, Any], *extra: Any) -> Any:
+        one_off = tuple(a.channel for a in (*args, *kwargs.values())
+                        if isinstance(a, Uploaded) and a.channel.startswith(_ONE_OFF))
+        restarted = resent = False
+        while True:
+            try:
+                return self._wait(process_pool().submit(call, fn, args, kwargs, one_off, *extra))
+            except UploadLost as lost:  # the process dropped a chunk (or is a new one): send those again, once
+                if resent:
+                    raise
+                resent = True
+                self._resend(lost, [a for a in (*args, *kwargs.values()) if isinstance(a, Uploaded)])
+            except concurrent.futures.process.BrokenProcessPool:
+                if restarted:  # it died twice: report it (out of memory, say)
+                    raise
+                restarted = True  # killed or crashed: the next call starts a fresh one
+
+    def upload(self, items: Sequence[Any], encode: Callable[[Any], Any] | None = None, channel: str | None = None,
+               chunk: int = 0) -> Uploaded:
+        """Send ``items`` (each as ``encode(item)``, e.g. a row as a tuple of strings) to the worker process
+        in chunks, each pickled on its own so the GUI thread gets the interpreter in between.
+
+        With a ``channel`` (encode the same way on one channel), a chunk whose items are the very objects
+        last sent at that place is not sent again; sent chunks are never overwritten, so jobs may share a
+        channel. A cancellation point between chunks.
+        """
+        chunk = chunk or UPLOAD_CHUNK
+        name = channel or f"{_ONE_OFF}{next(_VERSIONS)}"
+        pieces: list[tuple[int, int]] = []
+        for start in range(0, len(items), chunk):
+            self.check()
+            part = tuple(items[start:start + chunk])
+            with _SENT_LOCK:
+                known = _SENT.get((name, start)) if channel else None
+            if (known is not None and known[2] == _POOL_GENERATION and len(known[0]) == len(part)
+                    and all(a is b for a, b in zip(known[0], part, strict=True))):
+                pieces.append((start, known[1]))
+                continue
+            version = next(_VERSIONS)
+            self._wait(process_pool().submit(worker_process.stage, name, start, version, _encoded(part, encode)))
+            pieces.append((start, version))
+            if channel:
+                with _SENT_LOCK:
+                    _SENT[(name, start)] = (part, version, _POOL_GENERATION)
+        return Uploaded(name, tuple(pieces), len(items), (items, encode))
+
+    def _resend(self, lost: UploadLost, sent: list[Uploaded]) -> None:
+        uploaded = next(u for u in sent if u == lost.uploaded)  # the one made here, which knows its items
+        items, encode = uploaded.source
+        size = max(1, uploaded.chunks[1][0] - uploaded.chunks[0][0]) if len(uploaded.chunks) > 1 else len(items)
+        for n in lost.missing:
+            self.check()
+            start, version = uploaded.chunks[n]
+            part = _encoded(tuple(items[start:start + size]), encode)
+            self._wait(process_pool().submit(worker_process.stage, uploaded.channel, start, version, part))
+
+    def _wait(self, future: concurrent.futures.Future[Any]) -> Any:
+        while True:
+            try:
+                return future.result(timeout=self.PROCESS_POLL_S)
+            except concurrent.futures.TimeoutError:
+                if self.stop.is_set():
+                    future.cancel()
+                    raise Cancelled("cancelled") from None
+
+    #: How often a thread waiting on the worker process looks at the stop flag.
+    PROCESS_POLL_S = 0.05
 
 
 class _Relay(QObject):
@@ -333,27 +430,41 @@ def wait_for_jobs(timeout_ms: int = 120_000) -> bool:
 # --- the worker process -------------------------------------------------------------------------------------
 _POOL: concurrent.futures.ProcessPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
+#: Items per uploaded chunk: pickling one takes a few milliseconds.
+UPLOAD_CHUNK = 5_000
+_ONE_OFF = "one-off-"
+_VERSIONS = itertools.count(1)
+#: (channel, start) -> the items last sent there, their version and the process (generation) that holds them.
+_SENT: dict[tuple[str, int], tuple[tuple[Any, ...], int, int]] = {}
+_POOL_GENERATION = 0
+_SENT_LOCK = threading.Lock()
 
-
-def _warm() -> int:
-    """Runs first in the worker process: imports the core modules its jobs use."""
-    import loradesk.core.checks
-    import loradesk.core.dataset
-    import loradesk.core.find_replace
-    import loradesk.core.formats  # noqa: F401
-
-    return 0
+def _encoded(part: tuple[Any, ...], encode: Callable[[Any], Any] | None) -> list[Any]:
+    return list(part) if encode is None else [encode(item) for item in part]
 
 
 def process_pool() -> concurrent.futures.ProcessPoolExecutor:
-    """The one warm worker process (spawned, never forked: the GUI process has threads and Qt state)."""
-    global _POOL
+    """The one warm worker process (spawned, never forked: the GUI process has threads and Qt state).
+
+    A process that died (killed, out of memory) is replaced by a fresh one on the next call.
+    """
+    global _POOL, _POOL_GENERATION
     with _POOL_LOCK:
+        if _POOL is not None and getattr(_POOL, "_broken", False):
+            _POOL.shutdown(wait=False, cancel_futures=True)
+            _POOL = None
         if _POOL is None:
             context = multiprocessing.get_context("spawn")
-            _POOL = concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context)
-            _POOL.submit(_warm)
+            _POOL = concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context,
+                                                        initializer=worker_process.init)
+            _POOL_GENERATION += 1
+            _POOL.submit(worker_process.warm)
         return _POOL
+
+
+def pool_generation() -> int:
+    """Which worker process this is (counts up each time one is started): what it has loaded is lost with it."""
+    return _POOL_GENERATION
 
 
 def shutdown_process_pool() -> None:

@@ -3,7 +3,7 @@
 :class:`TokenPreview` shows one row's exact training text (after the chat template) with the tokens that
 carry no loss, those that are trained and those cut by the max length in different colours.
 :class:`LengthHistogram` shows every row's token count with the cutoff drawn on it. :func:`explain_row`
-is the worker-thread half of the preview.
+is the background half of the preview.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from loradesk.core.dataset import Example
 from loradesk.core.tokenize import Explained, TokenPiece
 from loradesk.core.wording import plural
 from loradesk.ui.plots import SMOOTH_COLOR
-from loradesk.ui.tokenizer_cache import TokenizerCache
+from loradesk.ui.worker_process import row_record
 
 PROMPT_HUE = "#6f8fb3"  # no loss: prompt and template (grey-blue)
 TRAINED_HUE = "#3f9c4f"  # trained: the completion and its EOS (green)
@@ -45,15 +45,27 @@ TARGET_BINS = 48  # at most about this many bars over the rows' own range ...
 MIN_BIN_SHARE = 1 / 100  # ... and no bar narrower than this share of the visible axis
 
 
-def explain_row(settings: ModelSettings, use_chat_template: bool, completion_only: bool, max_length: int,
-                example: Example, cache: TokenizerCache,
-                progress: Callable[[str, float | None], None]) -> Explained:
-    """One row token by token under the current settings (runs on a worker thread)."""
-    from loradesk.core import tokenize
+#: (model folder, worker process) pairs whose tokenizer the worker process has loaded.
+_LOADED: set[tuple[str, int]] = set()
 
-    with cache.use(settings, progress) as tokenizer:
-        return tokenize.explain(tokenizer, example, max_length, completion_only=completion_only,
-                                use_chat_template=use_chat_template)
+
+def explain_row(settings: ModelSettings, use_chat_template: bool, completion_only: bool, max_length: int,
+                example: Example, progress: Callable[[str, float | None], None]) -> Explained:
+    """One row token by token under the current settings (on a background thread; the tokenizing runs in the
+    worker process, which keeps the tokenizer loaded, so the window never loads the ML stack for it)."""
+    from loradesk.core import models
+    from loradesk.core.tokenize import explain_record
+    from loradesk.ui import jobs
+
+    model_dir = str(models.resolve_model(settings, progress=progress))  # the first time: a conversion
+    pool = jobs.process_pool()
+    key = (model_dir, jobs.pool_generation())
+    if key not in _LOADED:
+        progress("Loading the tokenizer…", None)
+    result = pool.submit(explain_record, model_dir, settings.trust_remote_code, use_chat_template, completion_only,
+                         max_length, row_record(example)).result()
+    _LOADED.add(key)
+    return result
 
 
 def _mix(base: QColor, hue: str, amount: float) -> QColor:

@@ -6,7 +6,16 @@ import random
 
 import pytest
 
-from loradesk.core.checks import RELEASE_CHUNK, CheckResult, Fix, _release, normalise, run_checks, tidy_whitespace
+from loradesk.core.checks import (
+    RELEASE_CHUNK,
+    CheckResult,
+    Fix,
+    _release,
+    check_records,
+    normalise,
+    run_checks,
+    tidy_whitespace,
+)
 from loradesk.core.dataset import Dataset, Example
 
 
@@ -240,3 +249,13 @@ def test_a_hundred_thousand_rows() -> None:
     assert results["whitespace"].rows == (99_999,)
     assert results["too_long"].rows == tuple(range(100, 99_999))  # from "Question number 100?" (20 characters)
     assert len(results["same_answer"].rows) == 100_000  # 997 answers, each to about 100 prompts
+
+
+def test_check_records_answers_as_run_checks_on_the_rows() -> None:
+    rows = [*crafted(), Example("Tell me a long story", "word " * 40, system="Be kind.")]
+    counts = [len((r.prompt + r.completion).split()) for r in rows]
+    records = [(r.system, r.prompt, r.completion) for r in rows]
+    expected = run_checks(rows, lambda r: len((r.prompt + r.completion).split()), 20)
+    assert check_records(records, counts, 20) == expected
+    assert any(r.key == "too_long" for r in expected)  # the counts were used
+    assert check_records(records) == run_checks(rows)

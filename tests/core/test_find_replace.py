@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from loradesk.core.dataset import Dataset, Example
-from loradesk.core.find_replace import NEW, OLD, TEXT, FindSpec, find_matches, preview_segments
+from loradesk.core.find_replace import NEW, OLD, TEXT, FindSpec, find_matches, preview_segments, search_records
 from loradesk.core.formats import read_dataset
 
 ROWS = [
@@ -174,3 +174,12 @@ def test_preview_of_a_long_text_shows_the_context_around_the_first_match() -> No
     before = segments[0][1]
     assert 30 <= len(before) - 1 <= 50  # about `context` characters, cut at a word
     assert len(shown) < 160
+
+
+def test_search_records_answers_as_find_matches_with_the_previews() -> None:
+    spec = FindSpec("tamsin", "Mira", preserve_case=True)
+    (result, previews), changes = search_records([(r.system, r.prompt, r.completion) for r in ROWS], spec, 2)
+    expected = find_matches(ROWS, spec, 2)
+    assert result.changes() == [] and changes == expected.changes()  # handed apart: the long part
+    assert result.with_changes(changes) == expected and len(result.cells) == 2 and result.matches > 2
+    assert previews == [preview_segments(cell.before, spec) for cell in expected.cells]

@@ -182,3 +182,25 @@ def test_sample_project_only_notes_the_shared_answers(qtbot: QtBot) -> None:
     assert card is not None and card.result.severity == "info"
     assert card.fix_buttons[0].text().endswith("keeping one per answer")
     assert panel.summary_label.text() == f"1 note in {len(project.dataset)} rows"
+
+
+def test_a_big_dataset_is_checked_in_the_worker_process(qtbot: QtBot) -> None:
+    from loradesk.core.checks import run_checks
+    from loradesk.ui import jobs
+    from loradesk.ui.checks_panel import PROCESS_ROWS
+    from loradesk.ui.worker_process import ROWS_CHANNEL
+
+    rows = [Example(f"Question {i}?", f"Answer {i}.") for i in range(PROCESS_ROWS)] + crafted()
+    panel, project, stack = make_panel(qtbot, rows)
+    sent = jobs._SENT[(ROWS_CHANNEL, 0)][0]
+    assert sent[0] is project.dataset[0]  # the rows went to the process
+    assert panel.results() == run_checks(rows)  # the same answer a thread would give
+    assert panel.card("duplicate") is not None and panel.card("duplicate").result.rows == (
+        PROCESS_ROWS + 2, PROCESS_ROWS + 4, PROCESS_ROWS + 8)
+    panel.set_token_counts(lambda row: 300 if row.prompt == "Question 7?" else 10)  # looked up in the GUI process
+    rerun(qtbot, panel)
+    card = panel.card("too_long")
+    assert card is not None and card.result.rows == (7,)
+    stack.push(EditCellCommand(project.dataset, 7, "prompt", "Question seven?"))
+    rerun(qtbot, panel)
+    assert panel.card("too_long") is None  # the edit reached the process

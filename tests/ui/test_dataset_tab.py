@@ -73,7 +73,7 @@ def test_preview_follows_the_current_row_and_the_settings(qtbot: QtBot, tiny_mod
     tab = make_tab(qtbot, model_dir=tiny_model_dir)
     assert "Count tokens" in tab.token_preview.header_text() or tab.token_preview.explained() is None
     tab.count_tokens()
-    qtbot.waitUntil(lambda: tab.model.has_token_counts() and not tab._counting, timeout=60_000)
+    qtbot.waitUntil(lambda: tab.model.has_token_counts() and not tab.token_counter.busy(), timeout=60_000)
     tab.select_source_rows([4])
     qtbot.waitUntil(lambda: tab.token_preview.header_text().startswith("Row 5"), timeout=30_000)
     tokenizer = models.load_tokenizer(tiny_model_dir)
@@ -98,7 +98,7 @@ def test_preview_follows_the_current_row_and_the_settings(qtbot: QtBot, tiny_mod
 def test_histogram_and_checks_follow_the_counts(qtbot: QtBot, tiny_model_dir: Path) -> None:
     tab = make_tab(qtbot, model_dir=tiny_model_dir)
     tab.count_tokens()
-    qtbot.waitUntil(lambda: tab.model.has_token_counts() and not tab._counting, timeout=60_000)
+    qtbot.waitUntil(lambda: tab.model.has_token_counts() and not tab.token_counter.busy(), timeout=60_000)
     counts = [int(tab.model.index(r, TOKENS).data()) for r in range(len(ROWS))]
     assert sum(n for _, _, n in tab.length_histogram.bins()) == len(ROWS)
 

@@ -7,12 +7,14 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QUndoStack
+from PySide6.QtWidgets import QStyleOptionViewItem
 from pytestqt.qtbot import QtBot
 
 from loradesk.core.dataset import Dataset, Example
 from loradesk.core.find_replace import FindSpec, find_matches
 from loradesk.core.formats import read_dataset
-from loradesk.ui.find_replace import PREVIEW_LIMIT, FindReplaceDialog, PreviewModel, search
+from loradesk.ui.find_replace import PREVIEW_LIMIT, FindReplaceDialog, PreviewModel
+from loradesk.ui.worker_process import ROWS_CHANNEL
 
 ROWS = [
     Example("Who is Tamsin?", "Tamsin is a sky-cartographer from Vaelmoor."),
@@ -274,13 +276,57 @@ def test_a_100k_row_search_runs_on_a_worker_and_replaces_in_one_step(qtbot: QtBo
 def test_a_newer_search_wins_over_one_still_running(qtbot: QtBot) -> None:
     rows = [Example(f"Tamsin {i}", "Vaelmoor" if i % 4 == 0 else "x") for i in range(60_000)]
     dialog, _dataset, _stack = make_dialog(qtbot, rows)
+    counts: list[tuple[int, int]] = []
+    dialog.searched.connect(lambda matches, found: counts.append((matches, found)))
     dialog.find_edit.setText("Tamsin")
     dialog.search_now()
+    first = dialog._jobs.running(dialog.JOB)
     dialog.find_edit.setText("Vaelmoor")  # while the first search runs
     dialog.search_now()
-    # both jobs are reaped only after their results were delivered (queued events arrive in order)
-    qtbot.waitUntil(lambda: not dialog.is_searching() and not dialog._tasks._jobs, timeout=30_000)
+    qtbot.waitUntil(lambda: not dialog.is_searching() and not first[0].is_running(), timeout=30_000)
+    qtbot.wait(50)  # anything the first search still delivered has arrived by now
     assert dialog.count_label.text() == "15,000 matches in 15,000 rows"
-    # a result of an older search that arrives late is dropped
-    dialog._on_result(search(rows, FindSpec("Tamsin"), generation=0))
-    assert dialog.count_label.text() == "15,000 matches in 15,000 rows"
+    assert counts == [(15_000, 15_000)]  # the older search's 60,000 matches never reached the dialog
+    assert first[0].superseded
+
+
+def test_a_search_in_the_worker_process_sends_only_the_changed_rows_again(qtbot: QtBot) -> None:
+    from loradesk.ui import jobs
+
+    rows = [Example(f"Question {i} about Tamsin?", "Tamsin knows.") for i in range(12_000)]
+    dialog, dataset, _stack = make_dialog(qtbot, rows)
+    with qtbot.waitSignal(dialog.searched, timeout=60_000):
+        dialog.find_edit.setText("Tamsin")
+        dialog.search_now()
+    assert dialog.count_label.text() == "24,000 matches in 12,000 rows"
+
+    def versions() -> dict[int, int]:
+        return {start: version for (channel, start), (_, version, _) in jobs._SENT.items()
+                if channel == ROWS_CHANNEL and start < len(rows)}  # (other tests sent more rows)
+
+    before = versions()
+    dataset.set_fields([(11_999, "completion", "Nobody knows.")])
+    with qtbot.waitSignal(dialog.searched, timeout=60_000):
+        dialog.search_now()
+    assert dialog.count_label.text() == "23,999 matches in 12,000 rows"  # the process saw the edit
+    after = versions()
+    assert sorted(before) == sorted(after) == [0, jobs.UPLOAD_CHUNK, 2 * jobs.UPLOAD_CHUNK]
+    # only the chunk holding the edited row went to the process again
+    assert [start for start in after if after[start] != before[start]] == [2 * jobs.UPLOAD_CHUNK]
+
+
+def test_preview_rows_are_tall_enough_for_their_rich_text(qtbot: QtBot) -> None:
+    long = " ".join(["Tamsin maps the sky currents over Vaelmoor with Bramble."] * 4)
+    dialog, _dataset, _stack = make_dialog(qtbot, [Example("Who is Tamsin?", long), Example("x", "Tamsin.\nLine two.")])
+    find(qtbot, dialog, "Tamsin", "Mira Stone")
+    view, delegate = dialog.preview, dialog._delegate
+    width = view.columnWidth(PreviewModel.CHANGE)
+    option = QStyleOptionViewItem()
+    option.font = view.font()
+    for row in range(dialog.model.rowCount()):
+        doc = delegate._document(option, dialog.model.index(row, PreviewModel.CHANGE), width)
+        assert view.rowHeight(row) >= doc.size().height()  # the painted document fits: nothing is cut off
+    assert view.rowHeight(1) > view.rowHeight(0) > 0  # the long completion wraps to more lines than the prompt
+    tall = view.rowHeight(1)
+    dialog.resize(dialog.width() - 200, dialog.height())  # a narrower Before → After column wraps to more lines
+    qtbot.waitUntil(lambda: view.rowHeight(1) > tall)

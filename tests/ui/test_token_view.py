@@ -16,10 +16,10 @@ from pytestqt.qtbot import QtBot
 from loradesk.core.config import ModelSettings
 from loradesk.core.dataset import Example
 from loradesk.core.models import load_tokenizer
-from loradesk.core.tokenize import Explained, explain
-from loradesk.ui.tasks import Tasks
+from loradesk.core.tokenize import Explained, explain, token_count
+from loradesk.ui.jobs import Jobs, TaskState
+from loradesk.ui.token_counter import COUNT_CHUNK, count_tokens
 from loradesk.ui.token_view import LengthHistogram, TokenPreview, explain_row
-from loradesk.ui.tokenizer_cache import TokenizerCache
 
 ROW = Example("Where  does Tamsin live?\n\tTell me.", "In Vaelmoor,\n  a floating city of maps.", system="Be brief.")
 VISIBLE = {"·": " ", "↵": "", "\u2028": "\n", "→": "\t", "◌": ""}  # how the preview shows whitespace
@@ -51,30 +51,26 @@ def as_text(shown: str) -> str:
     return "".join(VISIBLE.get(ch, ch) for ch in shown)
 
 
-def test_explain_row_on_a_worker_thread_uses_the_shared_tokenizer(qtbot: QtBot, tiny_model_dir: Path,
-                                                                  tok: Any) -> None:
-    cache = TokenizerCache()
+def test_explain_row_tokenizes_in_the_worker_process_and_keeps_the_tokenizer(
+        qtbot: QtBot, tiny_model_dir: Path, tok: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from loradesk.ui import token_view
+
+    monkeypatch.setattr(token_view, "_LOADED", set())  # as in a fresh app (other tests used the tiny model)
     settings = ModelSettings(kind="local", name=str(tiny_model_dir))
-    tasks = Tasks()
+    jobs = Jobs()
     results: list[Explained] = []
     messages: list[str] = []
 
-    class Sink:  # plain callables are fine here: the test outlives the task
-        @staticmethod
-        def result(ex: Explained) -> None:
-            results.append(ex)
+    def job(*, state: TaskState) -> Explained:
+        return explain_row(settings, True, False, 20, ROW, state.progress)
 
-        @staticmethod
-        def progress(text: str, _fraction: object) -> None:
-            messages.append(text)
-
-    tasks.run(explain_row, settings, True, False, 20, ROW, cache, on_result=Sink.result, on_progress=Sink.progress)
+    jobs.start(job, state=True, on_result=results.append, on_progress=lambda text, _f: messages.append(text))
     qtbot.waitUntil(lambda: bool(results), timeout=30_000)
-    assert tasks.shutdown()
+    assert jobs.shutdown()
     assert results[0] == explain(tok, ROW, 20, completion_only=False, use_chat_template=True)
     assert "Loading the tokenizer…" in messages
     again: list[str] = []
-    assert explain_row(settings, False, True, 256, ROW, cache, lambda text, _f=None: again.append(text)) == \
+    assert explain_row(settings, False, True, 256, ROW, lambda text, _f=None: again.append(text)) == \
         explain(tok, ROW, 256, use_chat_template=False)
     assert again == []  # the tokenizer was loaded once and kept for the next row
 
@@ -228,3 +224,31 @@ def test_histogram_empty_state_and_a_hundred_thousand_rows(qtbot: QtBot) -> None
     hist.clear("No rows match the filter.")
     assert hist.placeholder.text() == "No rows match the filter." and hist.summary.isHidden()
     assert not hist.bins() and not hist.click_at(100)
+
+
+def test_token_counts_come_from_the_worker_process_chunk_by_chunk(qtbot: QtBot, tiny_model_dir: Path,
+                                                                  tok: Any) -> None:
+    settings = ModelSettings(kind="local", name=str(tiny_model_dir))
+    rows = [Example(f"Question {i}: " + "where is the owl? " * (i % 7), f"Answer {i}.", system="Be brief." * (i % 2))
+            for i in range(COUNT_CHUNK + 5)]  # two calls into the process
+    jobs = Jobs()
+    results: list[dict[tuple[str, str, str], int]] = []
+    progress: list[tuple[str, float | None]] = []
+    jobs.start(count_tokens, settings, True, rows, state=True, on_result=results.append,
+               on_progress=lambda text, fraction: progress.append((text, fraction)))
+    qtbot.waitUntil(lambda: bool(results), timeout=60_000)
+    assert results[0] == {(r.system, r.prompt, r.completion): token_count(tok, r, True) for r in rows}
+    assert progress[-1] == (f"Counting tokens… {len(rows):,} of {len(rows):,}", 1.0)
+    assert "Loading the tokenizer…" in [text for text, _ in progress]
+
+
+def test_a_token_count_stopped_between_chunks_delivers_no_counts(qtbot: QtBot, tiny_model_dir: Path) -> None:
+    settings = ModelSettings(kind="local", name=str(tiny_model_dir))
+    rows = [Example(f"Question {i}?", "Answer.") for i in range(COUNT_CHUNK * 3)]
+    jobs = Jobs()
+    outcome: list[str] = []
+    job = jobs.start(count_tokens, settings, False, rows, state=True, on_result=lambda _: outcome.append("result"),
+                     on_cancelled=lambda: outcome.append("cancelled"),
+                     on_progress=lambda text, _f: jobs.cancel() if text.startswith("Counting") else None)
+    qtbot.waitUntil(lambda: bool(outcome), timeout=60_000)
+    assert outcome == ["cancelled"] and not job.is_running()
