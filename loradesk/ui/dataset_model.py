@@ -44,7 +44,7 @@ from loradesk.core.dataset import (
     draw_split,
 )
 from loradesk.core.tokenize import count_text
-from loradesk.ui.undo import EditCellCommand, InsertRowsCommand, RemoveRowsCommand, ReplaceAllCommand
+from loradesk.ui.undo import EditCellCommand, InsertRowsCommand, RemoveRowsCommand, ReplaceAllCommand, row_runs
 
 PROMPT, COMPLETION, SPLIT, TOKENS, STATUS = range(5)
 HEADERS = ("Prompt", "Completion", "Split", "Tokens", "Status")
@@ -61,17 +61,6 @@ TokenKey = tuple[str, str, str]
 def token_key(example: Example) -> TokenKey:
     """What a token count depends on (besides the tokenizer): the row's texts."""
     return (example.system, example.prompt, example.completion)
-
-
-def row_runs(rows: list[int]) -> list[tuple[int, int]]:
-    """Sorted row numbers as ``(start, count)`` runs."""
-    out: list[tuple[int, int]] = []
-    for r in rows:
-        if out and out[-1][0] + out[-1][1] == r:
-            out[-1] = (out[-1][0], out[-1][1] + 1)
-        else:
-            out.append((r, 1))
-    return out
 
 
 def _dot(colour: str) -> QIcon:
@@ -363,10 +352,6 @@ class DatasetTableModel(QAbstractTableModel):
         too_long = self.too_long_rows()
         return sorted(set(rows).union(too_long)) if too_long else rows
 
-    def problems(self) -> list[RowProblem]:
-        """Every problem, row by row (a full pass: for reports and tests, not for painting)."""
-        return [p for row in range(len(self._dataset)) for p in self.row_problems(row)]
-
     def problem_row_count(self) -> int:
         """How many rows have at least one problem."""
         extra = sum(1 for row in self.too_long_rows() if not self._index.has_problem(row))
@@ -521,9 +506,6 @@ class DatasetFilterProxy(QAbstractProxyModel):
         return model.headerData(section, orientation, role)
 
     # --- filtering ---------------------------------------------------------------------------------------
-    def filter_text(self) -> str:
-        return self._needle
-
     def set_filter_text(self, text: str) -> None:
         needle = text.strip().casefold()
         if needle != self._needle:

@@ -3,11 +3,16 @@ dataset, the undo stack. (The panel widgets themselves are tested in test_token_
 
 from __future__ import annotations
 
+import contextlib
 import random
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QFont, QUndoStack
+from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
 from loradesk.core.dataset import Dataset, Example, ProblemIndex, split_rows
@@ -95,6 +100,43 @@ def test_preview_follows_the_current_row_and_the_settings(qtbot: QtBot, tiny_mod
     qtbot.waitUntil(lambda: tab.token_preview.explained().total > explained.total, timeout=30_000)
 
 
+class GatedTokenizers:
+    """A tokenizer cache whose first use waits for ``gate`` (a slow tokenizer load)."""
+
+    def __init__(self, tokenizer: Any, gate: threading.Event) -> None:
+        self.tokenizer, self.gate, self.uses = tokenizer, gate, 0
+
+    @contextlib.contextmanager
+    def use(self, _settings: object, _progress: object = None) -> Iterator[Any]:
+        self.uses += 1
+        if self.uses == 1:
+            assert self.gate.wait(30)
+        yield self.tokenizer
+
+
+def test_preview_shows_the_latest_row_and_lets_a_slow_load_finish(qtbot: QtBot, tiny_model_dir: Path) -> None:
+    from loradesk.core import models, tokenize
+
+    tab = make_tab(qtbot, model_dir=tiny_model_dir)
+    gate = threading.Event()
+    tab.preview.tokenizers = GatedTokenizers(models.load_tokenizer(tiny_model_dir), gate)  # type: ignore[assignment]
+    tab._tokens_wanted = True
+    tab.select_source_rows([0])
+    tab.preview.refresh()
+    (first,) = tab.preview.jobs.running("preview")
+    tab.select_source_rows([3])
+    tab.preview.refresh()
+    qtbot.waitUntil(lambda: tab.token_preview.header_text().startswith("Row 4"), timeout=30_000)
+    gate.set()  # the first request's load ends: it was not interrupted, and its row 1 never shows
+    qtbot.waitUntil(lambda: not first.is_running(), timeout=30_000)
+    QApplication.processEvents()
+    assert not first.state.stop_requested
+    assert tab.token_preview.header_text().startswith("Row 4")
+    explained = tab.token_preview.explained()
+    encoded = tokenize.encode(models.load_tokenizer(tiny_model_dir), ROWS[3], 256)
+    assert explained is not None and explained.trained_tokens == encoded.trained_tokens
+
+
 def test_histogram_and_checks_follow_the_counts(qtbot: QtBot, tiny_model_dir: Path) -> None:
     tab = make_tab(qtbot, model_dir=tiny_model_dir)
     tab.count_tokens()
@@ -122,7 +164,7 @@ def test_find_and_replace_opens_and_shows_rows(qtbot: QtBot) -> None:
     tab.filter_edit.setText("owl")
     tab._apply_filter()
     tab.act_replace.trigger()
-    dialog = tab._find_dialog
+    dialog = tab.row_actions.find_dialog
     assert dialog is not None and dialog.isVisible() and dialog.find_edit.text() == "owl"
     dialog.show_row.emit(3)  # a row the filter hides: the filter is cleared to show it
     assert tab.proxy.rowCount() == len(ROWS) and tab.selected_rows() == [3]
