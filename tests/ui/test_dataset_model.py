@@ -283,3 +283,40 @@ def test_deleting_a_scattered_selection_and_undo(qtmodeltester) -> None:
     assert len(dataset) == 197 and dataset[3].prompt == "Question 5?"
     stack.undo()
     assert list(dataset) == rows
+
+
+def test_filter_narrows_and_remembers_but_always_agrees_with_a_full_search() -> None:
+    import random
+
+    rng = random.Random(3)
+    words = ["lantern", "Harbour", "lane", "LAMP", "harp", "an", "", "Lantern-keeper"]
+
+    def row() -> Example:
+        return Example(" ".join(rng.choices(words, k=3)), " ".join(rng.choices(words, k=2)))
+
+    dataset, model, _ = make_model([row() for _ in range(60)])
+    proxy = DatasetFilterProxy()
+    proxy.setSourceModel(model)
+    typed, target = "", "lantern"
+    for step in range(400):
+        roll = rng.random()
+        if roll < 0.45:  # typing a word narrows ...
+            if len(typed) == len(target):
+                typed, target = "", rng.choice([w for w in words if w]).casefold()
+            typed += target[len(typed)]
+        elif roll < 0.7:
+            typed = typed[:-1]  # ... erasing finds the shorter filter's rows again
+        elif roll < 0.9:
+            dataset.set_field(rng.randrange(len(dataset)), rng.choice(["prompt", "completion"]), row().prompt)
+        elif roll < 0.95:
+            dataset.insert(rng.randrange(len(dataset) + 1), [row() for _ in range(rng.randint(1, 3))])
+        else:
+            dataset.remove(rng.randrange(len(dataset)), rng.randint(1, 2))
+        proxy.set_filter_text("")  # a fresh filter (edited rows that stopped matching would stay shown)
+        proxy.set_filter_text(typed)
+        needle = typed.strip().casefold()
+        expected = [i for i, r in enumerate(dataset) if needle in f"{r.prompt}\0{r.completion}".casefold()]
+        shown = [proxy.mapToSource(proxy.index(r, 0)).row() for r in range(proxy.rowCount())]
+        assert shown == expected, (step, typed)
+        assert [proxy.index(r, PROMPT).data() for r in range(proxy.rowCount())] == \
+            [dataset[i].prompt for i in expected]

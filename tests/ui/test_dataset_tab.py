@@ -218,6 +218,18 @@ def test_problem_index_agrees_with_a_full_pass_through_random_edits() -> None:
         check()
 
 
+def test_problem_index_follows_the_first_copy_when_it_is_edited_away() -> None:
+    dataset = Dataset([Example("A?", "a."), Example("A?", "a."), Example("A?", "a.")])
+    index = ProblemIndex(dataset)
+    dataset.subscribe(index.apply)
+    assert [p.message for r in range(3) for p in index.row_problems(r)] == \
+        ["row 2: same prompt and completion as row 1", "row 3: same prompt and completion as row 1"]
+    dataset.set_field(0, "prompt", "B?")  # row 2 is the first copy now
+    assert [p.message for r in range(3) for p in index.row_problems(r)] == \
+        [p.message for p in dataset.problems()] == ["row 3: same prompt and completion as row 2"]
+    assert index.problem_rows() == [2] and index.problem_row_count() == 1
+
+
 def test_filter_proxy_passes_the_model_tester_while_filtering(qtbot: QtBot) -> None:
     from PySide6.QtTest import QAbstractItemModelTester
 
