@@ -352,7 +352,7 @@ class DatasetTab(QWidget):
         count = self.model.token_count
         rows = [i for i, row in enumerate(self.project.dataset) if low <= (count(row) or -1) <= high]
         self.select_source_rows(rows)
-        span = f"{low:,} tokens" if low == high else f"{low:,}–{high:,} tokens"
+        span = plural(low, "token") if low == high else f"{low:,}–{high:,} tokens"
         self.token_label.setText(f"Selected {plural(len(rows), 'row')} of {span}")
 
     @Slot()
