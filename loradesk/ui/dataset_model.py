@@ -20,6 +20,8 @@ from PySide6.QtCore import (
     QAbstractTableModel,
     QEvent,
     QModelIndex,
+    QModelRoleData,
+    QModelRoleDataSpan,
     QObject,
     QPersistentModelIndex,
     QSize,
@@ -178,6 +180,18 @@ class DatasetTableModel(QAbstractTableModel):
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         return self.cell(index.row(), index.column(), role) if index.isValid() else None
+
+    def multiData(self, index: Index, roles: QModelRoleDataSpan | QModelRoleData) -> None:
+        if index.isValid():
+            self.fill_roles(index.row(), index.column(), roles)
+
+    def fill_roles(self, row: int, column: int, roles: QModelRoleDataSpan | QModelRoleData) -> None:
+        """Every role a view asks of one cell, in one call from Qt (a paint asks ~7 roles of each cell).
+
+        Each call from Qt into Python takes the GIL; while a worker thread runs, each may wait for it.
+        """
+        for role_data in [roles] if isinstance(roles, QModelRoleData) else roles:
+            role_data.setData(self.cell(row, column, role_data.role()))
 
     def cell(self, row: int, column: int, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         """:meth:`data` of model row ``row`` (the filter proxy asks here directly, without making an index)."""
@@ -510,16 +524,26 @@ class DatasetFilterProxy(QAbstractProxyModel):
             row = at
         return self.index(row, source_index.column())
 
+    # The table model answers for the source row straight away: no source index is made per cell.
+    def _source_row_of(self, index: Index) -> int:
+        """The source row of a valid ``index`` (-1 when there is none)."""
+        row = index.row()
+        if self._rows is not None:
+            return self._rows[row] if row < len(self._rows) else -1
+        return row
+
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         model = self._dataset_model()
         if model is None or not index.isValid():
             return super().data(index, role)
-        row = index.row()
-        if self._rows is not None:
-            if row >= len(self._rows):
-                return None
-            row = self._rows[row]
-        return model.cell(row, index.column(), role)  # no source index made: a paint asks ~1,000 times
+        return model.cell(self._source_row_of(index), index.column(), role)
+
+    def multiData(self, index: Index, roles: QModelRoleDataSpan | QModelRoleData) -> None:
+        model = self._dataset_model()
+        if model is None or not index.isValid():
+            super().multiData(index, roles)
+        else:
+            model.fill_roles(self._source_row_of(index), index.column(), roles)
 
     def flags(self, index: Index) -> Qt.ItemFlag:
         model = self._dataset_model()

@@ -320,3 +320,34 @@ def test_filter_narrows_and_remembers_but_always_agrees_with_a_full_search() -> 
         assert shown == expected, (step, typed)
         assert [proxy.index(r, PROMPT).data() for r in range(proxy.rowCount())] == \
             [dataset[i].prompt for i in expected]
+
+
+def test_a_cell_answers_every_role_at_once_as_it_does_one_by_one() -> None:
+    from PySide6.QtCore import QModelRoleData
+    from PySide6.QtGui import QIcon
+
+    dataset, model, _ = make_model([*ROWS, Example("Who is Tamsin?", "A sky-cartographer."), Example("", "Why?")])
+    dataset.set_field(1, "split", "validation")
+    model.set_max_length(3)
+    model.set_token_counts({token_key(r): 2 + i for i, r in enumerate(dataset)})
+    proxy = DatasetFilterProxy()
+    proxy.setSourceModel(model)
+    proxy.set_filter_text("?")  # every row but one, shown through the proxy's own row list
+
+    def same(a: object, b: object) -> bool:
+        return a.cacheKey() == b.cacheKey() if isinstance(a, QIcon) and isinstance(b, QIcon) else a == b
+
+    roles = [Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.EditRole, Qt.ItemDataRole.ToolTipRole,
+             Qt.ItemDataRole.FontRole, Qt.ItemDataRole.ForegroundRole, Qt.ItemDataRole.BackgroundRole,
+             Qt.ItemDataRole.DecorationRole, Qt.ItemDataRole.TextAlignmentRole, Qt.ItemDataRole.UserRole]
+    answered = 0
+    for table in (model, proxy):
+        for row in range(table.rowCount()):
+            for column in range(table.columnCount()):
+                index = table.index(row, column)
+                for role in roles:
+                    asked = QModelRoleData(role)
+                    index.multiData(asked)
+                    assert same(asked.data(), index.data(role)), (row, column, role)
+                    answered += asked.data() is not None
+    assert answered > 100  # texts, splits, counts, statuses, icons, fonts and colours were all compared
