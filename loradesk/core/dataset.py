@@ -239,6 +239,7 @@ class ProblemIndex:
     def __init__(self, dataset: Dataset) -> None:
         self._dataset = dataset
         self._keys: list[RowKey] = []
+        self._hashes: list[int] = []  # hash of each row's key (a tuple's hash is not cached: a pass rehashes)
         self._counts: Counter[RowKey] = Counter()
         self._first: dict[RowKey, int] = {}  # first row of a duplicated key, looked up on demand
         self._flagged: set[RowKey] = set()  # keys of rows with a problem: empty, or on more than one row
@@ -249,6 +250,7 @@ class ProblemIndex:
     def rebuild(self) -> None:
         # _row_key inlined: one pass over 100,000 rows on every open, without a call per row
         self._keys = [(r.system.strip(), r.prompt.strip(), r.completion.strip()) for r in self._dataset.rows]
+        self._hashes = list(map(hash, self._keys))
         self._counts = Counter(self._keys)
         self._first = {}
         self._rows_cache = None
@@ -281,14 +283,17 @@ class ProblemIndex:
         if isinstance(event, RowsInserted):
             added = [_row_key(self._dataset[i]) for i in range(event.start, event.start + event.count)]
             self._keys[event.start:event.start] = added
+            self._hashes[event.start:event.start] = map(hash, added)
         elif isinstance(event, RowsRemoved):
             removed = self._keys[event.start:event.start + event.count]
             del self._keys[event.start:event.start + event.count]
+            del self._hashes[event.start:event.start + event.count]
         else:
             for i in range(event.start, event.start + event.count):
                 old, new_key = self._keys[i], _row_key(self._dataset[i])
                 if old != new_key:
                     self._keys[i] = new_key
+                    self._hashes[i] = hash(new_key)
                     removed.append(old)
                     added.append(new_key)
         for key in removed:
@@ -307,8 +312,12 @@ class ProblemIndex:
         return shared
 
     def _rows_among(self, keys: set[RowKey]) -> list[int]:
-        """The rows whose key is one of ``keys``, ascending (the pass over the rows runs in C)."""
-        return list(itertools.compress(itertools.count(), map(keys.__contains__, self._keys))) if keys else []
+        """The rows whose key is one of ``keys``, ascending (a pass over the rows' hashes, in C)."""
+        if not keys:
+            return []
+        hashes = {hash(key) for key in keys}
+        maybe = itertools.compress(itertools.count(), map(hashes.__contains__, self._hashes))
+        return [i for i in maybe if self._keys[i] in keys]  # a hash shared by another key is rare
 
     def rows_with(self, keys: set[RowKey]) -> list[int]:
         """The rows whose key is one of ``keys`` (to repaint them)."""
