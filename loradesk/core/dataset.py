@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -238,18 +239,23 @@ class ProblemIndex:
     def __init__(self, dataset: Dataset) -> None:
         self._dataset = dataset
         self._keys: list[RowKey] = []
+        self._hashes: list[int] = []  # hash of each row's key (a tuple's hash is not cached: a pass rehashes)
         self._counts: Counter[RowKey] = Counter()
         self._first: dict[RowKey, int] = {}  # first row of a duplicated key, looked up on demand
+        self._flagged: set[RowKey] = set()  # keys of rows with a problem: empty, or on more than one row
+        self._rows_cache: list[int] | None = None  # problem_rows(), until the next change
         self._problem_rows = 0
         self.rebuild()
 
     def rebuild(self) -> None:
         # _row_key inlined: one pass over 100,000 rows on every open, without a call per row
         self._keys = [(r.system.strip(), r.prompt.strip(), r.completion.strip()) for r in self._dataset.rows]
+        self._hashes = list(map(hash, self._keys))
         self._counts = Counter(self._keys)
         self._first = {}
-        self._problem_rows = sum(_weight(key, count) for key, count in self._counts.items()
-                                 if count > 1 or _key_is_empty(key))
+        self._rows_cache = None
+        self._flagged = {key for key, count in self._counts.items() if count > 1 or _key_is_empty(key)}
+        self._problem_rows = sum(_weight(key, self._counts[key]) for key in self._flagged)
 
     def _bump(self, key: RowKey, delta: int) -> None:
         before = self._counts[key]
@@ -259,10 +265,16 @@ class ProblemIndex:
             self._counts[key] = after
         else:
             del self._counts[key]
+        if after > 1 or (after and _key_is_empty(key)):
+            self._flagged.add(key)
+        else:
+            self._flagged.discard(key)
 
     def apply(self, event: DatasetEvent) -> set[RowKey]:
         """Follow one change; returns the keys shared with *other* rows whose status may have changed."""
-        self._first = {}
+        self._rows_cache = None
+        if not isinstance(event, RowsChanged):
+            self._first = {}  # rows moved (or all changed)
         if isinstance(event, DatasetReset):
             self.rebuild()
             return set()
@@ -271,20 +283,25 @@ class ProblemIndex:
         if isinstance(event, RowsInserted):
             added = [_row_key(self._dataset[i]) for i in range(event.start, event.start + event.count)]
             self._keys[event.start:event.start] = added
+            self._hashes[event.start:event.start] = map(hash, added)
         elif isinstance(event, RowsRemoved):
             removed = self._keys[event.start:event.start + event.count]
             del self._keys[event.start:event.start + event.count]
+            del self._hashes[event.start:event.start + event.count]
         else:
             for i in range(event.start, event.start + event.count):
                 old, new_key = self._keys[i], _row_key(self._dataset[i])
                 if old != new_key:
                     self._keys[i] = new_key
+                    self._hashes[i] = hash(new_key)
                     removed.append(old)
                     added.append(new_key)
         for key in removed:
             self._bump(key, -1)
+            self._first.pop(key, None)
         for key in added:
             self._bump(key, 1)
+            self._first.pop(key, None)
         shared = set()
         for key in removed:  # rows left with this text may have stopped (or started) being the duplicate
             if self._counts[key] > 0 and (key[1] or key[2]):
@@ -294,9 +311,17 @@ class ProblemIndex:
                 shared.add(key)
         return shared
 
+    def _rows_among(self, keys: set[RowKey]) -> list[int]:
+        """The rows whose key is one of ``keys``, ascending (a pass over the rows' hashes, in C)."""
+        if not keys:
+            return []
+        hashes = {hash(key) for key in keys}
+        maybe = itertools.compress(itertools.count(), map(hashes.__contains__, self._hashes))
+        return [i for i in maybe if self._keys[i] in keys]  # a hash shared by another key is rare
+
     def rows_with(self, keys: set[RowKey]) -> list[int]:
         """The rows whose key is one of ``keys`` (to repaint them)."""
-        return [i for i, k in enumerate(self._keys) if k in keys] if keys else []
+        return self._rows_among(keys)
 
     def row_problems(self, row: int) -> list[RowProblem]:
         """Empty and duplicate findings of one row, worded as :meth:`Dataset.problems` words them."""
@@ -319,19 +344,19 @@ class ProblemIndex:
         return self._counts[key] > 1 and bool(self.row_problems(row))
 
     def problem_rows(self) -> list[int]:
-        """The rows that are empty or a later copy of another row, ascending."""
-        out: list[int] = []
-        seen: set[RowKey] = set()
-        counts = self._counts
-        for i, key in enumerate(self._keys):
-            if _key_is_empty(key):
-                out.append(i)
-            elif counts[key] > 1:
-                if key in seen:
+        """The rows that are empty or a later copy of another row, ascending (kept until the next change)."""
+        if self._rows_cache is None:
+            out: list[int] = []
+            seen: set[RowKey] = set()
+            keys = self._keys
+            for i in self._rows_among(self._flagged):
+                key = keys[i]
+                if _key_is_empty(key) or key in seen:
                     out.append(i)
                 else:
                     seen.add(key)
-        return out
+            self._rows_cache = out
+        return list(self._rows_cache)
 
     def problem_row_count(self) -> int:
         """How many rows are empty or a later copy of another row (kept up to date, no pass over the rows)."""

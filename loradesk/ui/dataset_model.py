@@ -20,6 +20,8 @@ from PySide6.QtCore import (
     QAbstractTableModel,
     QEvent,
     QModelIndex,
+    QModelRoleData,
+    QModelRoleDataSpan,
     QObject,
     QPersistentModelIndex,
     QSize,
@@ -44,7 +46,8 @@ from loradesk.core.dataset import (
     draw_split,
 )
 from loradesk.core.tokenize import count_text
-from loradesk.ui.undo import EditCellCommand, InsertRowsCommand, RemoveRowsCommand, ReplaceAllCommand
+from loradesk.ui.text_filter import TextFilter
+from loradesk.ui.undo import EditCellCommand, InsertRowsCommand, RemoveRowsCommand, ReplaceAllCommand, row_runs
 
 PROMPT, COMPLETION, SPLIT, TOKENS, STATUS = range(5)
 HEADERS = ("Prompt", "Completion", "Split", "Tokens", "Status")
@@ -53,6 +56,10 @@ FIELD_OF_COLUMN = {PROMPT: "prompt", COMPLETION: "completion"}
 STATUS_TEXT = {"empty": "Empty", "duplicate": "Duplicate", "too_long": "Too long"}
 STATUS_COLOURS = {"ok": "#2e9d58", "empty": "#d64545", "duplicate": "#d08a16", "too_long": "#d08a16"}
 TOOLTIP_LIMIT = 1500
+_READ_ONLY = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemNeverHasChildren
+_EDITABLE = _READ_ONLY | Qt.ItemFlag.ItemIsEditable
+#: Rows whose problems are kept between paints (each status cell asks several times per paint).
+_PROBLEM_CACHE_ROWS = 4096
 
 Index = QModelIndex | QPersistentModelIndex
 TokenKey = tuple[str, str, str]
@@ -61,17 +68,6 @@ TokenKey = tuple[str, str, str]
 def token_key(example: Example) -> TokenKey:
     """What a token count depends on (besides the tokenizer): the row's texts."""
     return (example.system, example.prompt, example.completion)
-
-
-def row_runs(rows: list[int]) -> list[tuple[int, int]]:
-    """Sorted row numbers as ``(start, count)`` runs."""
-    out: list[tuple[int, int]] = []
-    for r in rows:
-        if out and out[-1][0] + out[-1][1] == r:
-            out[-1] = (out[-1][0], out[-1][1] + 1)
-        else:
-            out.append((r, 1))
-    return out
 
 
 def _dot(colour: str) -> QIcon:
@@ -106,6 +102,7 @@ class DatasetTableModel(QAbstractTableModel):
         self._max_length: int | None = None
         self._split_policy = (0.0, 42)  # validation fraction, seed
         self._icons: dict[str, QIcon] = {}
+        self._problem_cache: dict[int, list[RowProblem]] = {}  # row_problems() of rows painted since a change
         self._unsubscribe = dataset.subscribe(self._on_event)
         self.destroyed.connect(self._unsubscribe)
 
@@ -128,6 +125,7 @@ class DatasetTableModel(QAbstractTableModel):
     def _on_event(self, event: DatasetEvent) -> None:
         shared = self._index.apply(event)
         self._too_long = None
+        self._problem_cache.clear()
         root = QModelIndex()
         if isinstance(event, RowsInserted):
             self._pending = ("inserted", event.start, event.count)
@@ -173,23 +171,38 @@ class DatasetTableModel(QAbstractTableModel):
         return str(section + 1)
 
     def flags(self, index: Index) -> Qt.ItemFlag:
-        if not index.isValid():
-            return Qt.ItemFlag.NoItemFlags
-        flags = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemNeverHasChildren
-        if index.column() in FIELD_OF_COLUMN or index.column() == SPLIT:
-            flags |= Qt.ItemFlag.ItemIsEditable
-        return flags
+        return self.column_flags(index.column()) if index.isValid() else Qt.ItemFlag.NoItemFlags
+
+    @staticmethod
+    def column_flags(column: int) -> Qt.ItemFlag:
+        """The flags of every cell in ``column``."""
+        return _EDITABLE if column in FIELD_OF_COLUMN or column == SPLIT else _READ_ONLY
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid() or not 0 <= index.row() < self._count:
+        return self.cell(index.row(), index.column(), role) if index.isValid() else None
+
+    def multiData(self, index: Index, roles: QModelRoleDataSpan | QModelRoleData) -> None:
+        if index.isValid():
+            self.fill_roles(index.row(), index.column(), roles)
+
+    def fill_roles(self, row: int, column: int, roles: QModelRoleDataSpan | QModelRoleData) -> None:
+        """Every role a view asks of one cell, in one call from Qt (a paint asks ~7 roles of each cell).
+
+        Each call from Qt into Python takes the GIL; while a worker thread runs, each may wait for it.
+        """
+        for role_data in [roles] if isinstance(roles, QModelRoleData) else roles:
+            role_data.setData(self.cell(row, column, role_data.role()))
+
+    def cell(self, row: int, column: int, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        """:meth:`data` of model row ``row`` (the filter proxy asks here directly, without making an index)."""
+        if not 0 <= row < self._count:
             return None
-        src = self._source_row(index.row())
+        src = self._source_row(row)
         if src is None or src >= len(self._dataset):
             return None
         example = self._dataset[src]
-        column = index.column()
         if column in FIELD_OF_COLUMN:
-            return self._text_data(example, FIELD_OF_COLUMN[column], src, role)
+            return self._text_data(example, FIELD_OF_COLUMN[column], role)
         if column == SPLIT:
             return self._split_data(example, role)
         if column == TOKENS:
@@ -198,14 +211,14 @@ class DatasetTableModel(QAbstractTableModel):
             return self._status_data(src, role)
         return None
 
-    def _text_data(self, example: Example, field: str, src: int, role: int) -> Any:
+    @staticmethod
+    def _text_data(example: Example, field: str, role: int) -> Any:
         text: str = getattr(example, field)
         if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.EditRole):
             return text
         if role == Qt.ItemDataRole.ToolTipRole and text:
             return text if len(text) <= TOOLTIP_LIMIT else text[:TOOLTIP_LIMIT] + "…"
-        if role == Qt.ItemDataRole.BackgroundRole and any(p.field == field and p.kind == "empty"
-                                                          for p in self.row_problems(src)):
+        if role == Qt.ItemDataRole.BackgroundRole and not text.strip():  # the field's "empty" problem
             return QBrush(QColor(214, 69, 69, 40))
         return None
 
@@ -261,7 +274,11 @@ class DatasetTableModel(QAbstractTableModel):
         return None
 
     def _status_data(self, src: int, role: int) -> Any:
-        problems = self.row_problems(src)
+        problems = self._problem_cache.get(src)
+        if problems is None:
+            if len(self._problem_cache) >= _PROBLEM_CACHE_ROWS:
+                self._problem_cache.clear()
+            problems = self._problem_cache[src] = self.row_problems(src)
         kind = problems[0].kind if problems else "ok"
         if role == Qt.ItemDataRole.DisplayRole:
             if not problems:
@@ -363,10 +380,6 @@ class DatasetTableModel(QAbstractTableModel):
         too_long = self.too_long_rows()
         return sorted(set(rows).union(too_long)) if too_long else rows
 
-    def problems(self) -> list[RowProblem]:
-        """Every problem, row by row (a full pass: for reports and tests, not for painting)."""
-        return [p for row in range(len(self._dataset)) for p in self.row_problems(row)]
-
     def problem_row_count(self) -> int:
         """How many rows have at least one problem."""
         extra = sum(1 for row in self.too_long_rows() if not self._index.has_problem(row))
@@ -402,6 +415,7 @@ class DatasetTableModel(QAbstractTableModel):
 
     def _refresh_tokens(self) -> None:
         self._too_long = None
+        self._problem_cache.clear()
         if self._count:
             self.dataChanged.emit(self.index(0, TOKENS), self.index(self._count - 1, STATUS))
         self.summary_changed.emit()
@@ -428,12 +442,13 @@ class DatasetFilterProxy(QAbstractProxyModel):
         self._needle = ""
         self._problems_only = False
         self._rows: list[int] | None = None  # shown source rows, ascending; None: all of them
-        self._hay: list[str | None] = []  # casefolded "prompt\0completion" per source row; None: not cached
+        self._text = TextFilter(self._text_of)  # casefolded "prompt\0completion" per source row, recent matches
         self._prefill_from = 0
         self._prefill_timer = QTimer(self)  # fills the text cache in small slices while the app is idle
         self._prefill_timer.setInterval(0)
         self._prefill_timer.timeout.connect(self._prefill)
         self._connections: list[tuple[Any, Any]] = []
+        self._model: DatasetTableModel | None = None  # the source model, when it is a dataset table
         self._removing = (0, 0)  # the shown rows a removal in progress takes away
 
     # --- source ----------------------------------------------------------------------------------------
@@ -442,6 +457,7 @@ class DatasetFilterProxy(QAbstractProxyModel):
         for signal, slot in self._connections:
             signal.disconnect(slot)
         super().setSourceModel(model)
+        self._model = model if isinstance(model, DatasetTableModel) else None
         self._connections = [
             (model.dataChanged, self._on_data_changed), (model.headerDataChanged, self.headerDataChanged),
             (model.rowsAboutToBeInserted, self._on_rows_about_to_be_inserted),
@@ -457,8 +473,7 @@ class DatasetFilterProxy(QAbstractProxyModel):
         self.endResetModel()
 
     def _dataset_model(self) -> DatasetTableModel | None:
-        model = self.sourceModel()
-        return model if isinstance(model, DatasetTableModel) else None
+        return self._model
 
     # --- the Qt proxy API --------------------------------------------------------------------------------
     def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008 (Qt's signature)
@@ -509,6 +524,33 @@ class DatasetFilterProxy(QAbstractProxyModel):
             row = at
         return self.index(row, source_index.column())
 
+    # The table model answers for the source row straight away: no source index is made per cell.
+    def _source_row_of(self, index: Index) -> int:
+        """The source row of a valid ``index`` (-1 when there is none)."""
+        row = index.row()
+        if self._rows is not None:
+            return self._rows[row] if row < len(self._rows) else -1
+        return row
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        model = self._dataset_model()
+        if model is None or not index.isValid():
+            return super().data(index, role)
+        return model.cell(self._source_row_of(index), index.column(), role)
+
+    def multiData(self, index: Index, roles: QModelRoleDataSpan | QModelRoleData) -> None:
+        model = self._dataset_model()
+        if model is None or not index.isValid():
+            super().multiData(index, roles)
+        else:
+            model.fill_roles(self._source_row_of(index), index.column(), roles)
+
+    def flags(self, index: Index) -> Qt.ItemFlag:
+        model = self._dataset_model()
+        if model is None or not index.isValid():
+            return super().flags(index)
+        return model.column_flags(index.column())
+
     def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
                    ) -> Any:
         model = self.sourceModel()
@@ -521,9 +563,6 @@ class DatasetFilterProxy(QAbstractProxyModel):
         return model.headerData(section, orientation, role)
 
     # --- filtering ---------------------------------------------------------------------------------------
-    def filter_text(self) -> str:
-        return self._needle
-
     def set_filter_text(self, text: str) -> None:
         needle = text.strip().casefold()
         if needle != self._needle:
@@ -538,32 +577,28 @@ class DatasetFilterProxy(QAbstractProxyModel):
     def is_filtering(self) -> bool:
         return bool(self._needle) or self._problems_only
 
-    @staticmethod
-    def _haystack(example: Example) -> str:
+    def _text_of(self, row: int) -> str:
+        model = self._dataset_model()
+        example = model.dataset[row] if model is not None else Example("", "")
         return f"{example.prompt}\0{example.completion}".casefold()
 
     def _accepts(self, model: DatasetTableModel, row: int) -> bool:
         if self._problems_only and not model.has_problem(row):
             return False
-        return not self._needle or self._needle in self._haystack(model.dataset[row])
+        return not self._needle or self._text.contains(row, self._needle)
 
     def _matching_rows(self) -> list[int]:
-        """The source rows the current filter shows, ascending (one pass; fills the text cache)."""
+        """The source rows the current filter shows, ascending."""
         model = self._dataset_model()
         if model is None:
             return []
-        candidates: Sequence[int] = model.problem_rows() if self._problems_only else range(len(model.dataset))
+        if len(self._text) != len(model.dataset):  # out of step (cannot happen with the signals connected)
+            self._text.reset(len(model.dataset))
         if not self._needle:
-            return list(candidates)
-        rows = model.dataset.rows
-        hay = self._hay
-        if len(hay) != len(rows):  # out of step (cannot happen with the signals connected): start over
-            hay = self._hay = [None] * len(rows)
-        if None in hay:
-            haystack = self._haystack
-            self._hay = hay = [h if h is not None else haystack(r) for h, r in zip(hay, rows, strict=True)]
-        needle = self._needle
-        return [i for i in candidates if needle in hay[i]]  # type: ignore[operator]
+            return model.problem_rows() if self._problems_only else list(range(len(model.dataset)))
+        if self._problems_only:  # few rows: search them (a keystroke's narrowing pays off on all rows)
+            return list(self._text.matches(self._needle, model.problem_rows()))
+        return list(self._text.matches(self._needle))
 
     def _refilter(self) -> None:
         """Apply a new filter as one layout change; selected and current rows keep their place if shown."""
@@ -578,7 +613,7 @@ class DatasetFilterProxy(QAbstractProxyModel):
     def _on_data_changed(self, top_left: QModelIndex, bottom_right: QModelIndex, roles: Any = ()) -> None:
         first, last = top_left.row(), bottom_right.row()
         if top_left.column() <= COMPLETION:
-            self._hay[first:last + 1] = [None] * (last - first + 1)
+            self._text.changed(first, last)
         model = self._dataset_model()
         if self._rows is not None and model is not None and last - first < self.RECHECK_LIMIT:
             for row in range(first, last + 1):  # an edited row that now matches joins the view
@@ -604,7 +639,7 @@ class DatasetFilterProxy(QAbstractProxyModel):
 
     def _on_rows_inserted(self, _parent: QModelIndex, first: int, last: int) -> None:
         count = last - first + 1
-        self._hay[first:first] = [None] * count
+        self._text.inserted(first, count)
         if self._rows is None:
             self.endInsertRows()
             return
@@ -631,7 +666,7 @@ class DatasetFilterProxy(QAbstractProxyModel):
 
     def _on_rows_removed(self, _parent: QModelIndex, first: int, last: int) -> None:
         count = last - first + 1
-        del self._hay[first:last + 1]
+        self._text.removed(first, count)
         if self._rows is None:
             self.endRemoveRows()
             return
@@ -648,24 +683,18 @@ class DatasetFilterProxy(QAbstractProxyModel):
     # --- the text cache ------------------------------------------------------------------------------------
     def _reset_cache(self) -> None:
         model = self.sourceModel()
-        self._hay = [None] * (model.rowCount() if model is not None else 0)
+        self._text.reset(model.rowCount() if model is not None else 0)
         self._prefill_from = 0
-        if len(self._hay) > self.PREFILL_SLICE:  # big file: have the cache ready before the first keystroke
+        if len(self._text) > self.PREFILL_SLICE:  # big file: have the cache ready before the first keystroke
             self._prefill_timer.start()
 
     @Slot()
     def _prefill(self) -> None:
         model = self._dataset_model()
-        start, hay = self._prefill_from, self._hay
-        if model is None or start >= len(hay) or len(hay) != len(model.dataset):
+        if model is None or self._prefill_from >= len(self._text) or len(self._text) != len(model.dataset):
             self._prefill_timer.stop()
             return
-        stop = min(len(hay), start + self.PREFILL_SLICE)
-        dataset, haystack = model.dataset, self._haystack
-        for i in range(start, stop):
-            if hay[i] is None:
-                hay[i] = haystack(dataset[i])
-        self._prefill_from = stop
+        self._prefill_from = self._text.fill(self._prefill_from, self._prefill_from + self.PREFILL_SLICE)
 
 
 class SplitDelegate(QStyledItemDelegate):

@@ -11,7 +11,8 @@ A widget owns a :class:`Jobs` and starts plain functions on it::
   ``state.emit(event)`` hands a partial result (a typed event: a training step, a streamed token) to
   ``on_event`` on the GUI thread, in order.
 - ``key``: latest request wins. Starting a job with the key of a running one stops the old one and drops
-  everything it still delivers, so a stale answer never reaches the widget.
+  everything it still delivers, so a stale answer never reaches the widget. With ``interrupt=False`` the
+  old one is not stopped, only dropped: for work the newer request reuses (a tokenizer being loaded).
 - Results, events, progress and errors arrive on the GUI thread. An error goes to ``on_error(message,
   details)`` when given, else to :func:`loradesk.ui.errors.show_error` under ``error_title``.
 - ``process=True`` runs a picklable top-level core function in the warm worker *process*
@@ -212,9 +213,11 @@ class Job:
     _ids = itertools.count(1)
 
     def __init__(self, owner: Jobs, key: str | None, callbacks: dict[str, Callable[..., Any] | None],
-                 error_title: str) -> None:
+                 error_title: str, interrupt: bool = True) -> None:
         self.id = next(self._ids)
         self.key = key
+        #: A newer job with the same key (or :meth:`Jobs.drop`) stops this one, not only drops its results.
+        self.interrupt = interrupt
         self.state = TaskState(self)
         self._owner = owner
         self._callbacks = callbacks
@@ -327,16 +330,13 @@ class Jobs(QObject):
               on_error: Callable[[str, str], None] | None = None, on_event: Callable[[Any], None] | None = None,
               on_progress: Callable[[str, float | None], None] | None = None,
               on_cancelled: Callable[[], None] | None = None, on_finished: Callable[[], None] | None = None,
-              error_title: str = "Something went wrong", **kwargs: Any) -> Job:
+              error_title: str = "Something went wrong", interrupt: bool = True, **kwargs: Any) -> Job:
         """Run ``fn(*args, **kwargs)`` in the background (see the module docstring for the options)."""
         if key is not None:
-            for old in self._jobs:
-                if old.key == key and not old.superseded:
-                    old.superseded = True
-                    old.cancel()
+            self.drop(key)
         callbacks = {"on_result": on_result, "on_error": on_error, "on_event": on_event,
                      "on_progress": on_progress, "on_cancelled": on_cancelled, "on_finished": on_finished}
-        job = Job(self, key, callbacks, error_title)
+        job = Job(self, key, callbacks, error_title, interrupt)
         self._jobs.append(job)
         _RUNNING.add(job)
         _RUNNING_BY_OWNER.setdefault(id(self), set()).add(job)
@@ -366,11 +366,12 @@ class Jobs(QObject):
             job.cancel()
 
     def drop(self, key: str) -> None:
-        """Stop the jobs with ``key`` and drop whatever they still deliver."""
+        """Drop what the jobs with ``key`` still deliver; stop them (unless started with ``interrupt=False``)."""
         for job in self._jobs:
-            if job.key == key:
+            if job.key == key and not job.superseded:
                 job.superseded = True
-                job.cancel()
+                if job.interrupt:
+                    job.cancel()
 
     def shutdown(self, timeout_ms: int = 30_000) -> bool:
         """Stop every job and wait for it (``-1``: no limit); True when all have ended."""

@@ -24,16 +24,15 @@ def _copies(rows: Sequence[Example]) -> list[Example]:
     return list(rows)
 
 
-def _ranges(indices: Sequence[int]) -> list[tuple[int, int]]:
-    """Sorted, de-duplicated row indices as ``(start, count)`` runs."""
+def row_runs(rows: Sequence[int]) -> list[tuple[int, int]]:
+    """Sorted row numbers as ``(start, count)`` runs."""
     out: list[tuple[int, int]] = []
-    for i in sorted(set(indices)):
-        if out and out[-1][0] + out[-1][1] == i:
+    for r in rows:
+        if out and out[-1][0] + out[-1][1] == r:
             out[-1] = (out[-1][0], out[-1][1] + 1)
         else:
-            out.append((i, 1))
+            out.append((r, 1))
     return out
-
 
 
 class EditCellCommand(QUndoCommand):
@@ -78,7 +77,7 @@ class RemoveRowsCommand(QUndoCommand):
     MAX_RUNS = 32
 
     def __init__(self, dataset: Dataset, indices: Sequence[int]) -> None:
-        self._runs = _ranges(indices)
+        self._runs = row_runs(sorted(set(indices)))
         super().__init__(f"Delete {plural(sum(n for _, n in self._runs), 'row')}")
         self._dataset = dataset
         self._removed: list[list[Example]] = []

@@ -283,3 +283,71 @@ def test_deleting_a_scattered_selection_and_undo(qtmodeltester) -> None:
     assert len(dataset) == 197 and dataset[3].prompt == "Question 5?"
     stack.undo()
     assert list(dataset) == rows
+
+
+def test_filter_narrows_and_remembers_but_always_agrees_with_a_full_search() -> None:
+    import random
+
+    rng = random.Random(3)
+    words = ["lantern", "Harbour", "lane", "LAMP", "harp", "an", "", "Lantern-keeper"]
+
+    def row() -> Example:
+        return Example(" ".join(rng.choices(words, k=3)), " ".join(rng.choices(words, k=2)))
+
+    dataset, model, _ = make_model([row() for _ in range(60)])
+    proxy = DatasetFilterProxy()
+    proxy.setSourceModel(model)
+    typed, target = "", "lantern"
+    for step in range(400):
+        roll = rng.random()
+        if roll < 0.45:  # typing a word narrows ...
+            if len(typed) == len(target):
+                typed, target = "", rng.choice([w for w in words if w]).casefold()
+            typed += target[len(typed)]
+        elif roll < 0.7:
+            typed = typed[:-1]  # ... erasing finds the shorter filter's rows again
+        elif roll < 0.9:
+            dataset.set_field(rng.randrange(len(dataset)), rng.choice(["prompt", "completion"]), row().prompt)
+        elif roll < 0.95:
+            dataset.insert(rng.randrange(len(dataset) + 1), [row() for _ in range(rng.randint(1, 3))])
+        else:
+            dataset.remove(rng.randrange(len(dataset)), rng.randint(1, 2))
+        proxy.set_filter_text("")  # a fresh filter (edited rows that stopped matching would stay shown)
+        proxy.set_filter_text(typed)
+        needle = typed.strip().casefold()
+        expected = [i for i, r in enumerate(dataset) if needle in f"{r.prompt}\0{r.completion}".casefold()]
+        shown = [proxy.mapToSource(proxy.index(r, 0)).row() for r in range(proxy.rowCount())]
+        assert shown == expected, (step, typed)
+        assert [proxy.index(r, PROMPT).data() for r in range(proxy.rowCount())] == \
+            [dataset[i].prompt for i in expected]
+
+
+def test_a_cell_answers_every_role_at_once_as_it_does_one_by_one() -> None:
+    from PySide6.QtCore import QModelRoleData
+    from PySide6.QtGui import QIcon
+
+    dataset, model, _ = make_model([*ROWS, Example("Who is Tamsin?", "A sky-cartographer."), Example("", "Why?")])
+    dataset.set_field(1, "split", "validation")
+    model.set_max_length(3)
+    model.set_token_counts({token_key(r): 2 + i for i, r in enumerate(dataset)})
+    proxy = DatasetFilterProxy()
+    proxy.setSourceModel(model)
+    proxy.set_filter_text("?")  # every row but one, shown through the proxy's own row list
+
+    def same(a: object, b: object) -> bool:
+        return a.cacheKey() == b.cacheKey() if isinstance(a, QIcon) and isinstance(b, QIcon) else a == b
+
+    roles = [Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.EditRole, Qt.ItemDataRole.ToolTipRole,
+             Qt.ItemDataRole.FontRole, Qt.ItemDataRole.ForegroundRole, Qt.ItemDataRole.BackgroundRole,
+             Qt.ItemDataRole.DecorationRole, Qt.ItemDataRole.TextAlignmentRole, Qt.ItemDataRole.UserRole]
+    answered = 0
+    for table in (model, proxy):
+        for row in range(table.rowCount()):
+            for column in range(table.columnCount()):
+                index = table.index(row, column)
+                for role in roles:
+                    asked = QModelRoleData(role)
+                    index.multiData(asked)
+                    assert same(asked.data(), index.data(role)), (row, column, role)
+                    answered += asked.data() is not None
+    assert answered > 100  # texts, splits, counts, statuses, icons, fonts and colours were all compared

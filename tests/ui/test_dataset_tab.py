@@ -4,10 +4,14 @@ dataset, the undo stack. (The panel widgets themselves are tested in test_token_
 from __future__ import annotations
 
 import random
+import threading
 from pathlib import Path
+from typing import Any
 
+import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QFont, QUndoStack
+from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
 from loradesk.core.dataset import Dataset, Example, ProblemIndex, split_rows
@@ -95,6 +99,40 @@ def test_preview_follows_the_current_row_and_the_settings(qtbot: QtBot, tiny_mod
     qtbot.waitUntil(lambda: tab.token_preview.explained().total > explained.total, timeout=30_000)
 
 
+def test_preview_shows_the_latest_row_and_lets_a_slow_load_finish(qtbot: QtBot, tiny_model_dir: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from loradesk.core import models, tokenize
+    from loradesk.ui import token_view
+
+    tab = make_tab(qtbot, model_dir=tiny_model_dir)
+    gate = threading.Event()
+    real = token_view.explain_row
+    calls: list[int] = []
+
+    def slow_first_load(*args: Any) -> Any:  # the first request waits, as for a slow tokenizer load
+        calls.append(1)
+        if len(calls) == 1:
+            assert gate.wait(30)
+        return real(*args)
+
+    monkeypatch.setattr(token_view, "explain_row", slow_first_load)
+    tab._tokens_wanted = True
+    tab.select_source_rows([0])
+    tab.preview.refresh()
+    (first,) = tab.preview.jobs.running("preview")
+    tab.select_source_rows([3])
+    tab.preview.refresh()
+    qtbot.waitUntil(lambda: tab.token_preview.header_text().startswith("Row 4"), timeout=30_000)
+    gate.set()  # the first request's load ends: it was not interrupted, and its row 1 never shows
+    qtbot.waitUntil(lambda: not first.is_running(), timeout=30_000)
+    QApplication.processEvents()
+    assert not first.state.stop_requested
+    assert tab.token_preview.header_text().startswith("Row 4")
+    explained = tab.token_preview.explained()
+    encoded = tokenize.encode(models.load_tokenizer(tiny_model_dir), ROWS[3], 256)
+    assert explained is not None and explained.trained_tokens == encoded.trained_tokens
+
+
 def test_histogram_and_checks_follow_the_counts(qtbot: QtBot, tiny_model_dir: Path) -> None:
     tab = make_tab(qtbot, model_dir=tiny_model_dir)
     tab.count_tokens()
@@ -122,7 +160,7 @@ def test_find_and_replace_opens_and_shows_rows(qtbot: QtBot) -> None:
     tab.filter_edit.setText("owl")
     tab._apply_filter()
     tab.act_replace.trigger()
-    dialog = tab._find_dialog
+    dialog = tab.row_actions.find_dialog
     assert dialog is not None and dialog.isVisible() and dialog.find_edit.text() == "owl"
     dialog.show_row.emit(3)  # a row the filter hides: the filter is cleared to show it
     assert tab.proxy.rowCount() == len(ROWS) and tab.selected_rows() == [3]
@@ -174,6 +212,18 @@ def test_problem_index_agrees_with_a_full_pass_through_random_edits() -> None:
         else:
             dataset.reset([Example(rng.choice(texts), rng.choice(texts)) for _ in range(rng.randint(0, 20))])
         check()
+
+
+def test_problem_index_follows_the_first_copy_when_it_is_edited_away() -> None:
+    dataset = Dataset([Example("A?", "a."), Example("A?", "a."), Example("A?", "a.")])
+    index = ProblemIndex(dataset)
+    dataset.subscribe(index.apply)
+    assert [p.message for r in range(3) for p in index.row_problems(r)] == \
+        ["row 2: same prompt and completion as row 1", "row 3: same prompt and completion as row 1"]
+    dataset.set_field(0, "prompt", "B?")  # row 2 is the first copy now
+    assert [p.message for r in range(3) for p in index.row_problems(r)] == \
+        [p.message for p in dataset.problems()] == ["row 3: same prompt and completion as row 2"]
+    assert index.problem_rows() == [2] and index.problem_row_count() == 1
 
 
 def test_filter_proxy_passes_the_model_tester_while_filtering(qtbot: QtBot) -> None:

@@ -169,3 +169,15 @@ def test_progress_is_thinned_but_a_new_stage_and_the_end_always_show(qtbot: QtBo
     assert seen[:2] == [("Loading model…", None), ("Answering 1–8…", 0.0)]
     assert seen[-1] == ("Done", 1.0)
     assert len(seen) < 50  # 99 fast counted steps are thinned out
+
+
+def test_a_job_started_without_interrupt_runs_on_when_superseded_but_delivers_nothing(qtbot: QtBot) -> None:
+    jobs = Jobs()
+    gate = threading.Event()
+    results: list[int] = []
+    first = jobs.start(count, 3, gate, state=True, key="load", interrupt=False, on_result=results.append)
+    second = jobs.start(count, 2, state=True, key="load", on_result=results.append)
+    gate.set()
+    qtbot.waitUntil(lambda: not first.is_running() and not second.is_running())  # both ends were handled
+    assert results == [2]
+    assert first.superseded and not first.state.stop_requested  # it ran to the end: not stopped, only dropped
