@@ -113,9 +113,9 @@ def _sources(folder: Path) -> Iterator[tuple[str, str]]:
         yield path.relative_to(PACKAGE.parent).as_posix(), path.read_text(encoding="utf-8")
 
 
-def _offenders(folder: Path, scan: Callable[[str], list[str]], allowed: str | None = None) -> list[str]:
-    """``scan`` over every module under ``folder`` but the one named ``allowed``, as ``"file, line n: ..."``."""
-    return [f"{name}, {hit}" for name, source in _sources(folder) if Path(name).name != allowed
+def _offenders(folder: Path, scan: Callable[[str], list[str]], allowed: tuple[str, ...] = ()) -> list[str]:
+    """``scan`` over every module under ``folder`` but those named in ``allowed``, as ``"file, line n: ..."``."""
+    return [f"{name}, {hit}" for name, source in _sources(folder) if Path(name).name not in allowed
             for hit in scan(source)]
 
 
@@ -169,23 +169,22 @@ def test_no_class_is_over_400_lines() -> None:
 
 @PENDING
 def test_only_jobs_starts_threads_or_processes_in_ui() -> None:
-    offenders = _offenders(UI, thread_makers, allowed="jobs.py")
+    # worker_process.py is the process side of the same mechanism (it runs inside the worker process)
+    offenders = _offenders(UI, thread_makers, allowed=("jobs.py", "worker_process.py"))
     assert not offenders, "use loradesk.ui.jobs.Jobs instead:\n" + "\n".join(offenders)
 
 
 @PENDING
 def test_only_errors_shows_error_boxes_in_ui() -> None:
-    offenders = _offenders(UI, error_boxes, allowed="errors.py")
+    offenders = _offenders(UI, error_boxes, allowed=("errors.py",))
     assert not offenders, "use loradesk.ui.errors.show_error instead:\n" + "\n".join(offenders)
 
 
-@PENDING
 def test_ui_imports_its_modules_explicitly() -> None:
     offenders = _offenders(UI, dynamic_imports)
     assert not offenders, "import the module at the top instead:\n" + "\n".join(offenders)
 
 
-@PENDING
 def test_architecture_page_names_only_real_modules() -> None:
     page = (PACKAGE.parent / "docs" / "architecture.md").read_text(encoding="utf-8")
     named = set(re.findall(r"`((?:core|ui)/\w+\.py|cli\.py)", page))
