@@ -6,6 +6,9 @@
 2. Lateness: in one process, the real main window on the sample project; a 10 ms precise QTimer records
    how late each tick fires while the Start button is clicked and a whole CPU run trains (model loading,
    training, saving). Reported per phase and overall. Targets: p99 <= 16 ms, max <= 100 ms.
+3. Stop: a second run is started and, after its second logged step, the Train tab is shut down as closing
+   the window does (stop after the current step, save the adapter and a checkpoint); timed from the call
+   until the run has ended. Target <= 15 s.
 
     python benchmarks/gui_responsiveness.py                 # the built-in model, default settings
     python benchmarks/gui_responsiveness.py --max-steps 24  # a shorter run
@@ -22,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -85,7 +89,23 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
-def measure_lateness(quick: bool, max_steps: int | None, work: Path) -> dict[str, list[float]]:
+def measure_stop(tab: Any) -> float:
+    """Start a run, and once it has logged two steps time the tab's shutdown (what closing the window does)."""
+    tab.start()
+    started = time.perf_counter()
+    while tab.plot.point_count() < 2:
+        spin(50)
+        if time.perf_counter() - started > 3600:
+            raise SystemExit("the second run logged no steps within an hour")
+    t0 = time.perf_counter()
+    tab.shutdown(-1)
+    elapsed = time.perf_counter() - t0
+    spin(300)  # the run's queued end reaches the tab
+    print(f"stop: the run {tab.last_result.status} after {tab.last_result.steps} steps, {elapsed:.1f} s after the call")
+    return elapsed
+
+
+def measure_lateness(quick: bool, max_steps: int | None, work: Path) -> tuple[dict[str, list[float]], float]:
     from PySide6.QtCore import QElapsedTimer, Qt, QTimer
     from PySide6.QtTest import QTest
 
@@ -161,11 +181,12 @@ def measure_lateness(quick: bool, max_steps: int | None, work: Path) -> dict[str
     timer.stop()
     print(f"run: {tab.last_result.steps} steps, {tab.last_result.status}, "
           f"{time.perf_counter() - started:.0f} s from the click")
+    stop_s = measure_stop(tab)
     window.hide()  # not close(): that would ask whether to save the (changed) project
-    return samples
+    return samples, stop_s
 
 
-def report(samples: dict[str, list[float]], launch: list[float]) -> None:
+def report(samples: dict[str, list[float]], launch: list[float], stop_s: float) -> None:
     print(f"\nLaunch to main window shown: median {statistics.median(launch):.2f} s, worst {max(launch):.2f} s "
           f"over {len(launch)} launches (target <= 1.5 s)")
     print(f"\nEvent-loop lateness of a {TICK_MS} ms timer (ms):")
@@ -179,6 +200,8 @@ def report(samples: dict[str, list[float]], launch: list[float]) -> None:
         p99, worst = percentile(everything, 99), max(everything)
         print(f"\nTargets: p99 {p99:.1f} ms (<= 16: {'met' if p99 <= 16 else 'MISSED'}), "
               f"max {worst:.1f} ms (<= 100: {'met' if worst <= 100 else 'MISSED'})")
+    print(f"Stop while training (as closing the window does): {stop_s:.1f} s "
+          f"(<= 15 s: {'met' if stop_s <= 15 else 'MISSED'})")
 
 
 def main() -> int:
@@ -197,8 +220,8 @@ def main() -> int:
         os.environ["LORADESK_HOME"] = str(args.home or Path(tmp) / "home")
         env = {**os.environ}
         launch = measure_launch(2 if args.quick else args.launches, env)
-        samples = measure_lateness(args.quick, args.max_steps, Path(tmp))
-    report(samples, launch)
+        samples, stop_s = measure_lateness(args.quick, args.max_steps, Path(tmp))
+    report(samples, launch, stop_s)
     return 0
 
 

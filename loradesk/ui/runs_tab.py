@@ -14,7 +14,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
-    QMessageBox,
     QProgressBar,
     QPushButton,
     QSplitter,
@@ -24,9 +23,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from loradesk.ui import errors
+from loradesk.ui.jobs import Jobs
 from loradesk.ui.plots import LossPlot
-from loradesk.ui.training_tab import open_error_box
-from loradesk.ui.workers import CallWorker, Job
 
 COLUMNS = ("Date", "Model", "r / alpha", "Learning rate", "Epochs", "Steps", "Status", "Final loss", "Score")
 STATUS_COLORS = {"completed": "#1e7b34", "stopped": "#9a6700", "interrupted": "#b35c00", "running": "#1f6fb5",
@@ -75,8 +74,7 @@ class RunsTab(QWidget):
         super().__init__(parent)
         self.project = project
         self._runs_dir: Path | None = None  # None: the user's runs folder
-        self.error_box: QMessageBox | None = None
-        self._job: Job | None = None
+        self.jobs = Jobs(self)
         self._runs: list[Any] = []
         self.last_export: Path | None = None
         self._build()
@@ -323,25 +321,20 @@ class RunsTab(QWidget):
     def _run_export(self, fn: Any, run_dir: Path, dest: Path, text: str) -> None:
         if self.is_busy():
             return
-        worker = CallWorker(fn, run_dir, dest)
-        worker.finished.connect(self._on_exported)
-        worker.failed.connect(self._on_failed)
-        job = Job(worker, self)
-        job.finished.connect(self._on_thread_finished)
-        self._job = job
+        self.jobs.start(fn, run_dir, dest, key="export", on_result=self._on_exported, on_error=self._on_failed,
+                        on_finished=self._on_export_finished)
         self.status_label.setText(text)
         self.busy.show()
-        job.start()
         self._update_buttons()
         self.busy_changed.emit(True)
 
     def is_busy(self) -> bool:
-        return self._job is not None and self._job.is_running()
+        return self.jobs.busy("export")
 
     def shutdown(self, timeout_ms: int = 60_000) -> None:
         """Wait for a running export to finish (exports cannot be interrupted half-way)."""
-        if self._job is not None:
-            self._job.wait(timeout_ms)
+        for job in self.jobs.running("export"):
+            job.wait(timeout_ms)
 
     def _on_exported(self, path: Any) -> None:
         self.last_export = Path(path)
@@ -349,12 +342,9 @@ class RunsTab(QWidget):
 
     def _on_failed(self, message: str, details: str) -> None:
         self.status_label.setText(f"Export failed: {message}")
-        self.show_error("Export failed", message, details)
+        errors.show_error(self, "Export failed", message, details)
 
-    def _on_thread_finished(self) -> None:
-        job, self._job = self._job, None
-        if job is not None:
-            job.deleteLater()
+    def _on_export_finished(self) -> None:
         self.busy.hide()
         self._update_buttons()
         self.busy_changed.emit(False)
@@ -371,9 +361,3 @@ class RunsTab(QWidget):
         self.compare_button.setEnabled(has_adapter)
         self.resume_button.setEnabled(info is not None and info.resumable)
         self.refresh_button.setEnabled(not busy)
-
-    def show_error(self, title: str, message: str, details: str = "") -> None:
-        """A non-blocking error dialog (``error_box``); ``details`` hold the traceback."""
-        if self.error_box is not None:
-            self.error_box.close()
-        self.error_box = open_error_box(self, title, message, details)

@@ -15,14 +15,10 @@ import contextlib
 import threading
 import time
 import traceback
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, Signal, Slot
-
-from loradesk.core.config import RunConfig
-from loradesk.core.dataset import Dataset, Example
 
 
 def error_message(exc: BaseException) -> str:
@@ -134,68 +130,6 @@ class Job(QObject):
         """Stop the worker and wait for its thread; True when the thread has ended."""
         self.stop()
         return self.wait(timeout_ms)
-
-
-# --- training --------------------------------------------------------------------------------------------
-class SignalSink:
-    """The ``core.training.Sink`` of a :class:`TrainWorker`: every report becomes a signal."""
-
-    def __init__(self, worker: TrainWorker) -> None:
-        self._worker = worker
-
-    def status(self, text: str) -> None:
-        self._worker.status.emit(text)
-
-    def progress(self, p: Any) -> None:
-        self._worker.progress.emit(p)
-
-    def log(self, text: str) -> None:
-        self._worker.log.emit(text)
-
-
-class TrainWorker(Worker):
-    """Runs ``core.training.run`` on a dataset snapshot; stop keeps a usable adapter."""
-
-    status = Signal(str)
-    progress = Signal(object)  # core.training.TrainProgress
-    log = Signal(str)
-    device = Signal(str)
-    finished = Signal(object)  # core.training.RunResult
-    out_of_memory = Signal(object, str)  # the smaller-batch RunConfig to retry with, the failed run folder
-
-    def __init__(self, config: RunConfig, dataset: Dataset | Sequence[Example], runs_dir: Path | None = None,
-                 resume_from: Path | None = None, retry_of: Path | None = None) -> None:
-        """``retry_of``: a run that ran out of memory; its rows are trained again with ``config``."""
-        super().__init__()
-        self.config = config
-        self.dataset = dataset
-        self.runs_dir = runs_dir
-        self.resume_from = resume_from
-        self.retry_of = retry_of
-
-    def work(self) -> None:
-        self.status.emit("Loading model…")
-        from loradesk.core.ml_stack import import_stack
-
-        import_stack()  # waits for the start-up import on another thread, if it is still running
-        from loradesk.core import models, training
-
-        self.device.emit(models.device_description())
-        try:
-            if self.retry_of is not None:
-                result = training.retry_smaller(self.config, self.retry_of, SignalSink(self), self.stop_event,
-                                                self.runs_dir)
-            else:
-                result = training.run(self.config, self.dataset, SignalSink(self), self.stop_event,
-                                      self.runs_dir, self.resume_from)
-        except training.TrainingStopped as exc:  # stopped while the model loaded: not a failure
-            self.status.emit(str(exc))
-            return
-        except training.OutOfMemory as exc:  # announced before ``failed``, which the base class emits
-            if exc.retry_config is not None:
-                self.out_of_memory.emit(exc.retry_config, str(exc.run_dir))
-            raise
-        self.finished.emit(result)
 
 
 # --- anything else ---------------------------------------------------------------------------------------

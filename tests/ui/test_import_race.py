@@ -19,21 +19,28 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = textwrap.dedent("""
     import json, sys, threading
     from pathlib import Path
-    from PySide6.QtCore import Qt
     from loradesk.core.config import ModelSettings, RunConfig
     from loradesk.core.dataset import Example
     from loradesk.ui.app import warm_up_training_stack
-    from loradesk.ui.workers import TrainWorker
+    from loradesk.ui.training_job import TrainRequest, train
 
     model_dir, runs_dir = sys.argv[1], Path(sys.argv[2])
     config = RunConfig(model=ModelSettings(kind="local", name=model_dir))
     config.training.max_steps, config.training.batch_size = 1, 2
     rows = [Example(f"Question {i}?", f"Answer {i}.") for i in range(4)]
-    worker = TrainWorker(config, rows, runs_dir)
     out = {"failed": [], "finished": [], "device": None}
-    direct = Qt.ConnectionType.DirectConnection  # no event loop here: deliver on the worker's thread
-    worker.failed.connect(lambda message, _details: out["failed"].append(message), direct)
-    worker.finished.connect(lambda result: out["finished"].append(result.status), direct)
+
+    class State:  # what the training job sees of its TaskState: the stop flag and typed events
+        stop = threading.Event()
+
+        def emit(self, event):
+            pass
+
+    def run():
+        try:
+            out["finished"].append(train(TrainRequest(config, rows, runs_dir), state=State()).status)
+        except Exception as exc:
+            out["failed"].append(str(exc))
 
     def probe():
         try:
@@ -41,7 +48,7 @@ SCRIPT = textwrap.dedent("""
         except Exception as exc:
             out["device"] = f"failed: {exc}"
 
-    threads = [threading.Thread(target=probe), threading.Thread(target=worker.run)]
+    threads = [threading.Thread(target=probe), threading.Thread(target=run)]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -12,6 +12,7 @@ from PySide6.QtGui import QDesktopServices
 from loradesk.core import runs, training
 from loradesk.core.config import ModelSettings, RunConfig
 from loradesk.core.formats import read_dataset
+from loradesk.ui import errors
 from loradesk.ui.runs_tab import COLUMNS, RunsTab
 
 DATA = Path(__file__).resolve().parents[2] / "data"
@@ -109,14 +110,15 @@ def test_export_adapter_and_merged_model_in_the_background(qtbot, tab, tmp_path)
     assert "Exported to" in tab.status_label.text() and tab.export_merged_button.isEnabled()
 
 
-def test_an_export_failure_is_shown(qtbot, tab, tmp_path):
+def test_an_export_failure_is_shown(qtbot, tab, tmp_path, shown_errors):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder", encoding="utf-8")
     with qtbot.waitSignal(tab.busy_changed, timeout=60_000, check_params_cb=lambda b: not b):
         tab.export_adapter(blocker / "adapter")
-    assert tab.error_box is not None and tab.error_box.isVisible()
+    box = errors.open_box(tab)
+    assert box is not None and box.isVisible()
+    assert [r.title for r in shown_errors] == ["Export failed"]
     assert "Export failed" in tab.status_label.text()
-    tab.error_box.close()
 
 
 def test_an_empty_runs_folder(tab, tmp_path):
@@ -126,7 +128,8 @@ def test_an_empty_runs_folder(tab, tmp_path):
     assert not tab.compare_button.isEnabled() and not tab.open_button.isEnabled()
 
 
-def test_a_merged_export_that_cannot_be_written_is_one_line_and_leaves_nothing(qtbot, tab, tmp_path):
+def test_a_merged_export_that_cannot_be_written_is_one_line_and_leaves_nothing(qtbot, tab, tmp_path,
+                                                                               shown_errors):
     """RLIMIT_FSIZE (SIGXFSZ ignored) makes the model file's write fail with EFBIG, as a full disk would."""
     import os
     import resource
@@ -142,10 +145,10 @@ def test_a_merged_export_that_cannot_be_written_is_one_line_and_leaves_nothing(q
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
         signal.signal(signal.SIGXFSZ, old_handler)
-    assert tab.error_box is not None
-    assert tab.error_box.text() == f"{dest}: file too large (a file size limit was reached)"
+    (report,) = shown_errors
+    assert report.message == f"{dest}: file too large (a file size limit was reached)"
+    assert errors.open_box(tab).text() == report.message
     assert os.listdir(tmp_path) == []
-    tab.error_box.close()
 
 
 def test_a_failed_run_says_why(tab, runs_dir, tmp_path):

@@ -3,7 +3,6 @@ health (the warnings banner, the out-of-memory question)."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -12,8 +11,10 @@ from PySide6.QtWidgets import QMessageBox
 
 from loradesk.core import runs
 from loradesk.core.config import ModelSettings
+from loradesk.ui import errors
+from loradesk.ui.run_view import epoch_text, format_duration
 from loradesk.ui.runs_tab import COLUMNS, RunsTab
-from loradesk.ui.training_tab import TrainingTab, epoch_text, format_duration
+from loradesk.ui.training_tab import TrainingTab
 
 
 def use_tiny_model(project, model_dir: Path, steps: int, lr: float = 5e-3) -> None:
@@ -78,9 +79,7 @@ def test_shutdown_while_training_stops_quickly_and_keeps_an_adapter(qtbot, tab, 
     use_tiny_model(project, tiny_model_dir, steps=2000)
     tab.start()
     qtbot.waitUntil(lambda: tab.plot.point_count() >= 2, timeout=60_000)
-    started = time.monotonic()
-    tab.shutdown()
-    assert time.monotonic() - started < 15
+    tab.shutdown()  # how long it takes is measured by benchmarks/gui_responsiveness.py
     assert not tab.is_running()
     found = runs.list_runs(tab.runs_dir)
     assert len(found) == 1 and found[0].status == "stopped"
@@ -131,28 +130,39 @@ def test_a_new_tab_offers_to_resume_the_last_stopped_run(qtbot, tab, project, ti
     assert again.progress_bar.value() == tab.last_result.steps and again.progress_bar.maximum() == 500
 
 
-def test_a_missing_model_folder_shows_the_failure(qtbot, tab, project, tmp_path):
+def test_a_missing_model_folder_shows_the_failure(qtbot, tab, project, tmp_path, shown_errors):
     missing = tmp_path / "gone"
     project.config.model = ModelSettings(kind="local", name=str(missing))
     rows = project.dataset.records()
     with qtbot.waitSignal(tab.running_changed, timeout=60_000, check_params_cb=lambda running: not running):
         tab.start()
-    box = tab.error_box
-    assert box is not None and box.isVisible()
+    (report,) = shown_errors
+    box = errors.open_box(tab)
+    assert box is not None and box.isVisible() and report.title == "Training failed"
     assert str(missing) in box.text() and "ModelError" in box.detailedText()
+    assert report.note == errors.UNCHANGED and box.informativeText() == errors.UNCHANGED
     assert tab.phase_label.text() == "Failed" and tab.progress_bar.text() == "Failed"
     assert str(missing) in tab.result_label.text()
     assert project.dataset.records() == rows and project.config.model.name == str(missing)
     assert tab.start_button.isEnabled() and tab.last_result is None
-    box.close()
 
 
-def test_invalid_settings_are_refused_before_starting(qtbot, tab, project):
+def test_invalid_settings_are_refused_before_starting(qtbot, tab, project, shown_errors):
     project.config.lora.r = 0
     tab.start()
     assert not tab.is_running()
-    assert tab.error_box is not None and "lora.r" in tab.error_box.text() + tab.error_box.informativeText()
-    tab.error_box.close()
+    box = errors.open_box(tab)
+    assert box is not None and "lora.r" in box.text() + box.informativeText()
+    assert [r.title for r in shown_errors] == ["The settings need fixing before training"]
+
+
+def test_rows_that_cannot_train_are_refused_before_starting(qtbot, tab, project, shown_errors):
+    project.dataset.set_field(1, "prompt", "   ")
+    tab.start()
+    assert not tab.is_running() and not tab.runs_dir.exists()
+    (report,) = shown_errors
+    assert report.message.startswith("1 row has an empty prompt or completion (row 2)")
+    assert "row 2" in errors.open_box(tab).text()
 
 
 def test_set_blocked_disables_start_with_the_reason(qtbot, tab):
@@ -196,14 +206,15 @@ def test_plot_buffers_points_and_draws_them_on_a_timer(qtbot):
     assert plot.point_count() == 50
 
 
-def test_stop_while_the_model_loads_writes_nothing_and_is_no_failure(qtbot, tab, project, tiny_model_dir):
+def test_stop_while_the_model_loads_writes_nothing_and_is_no_failure(qtbot, tab, project, tiny_model_dir,
+                                                                     shown_errors):
     use_tiny_model(project, tiny_model_dir, steps=50)
     tab.start()
     tab.stop()  # long before the worker has loaded the model
     qtbot.waitUntil(lambda: not tab.is_running(), timeout=60_000)
     qtbot.waitUntil(lambda: tab.start_button.isEnabled(), timeout=5_000)
     assert runs.list_runs(tab.runs_dir) == [] and not list(tab.runs_dir.glob("*"))
-    assert tab.error_box is None and tab.last_result is None
+    assert shown_errors == [] and errors.open_box(tab) is None and tab.last_result is None
     assert tab.phase_label.text() == "Stopped before training started: nothing was saved"
     assert tab.progress_bar.text() == "Not started"
 
@@ -249,12 +260,13 @@ def test_a_run_that_does_not_learn_shows_a_banner_and_a_status(qtbot, tab, proje
 
 
 def test_out_of_memory_asks_and_retry_trains_with_half_the_batch(qtbot, tab, project, tiny_model_dir,
-                                                                  small_gpu):
+                                                                  small_gpu, shown_errors):
     use_tiny_model(project, tiny_model_dir, steps=3)
     with qtbot.waitSignal(tab.running_changed, timeout=60_000, check_params_cb=lambda running: not running):
         tab.start()
-    box = tab.error_box
+    box = errors.open_box(tab)
     assert box is not None and box.isVisible() and box.windowTitle() == "Out of memory"
+    assert [r.title for r in shown_errors] == ["Out of memory"]
     assert "ran out of memory" in box.text() and "batch size 2 and gradient accumulation 2" in box.text()
     assert tab.phase_label.text() == "Failed"
     retry = box.button(QMessageBox.StandardButton.Retry)
@@ -269,3 +281,39 @@ def test_out_of_memory_asks_and_retry_trains_with_half_the_batch(qtbot, tab, pro
     assert (t.batch_size, t.grad_accum) == (2, 2)
     assert small_gpu[-6:] == [2] * 6
     assert len(runs.list_runs(tab.runs_dir)) == 2  # the failed run is kept next to the retry
+
+
+def test_the_tab_shows_what_a_fake_training_job_reports(qtbot, tab, project, tmp_path, monkeypatch):
+    """No model: a stand-in for ``training_job.train`` emits the job's typed events and returns a stopped run."""
+    from loradesk.core.training import RunResult, TrainProgress
+    from loradesk.ui import training_tab
+    from loradesk.ui.training_job import TrainDevice, TrainLog, TrainStatus
+
+    run_dir = tmp_path / "runs" / "fake"
+    requests = []
+
+    def fake_train(request, *, state):
+        requests.append(request)
+        state.emit(TrainStatus("Training"))
+        state.emit(TrainDevice("Pretend GPU"))
+        for step in (1, 2, 3):
+            state.emit(TrainProgress(step, 10, step / 10, loss=1.0 / step, learning_rate=1e-3, elapsed=step))
+        state.emit(TrainLog("Adapter saved"))
+        return RunResult(run_dir, "stopped", 3, 0.3333, 3.0, "Pretend GPU")
+
+    monkeypatch.setattr(training_tab, "train", fake_train)
+    changes: list[bool] = []
+    tab.running_changed.connect(changes.append)
+    with qtbot.waitSignal(tab.run_finished, timeout=10_000) as finished:
+        tab.start()
+    assert finished.args == [str(run_dir)] and changes == [True, False]
+    (request,) = requests
+    assert len(request.rows) == len(project.dataset) and request.config is not project.config
+    assert tab.progress_bar.value() == 3 and tab.progress_bar.maximum() == 10
+    assert tab.progress_bar.text() == "epoch 1/3 · step 3/10 · 30%"  # the default settings plan 3 epochs
+    tab.plot.flush()
+    assert list(tab.plot.raw_curve.getData()[0]) == [1, 2, 3]
+    assert tab.phase_label.text() == "Stopped" and tab.device_stat.value.text() == "Pretend GPU"
+    assert tab.loss_stat.value.text().startswith("0.3333")
+    assert "Adapter saved" in tab.log_view.toPlainText() and str(run_dir) in tab.result_label.text()
+    assert tab.resume_dir == run_dir and tab.resume_button.isEnabled()

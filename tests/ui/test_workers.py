@@ -11,7 +11,7 @@ from PySide6.QtCore import QObject, QThread, Slot
 from loradesk.core import runs, training
 from loradesk.core.config import ModelSettings, RunConfig
 from loradesk.core.formats import read_dataset
-from loradesk.ui.workers import CallWorker, Job, TrainWorker
+from loradesk.ui.workers import CallWorker, Job
 
 
 def tiny_config(model_dir: Path, steps: int = 4, lr: float = 5e-3) -> RunConfig:
@@ -91,50 +91,6 @@ def run_job(qtbot, worker, timeout: int = 120_000) -> Recorder:
     assert not job.is_running()
     assert job.thread.isFinished()
     return rec
-
-
-def test_train_worker_reports_on_gui_thread_and_finishes(qtbot, tiny_model_dir, project, tmp_path):
-    worker = TrainWorker(tiny_config(tiny_model_dir), project.dataset.copy(), tmp_path)
-    rec = run_job(qtbot, worker)
-
-    assert rec.off_thread == []
-    assert not rec.get("failed")
-    (result,), = rec.get("finished")
-    assert result.status == "completed" and result.steps == 4
-    steps = [p.step for (p,) in rec.get("progress") if p.loss is not None]
-    assert steps == [1, 2, 3, 4]
-    assert "Training" in [s for (s,) in rec.get("status")]
-    assert any("Adapter saved" in line for (line,) in rec.get("log"))
-    assert (result.run_dir / "adapter_model.safetensors").is_file()
-    assert result.run_dir.parent == tmp_path
-
-
-def test_train_worker_error_becomes_failed_signal(qtbot, project, tmp_path):
-    missing = tmp_path / "no-such-model"
-    config = RunConfig(model=ModelSettings(kind="local", name=str(missing)))
-    rec = run_job(qtbot, TrainWorker(config, project.dataset.copy(), tmp_path / "runs"))
-
-    (message, details), = rec.get("failed")
-    assert str(missing) in message
-    assert "ModelError" in details and "Traceback" in details
-    assert not rec.get("finished")
-    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
-
-
-def test_stopping_a_train_worker_keeps_a_usable_adapter(qtbot, tiny_model_dir, project, tmp_path):
-    worker = TrainWorker(tiny_config(tiny_model_dir, steps=500), project.dataset.copy(), tmp_path)
-    rec = Recorder()
-    connect_all(worker, rec)
-    job = Job(worker)
-    job.start()
-    qtbot.waitUntil(lambda: len(rec.get("progress")) >= 2, timeout=60_000)
-    assert job.shutdown(30_000)
-    assert not job.is_running()
-    qtbot.waitUntil(lambda: bool(rec.get("finished")), timeout=5_000)
-    (result,), = rec.get("finished")
-    assert result.status == "stopped" and 2 <= result.steps < 500
-    assert (result.run_dir / "adapter_model.safetensors").is_file()
-    assert runs.latest_checkpoint(result.run_dir) is not None  # resumable
 
 
 def test_call_worker_returns_the_value(qtbot, trained_run, tmp_path):
