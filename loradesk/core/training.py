@@ -3,7 +3,7 @@
 It resolves the model, tokenizes the rows, wraps the model with a peft LoRA adapter and trains it with the
 transformers ``Trainer``. A callback forwards each logged step to a small :class:`Sink` and watches a
 ``threading.Event``: when it is set the run saves a checkpoint and a usable adapter, then returns. The GUI's
-worker only turns the sink's calls into Qt signals; the CLI prints them.
+job (`ui/training_job.py`) only turns the sink's calls into typed events; the CLI prints them.
 """
 
 from __future__ import annotations

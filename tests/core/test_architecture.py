@@ -15,8 +15,6 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import pytest
-
 PACKAGE = Path(__file__).resolve().parents[2] / "loradesk"
 CORE = PACKAGE / "core"
 UI = PACKAGE / "ui"
@@ -25,7 +23,6 @@ MAX_CLASS_LINES = 400
 #: Calls (by their last name) that start a thread or a process, and classes that do it for you.
 THREAD_MAKERS = {"Thread", "QThread", "Process", "Pool", "ProcessPoolExecutor", "ThreadPoolExecutor",
                  "start_new_thread", "QThreadPool", "QRunnable", "QtConcurrent"}
-PENDING = pytest.mark.xfail(strict=False, reason="until the refactor lands")
 
 
 # --- scanners: source text in, offenders out ----------------------------------------------------------------
@@ -160,21 +157,18 @@ def test_core_classes_are_at_most_400_lines() -> None:
                 for cls, n in long_classes(source).items()}
 
 
-@PENDING
 def test_no_class_is_over_400_lines() -> None:
     offenders = [f"{name}: {cls} ({n} lines)" for name, source in _sources(PACKAGE)
                  for cls, n in long_classes(source).items()]
     assert not offenders, "classes to split into named parts:\n" + "\n".join(offenders)
 
 
-@PENDING
 def test_only_jobs_starts_threads_or_processes_in_ui() -> None:
     # worker_process.py is the process side of the same mechanism (it runs inside the worker process)
     offenders = _offenders(UI, thread_makers, allowed=("jobs.py", "worker_process.py"))
     assert not offenders, "use loradesk.ui.jobs.Jobs instead:\n" + "\n".join(offenders)
 
 
-@PENDING
 def test_only_errors_shows_error_boxes_in_ui() -> None:
     offenders = _offenders(UI, error_boxes, allowed=("errors.py",))
     assert not offenders, "use loradesk.ui.errors.show_error instead:\n" + "\n".join(offenders)
