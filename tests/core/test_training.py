@@ -175,7 +175,7 @@ def test_half_written_checkpoint_is_ignored(tmp_path: Path) -> None:
 
 def test_empty_rows_are_refused_by_number(tiny_model_dir) -> None:
     rows = [Example("q", "a"), Example("q2", "  "), Example("", "x")]
-    with pytest.raises(training.TrainingError, match=r"2 row\(s\).*row 2, 3"):
+    with pytest.raises(training.TrainingError, match=r"^2 rows have an empty prompt or completion \(row 2, 3\)"):
         training.run(tiny_config(tiny_model_dir), rows)
 
 
