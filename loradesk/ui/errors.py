@@ -31,7 +31,7 @@ class ErrorReport:
 
 
 class _Reporter(QObject):
-    reported = Signal(object)  # ErrorReport
+    reported = Signal(ErrorReport)
 
 
 #: Emits every :class:`ErrorReport` after its dialog opened (or after it went to stderr without a window).
