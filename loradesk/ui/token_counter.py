@@ -101,9 +101,8 @@ class TokenCounter(QObject):
         tab = self._tab
         tab.token_progress.hide()
         tab.count_button.setEnabled(True)
-        if counts:
+        if counts:  # the histogram and the footer follow once every row's count is read (lengths_changed)
             tab.model.set_token_counts(counts)
-            tab._update_lengths()
         tab._update_token_label()
         if tab._rows_changed_since_count:
             tab._recount_timer.start()
