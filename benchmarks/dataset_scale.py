@@ -165,21 +165,26 @@ class Lateness:
 
 class StallSampler(threading.Thread):
     """With ``--stalls``: every 10 ms while a tick is overdue by more than the stall limit, note where the
-    GUI thread is (its innermost frames in this repository), to show what a stall is made of."""
+    GUI thread is (its innermost frames in this repository), to show what a stall is made of; and where the
+    app's other threads are that are not waiting (one of them may hold the interpreter lock meanwhile)."""
 
     def __init__(self, probe: Lateness, limit_ms: float = STALL_MS) -> None:
         super().__init__(daemon=True)
         self.probe = probe
         self.limit_ms = limit_ms
         self.samples: Counter[tuple[str, str]] = Counter()
+        self.others: Counter[tuple[str, str]] = Counter()
         self._gui = threading.main_thread().ident
         self._done = threading.Event()
 
     def run(self) -> None:
         while not self._done.wait(0.01):
             if (time.perf_counter() - self.probe.last_tick) * 1000 - TICK_MS > self.limit_ms:
-                frame = sys._current_frames().get(self._gui)
-                self.samples[(self.probe.phase, where(frame))] += 1
+                frames = sys._current_frames()
+                self.samples[(self.probe.phase, where(frames.get(self._gui)))] += 1
+                for ident, frame in frames.items():
+                    if ident not in (self._gui, self.ident) and not waiting(frame):
+                        self.others[(self.probe.phase, innermost(frame))] += 1
 
     def stop(self) -> None:
         self._done.set()
@@ -195,6 +200,27 @@ class StallSampler(threading.Thread):
             top = sorted(((n, w) for (p, w), n in self.samples.items() if p == phase), reverse=True)[:5]
             for n, place in top:
                 print(f"    {n * 10:>6} ms  {place}")
+            others = sorted(((n, w) for (p, w), n in self.others.items() if p == phase), reverse=True)[:3]
+            for n, place in others:
+                print(f"    {n * 10:>6} ms  meanwhile another thread was in {place}")
+
+
+#: Where a thread sits while it waits (it does not hold the interpreter lock there).
+_WAITS = {"wait", "_wait_for_tstate_lock", "get", "recv_bytes", "_recv_bytes", "_recv", "select", "poll",
+          "result", "_wait_for_updates", "acquire"}
+
+
+def waiting(frame: Any) -> bool:
+    return frame is not None and frame.f_code.co_name in _WAITS
+
+
+def innermost(frame: Any) -> str:
+    """The innermost two frames of ``frame``'s stack, wherever they are."""
+    places = []
+    while frame is not None and len(places) < 2:
+        places.append(f"{Path(frame.f_code.co_filename).name}:{frame.f_lineno} {frame.f_code.co_name}")
+        frame = frame.f_back
+    return " <- ".join(places)
 
 
 def where(frame: Any) -> str:

@@ -344,6 +344,10 @@ class DatasetTableModel(QAbstractTableModel):
         """The known token count of a row (``None`` until counted). Safe to call from a worker thread."""
         return self._tokens.get(token_key(example))
 
+    def counts_in_row_order(self) -> np.ndarray | None:
+        """Every row's token count in row order (-1: unknown); ``None`` while new counts are being read in."""
+        return None if self._lengths.filling() else self._lengths.counts()
+
     def known_counts(self) -> np.ndarray:
         """The token counts of the rows that have one, in row order."""
         return self._lengths.known()

@@ -266,7 +266,8 @@ class DatasetTab(QWidget):
 
     def _update_lengths(self) -> None:
         """Redraw the histogram from the known counts; hand the counts to the checks."""
-        self.checks.set_token_counts(self.model.token_count if self.model.has_token_counts() else None)
+        self.checks.set_token_counts(self.model.token_count if self.model.has_token_counts() else None,
+                                     self.model.counts_in_row_order)
         if not self.model.has_token_counts():
             self.length_histogram.clear()
             return
