@@ -43,13 +43,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from loradesk.core.checks import CheckResult, Fix, check_records, run_checks
+from loradesk.core.checks import CheckResult, Fix, run_checks
 from loradesk.core.dataset import DatasetEvent, Example
 from loradesk.core.project import ConfigChanged, Project, ProjectEvent, ProjectLoaded
 from loradesk.core.wording import plural
+from loradesk.ui.check_transfer import check_counted_records, check_records_split, join_results, known_counts
 from loradesk.ui.jobs import Jobs, TaskState
 from loradesk.ui.undo import ConfigCommand, RemoveRowsCommand, SetFieldsCommand
-from loradesk.ui.worker_process import ROWS_CHANNEL, check_counted_records, known_counts, row_record
+from loradesk.ui.worker_process import ROWS_CHANNEL, row_record
 
 TokenLookup = Callable[[Example], int | None]
 #: Every row's token count in row order (-1: unknown), or None when that is not ready (then ``lookup`` serves).
@@ -67,13 +68,14 @@ LOOKUP_CHUNK = 5_000
 
 def check_job(rows: Sequence[Example], lookup: TokenLookup | None, max_length: int, in_process: bool,
               in_order: np.ndarray | None = None, *, state: TaskState) -> list[CheckResult]:
-    """The checks of ``rows`` (a job), the checks run in the worker process when ``in_process``. Token counts
-    are ``in_order`` (every row's, -1: unknown) when given, else looked up here with ``lookup``."""
+    """The checks of ``rows`` (a job), the checks run in the worker process when ``in_process`` (their results
+    come back a chunk at a time). Token counts are ``in_order`` (every row's, -1: unknown) when given, else
+    looked up here with ``lookup``."""
     if in_order is not None and lookup is not None:  # no pass over the rows in the window's process
         if not in_process:
             return run_checks(rows, known_counts(in_order), max_length)
         uploaded = state.upload(rows, row_record, channel=ROWS_CHANNEL)
-        return state.in_process(check_counted_records, uploaded, in_order, max_length)
+        return join_results(*state.in_process_parts(check_counted_records, uploaded, in_order, max_length))
     counts: list[int | None] | None = None
     if lookup is not None:
         counts = []
@@ -83,7 +85,8 @@ def check_job(rows: Sequence[Example], lookup: TokenLookup | None, max_length: i
     if not in_process:
         return run_checks(rows, counts, max_length if counts is not None else None)
     uploaded = state.upload(rows, row_record, channel=ROWS_CHANNEL)
-    return state.in_process(check_records, uploaded, counts, max_length if counts is not None else None)
+    return join_results(*state.in_process_parts(check_records_split, uploaded, counts,
+                                                 max_length if counts is not None else None))
 
 
 def severity_pixmap(kind: str, size: int = 18, ratio: float = 1.0) -> QPixmap:

@@ -75,7 +75,8 @@ def warm() -> int:
     import loradesk.core.checks
     import loradesk.core.dataset
     import loradesk.core.find_replace
-    import loradesk.core.formats  # noqa: F401
+    import loradesk.core.formats
+    import loradesk.ui.check_transfer  # noqa: F401
 
     return 0
 
@@ -157,16 +158,3 @@ ROWS_CHANNEL = "dataset-rows"
 def row_record(row: Any) -> tuple[str, str, str]:
     """A dataset row in the compact form the process receives it in: ``(system, prompt, completion)``."""
     return (row.system, row.prompt, row.completion)
-
-
-def known_counts(in_order: Any) -> list[int | None]:
-    """Token counts from an array of every row's (``-1``: unknown) as the checks take them (``None``: unknown)."""
-    return [None if n < 0 else n for n in in_order.tolist()]
-
-
-def check_counted_records(records: list[tuple[str, str, str]], in_order: Any, max_length: int) -> Any:
-    """:func:`loradesk.core.checks.check_records` with the token counts sent as one array (pickled in one
-    copy, not 100,000 numbers one by one)."""
-    from loradesk.core.checks import check_records
-
-    return check_records(records, known_counts(in_order), max_length)

@@ -232,3 +232,24 @@ def test_counts_in_row_order_serve_the_length_check_without_a_lookup_per_row(qtb
     panel.set_token_counts(lookup, lambda: None)  # not ready (counts being read in): the lookup serves
     rerun(qtbot, panel)
     assert panel.card("too_long") is None and len(looked_up) == size
+
+
+def test_long_results_come_back_from_the_worker_process_in_chunks_and_whole(qtbot: QtBot,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+
+    from loradesk.core.checks import run_checks
+    from loradesk.ui import jobs
+    from loradesk.ui.check_transfer import join_results, split_results
+
+    monkeypatch.setattr(jobs, "UPLOAD_CHUNK", 500)  # results of thousands of items: several chunks each
+    rows = [Example(f"Question {i}? ", "The same answer." if i % 3 else f"Answer {i}.") for i in range(PROCESS_ROWS)]
+    panel, project, _ = make_panel(qtbot, rows)
+    in_order = np.arange(PROCESS_ROWS, dtype=np.int64) + 250  # all but six rows over the max length of 256
+    panel.set_token_counts(lambda _row: None, lambda: in_order)
+    rerun(qtbot, panel)
+    expected = run_checks(rows, in_order.tolist(), project.config.training.max_length)
+    assert {r.key for r in expected} >= {"too_long", "whitespace", "same_answer"}
+    assert sum(len(r.rows) + sum(len(f.changes) + len(f.remove_rows) for f in r.fixes) for r in expected) > 5_000
+    assert panel.results() == expected
+    assert join_results(*split_results(expected)) == expected
