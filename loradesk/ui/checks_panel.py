@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import numpy as np
 from PySide6.QtCore import QPoint, QPointF, QRect, QSize, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import (
     QColor,
@@ -42,15 +43,18 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from loradesk.core.checks import CheckResult, Fix, check_records, run_checks
+from loradesk.core.checks import CheckResult, Fix, run_checks
 from loradesk.core.dataset import DatasetEvent, Example
 from loradesk.core.project import ConfigChanged, Project, ProjectEvent, ProjectLoaded
 from loradesk.core.wording import plural
+from loradesk.ui.check_transfer import check_counted_records, check_records_split, join_results, known_counts
 from loradesk.ui.jobs import Jobs, TaskState
 from loradesk.ui.undo import ConfigCommand, RemoveRowsCommand, SetFieldsCommand
 from loradesk.ui.worker_process import ROWS_CHANNEL, row_record
 
 TokenLookup = Callable[[Example], int | None]
+#: Every row's token count in row order (-1: unknown), or None when that is not ready (then ``lookup`` serves).
+CountsInOrder = Callable[[], "np.ndarray | None"]
 
 COLOURS = {"error": "#d64545", "warning": "#d08a16", "info": "#3b7dd8", "ok": "#2e9d58"}
 #: Rows listed on a card; "Select rows" reaches the rest.
@@ -62,10 +66,16 @@ PROCESS_ROWS = 2_000
 LOOKUP_CHUNK = 5_000
 
 
-def check_job(rows: Sequence[Example], lookup: TokenLookup | None, max_length: int, in_process: bool, *,
-              state: TaskState) -> list[CheckResult]:
-    """The checks of ``rows`` (a job): token counts looked up here, the checks run in the worker process
-    when ``in_process``."""
+def check_job(rows: Sequence[Example], lookup: TokenLookup | None, max_length: int, in_process: bool,
+              in_order: np.ndarray | None = None, *, state: TaskState) -> list[CheckResult]:
+    """The checks of ``rows`` (a job), the checks run in the worker process when ``in_process`` (their results
+    come back a chunk at a time). Token counts are ``in_order`` (every row's, -1: unknown) when given, else
+    looked up here with ``lookup``."""
+    if in_order is not None and lookup is not None:  # no pass over the rows in the window's process
+        if not in_process:
+            return run_checks(rows, known_counts(in_order), max_length)
+        uploaded = state.upload(rows, row_record, channel=ROWS_CHANNEL)
+        return join_results(*state.in_process_parts(check_counted_records, uploaded, in_order, max_length))
     counts: list[int | None] | None = None
     if lookup is not None:
         counts = []
@@ -75,7 +85,8 @@ def check_job(rows: Sequence[Example], lookup: TokenLookup | None, max_length: i
     if not in_process:
         return run_checks(rows, counts, max_length if counts is not None else None)
     uploaded = state.upload(rows, row_record, channel=ROWS_CHANNEL)
-    return state.in_process(check_records, uploaded, counts, max_length if counts is not None else None)
+    return join_results(*state.in_process_parts(check_records_split, uploaded, counts,
+                                                 max_length if counts is not None else None))
 
 
 def severity_pixmap(kind: str, size: int = 18, ratio: float = 1.0) -> QPixmap:
@@ -339,6 +350,7 @@ class ChecksPanel(QWidget):
         self.undo_stack = undo_stack
         self._jobs = Jobs(self)
         self._token_counts: TokenLookup | None = None
+        self._counts_in_order: CountsInOrder | None = None
         self._results: list[CheckResult] = []
         self._current = False  # the shown results match the rows and the max length
         self._max_length = project.config.training.max_length
@@ -428,13 +440,16 @@ class ChecksPanel(QWidget):
         """True when the shown results match the dataset and settings as they are now."""
         return self._current
 
-    def set_token_counts(self, lookup: TokenLookup | None) -> None:
+    def set_token_counts(self, lookup: TokenLookup | None, in_order: CountsInOrder | None = None) -> None:
         """Check lengths with ``lookup(row)`` (tokens, or ``None`` when unknown); re-checks.
 
         The lookup runs on a background thread: it should only read (e.g. ``dict.get`` on a cache).
+        ``in_order()``, when given, answers for every row at once (an array kept by the table, copied on the
+        GUI thread as a run starts), so no pass over the rows competes with the window for the interpreter.
         Call again whenever new counts are known.
         """
         self._token_counts = lookup
+        self._counts_in_order = in_order if lookup is not None else None
         self._changed()
 
     def card(self, key: str) -> CheckCard | None:
@@ -466,9 +481,11 @@ class ChecksPanel(QWidget):
         # The tuple copy is all the GUI thread pays (about a millisecond for 100,000 rows). A change after
         # this point drops the run, so results that missed an edit never show.
         rows = self.project.dataset.rows
+        counts = self._counts_in_order() if self._counts_in_order is not None else None
+        in_order = counts.copy() if counts is not None and len(counts) == len(rows) else None
         self.busy.show()
         self._jobs.start(check_job, rows, self._token_counts, self._max_length, len(rows) >= PROCESS_ROWS,
-                         key=self.JOB, state=True, on_result=self._on_results, on_error=self._on_failed)
+                         in_order, key=self.JOB, state=True, on_result=self._on_results, on_error=self._on_failed)
 
     def _on_results(self, results: list[CheckResult]) -> None:
         self._results = results

@@ -14,6 +14,7 @@ import bisect
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 from PySide6.QtCore import (
     QAbstractItemModel,
     QAbstractProxyModel,
@@ -46,6 +47,7 @@ from loradesk.core.dataset import (
     draw_split,
 )
 from loradesk.core.tokenize import count_text
+from loradesk.ui.row_lengths import RowLengths
 from loradesk.ui.text_filter import TextFilter
 from loradesk.ui.undo import EditCellCommand, InsertRowsCommand, RemoveRowsCommand, ReplaceAllCommand, row_runs
 
@@ -87,6 +89,9 @@ class DatasetTableModel(QAbstractTableModel):
 
     #: The per-row problems were recomputed (row count or problem count may have changed).
     summary_changed = Signal()
+    #: Every row's token count was read again after the counts changed (new counts, or all rows replaced):
+    #: the lengths histogram and the over-long row count can be redrawn.
+    lengths_changed = Signal()
 
     def __init__(self, dataset: Dataset, undo_stack: QUndoStack | None = None,
                  parent: QObject | None = None) -> None:
@@ -96,9 +101,11 @@ class DatasetTableModel(QAbstractTableModel):
         self._count = len(dataset)
         self._pending: tuple[str, int, int] | None = None  # (kind, start, count) while announcing a change
         self._index = ProblemIndex(dataset)  # empty and duplicate rows, updated per event
-        self._too_long: list[int] | None = None  # rows over the max length (cached; None: recount)
-        self._too_long_set: frozenset[int] = frozenset()
         self._tokens: dict[TokenKey, int] = {}
+        self._lengths = RowLengths(dataset, self._tokens)  # each row's count and the rows over the max length
+        self._fill_timer = QTimer(self)  # reads every row's count again a slice at a time (after new counts)
+        self._fill_timer.setInterval(0)
+        self._fill_timer.timeout.connect(self._continue_fill)
         self._max_length: int | None = None
         self._split_policy = (0.0, 42)  # validation fraction, seed
         self._icons: dict[str, QIcon] = {}
@@ -124,7 +131,7 @@ class DatasetTableModel(QAbstractTableModel):
 
     def _on_event(self, event: DatasetEvent) -> None:
         shared = self._index.apply(event)
-        self._too_long = None
+        self._lengths.apply(event)
         self._problem_cache.clear()
         root = QModelIndex()
         if isinstance(event, RowsInserted):
@@ -150,6 +157,8 @@ class DatasetTableModel(QAbstractTableModel):
             rows = self._index.rows_with(shared)
             for start, count in row_runs(rows):
                 self.dataChanged.emit(self.index(start, PROMPT), self.index(start + count - 1, STATUS))
+        if self._lengths.filling() and not self._fill_timer.isActive():
+            self._continue_fill()
         self.summary_changed.emit()
 
     # --- Qt model API ----------------------------------------------------------------------------------
@@ -335,27 +344,21 @@ class DatasetTableModel(QAbstractTableModel):
         """The known token count of a row (``None`` until counted). Safe to call from a worker thread."""
         return self._tokens.get(token_key(example))
 
-    def counts_in_order(self) -> list[int | None]:
-        """Every row's token count (``None``: not counted), in one pass; also caches the over-long rows."""
-        tokens = self._tokens
-        counts = [tokens.get((r.system, r.prompt, r.completion)) for r in self._dataset.rows]
-        if self._too_long is None:
-            limit = self._max_length
-            self._too_long = [] if limit is None else [i for i, n in enumerate(counts) if n is not None and n > limit]
-            self._too_long_set = frozenset(self._too_long)
-        return counts
+    def counts_in_row_order(self) -> np.ndarray | None:
+        """Every row's token count in row order (-1: unknown); ``None`` while new counts are being read in."""
+        return None if self._lengths.filling() else self._lengths.counts()
+
+    def known_counts(self) -> np.ndarray:
+        """The token counts of the rows that have one, in row order."""
+        return self._lengths.known()
+
+    def rows_with_counts_between(self, low: int, high: int) -> list[int]:
+        """Dataset rows whose known token count is in ``low..high``, ascending."""
+        return self._lengths.rows_between(low, high)
 
     def too_long_rows(self) -> list[int]:
         """Dataset rows whose known token count is over the max length."""
-        if self._too_long is None:
-            limit, tokens = self._max_length, self._tokens
-            if limit is None or not tokens:
-                self._too_long = []
-            else:
-                self._too_long = [i for i, r in enumerate(self._dataset)
-                                  if tokens.get((r.system, r.prompt, r.completion), 0) > limit]
-            self._too_long_set = frozenset(self._too_long)
-        return self._too_long
+        return self._lengths.too_long().tolist()
 
     def row_problems(self, row: int) -> list[RowProblem]:
         """The problems of dataset row ``row`` (empty when it is fine)."""
@@ -369,20 +372,21 @@ class DatasetTableModel(QAbstractTableModel):
         return problems
 
     def has_problem(self, row: int) -> bool:
-        if self._index.has_problem(row):
-            return True
-        self.too_long_rows()
-        return row in self._too_long_set
+        return self._lengths.is_too_long(row) or self._index.has_problem(row)
 
     def problem_rows(self) -> list[int]:
-        """Every row with at least one problem, ascending (one pass)."""
+        """Every row with at least one problem, ascending."""
         rows = self._index.problem_rows()
-        too_long = self.too_long_rows()
-        return sorted(set(rows).union(too_long)) if too_long else rows
+        too_long = self._lengths.too_long()
+        return np.union1d(np.asarray(rows, dtype=np.int64), too_long).tolist() if too_long.size else rows
 
     def problem_row_count(self) -> int:
-        """How many rows have at least one problem."""
-        extra = sum(1 for row in self.too_long_rows() if not self._index.has_problem(row))
+        """How many rows have at least one problem (no pass over the rows)."""
+        too_long = self._lengths.too_long()
+        if too_long.size > 1000:  # many: one set difference in C
+            extra = int(np.setdiff1d(too_long, np.asarray(self._index.problem_rows(), dtype=np.int64)).size)
+        else:
+            extra = sum(1 for row in too_long.tolist() if not self._index.has_problem(row))
         return self._index.problem_row_count() + extra
 
     def set_max_length(self, max_length: int | None) -> bool:
@@ -390,18 +394,22 @@ class DatasetTableModel(QAbstractTableModel):
         if max_length == self._max_length:
             return False
         self._max_length = max_length
+        self._lengths.set_limit(max_length)
         self._refresh_tokens()
         return True
 
     def set_token_counts(self, counts: Mapping[TokenKey, int]) -> None:
         """Add known token counts (keyed by :func:`token_key`)."""
         self._tokens.update(counts)
+        self._lengths.refill()
         self._refresh_tokens()
+        self._continue_fill()
 
     def clear_token_counts(self) -> None:
         """Forget every count (the model or the chat template changed)."""
         if self._tokens:
             self._tokens.clear()
+            self._lengths.refill()
             self._refresh_tokens()
 
     def has_token_counts(self) -> bool:
@@ -413,8 +421,17 @@ class DatasetTableModel(QAbstractTableModel):
         missing = {key: r for r in self._dataset.rows if (key := (r.system, r.prompt, r.completion)) not in tokens}
         return list(missing.values())
 
+    @Slot()
+    def _continue_fill(self) -> None:
+        """Read the next slice of every row's count (the first at once: a small table is done in one go)."""
+        if not self._lengths.fill():
+            self._fill_timer.start()
+            return
+        self._fill_timer.stop()
+        self.summary_changed.emit()
+        self.lengths_changed.emit()
+
     def _refresh_tokens(self) -> None:
-        self._too_long = None
         self._problem_cache.clear()
         if self._count:
             self.dataChanged.emit(self.index(0, TOKENS), self.index(self._count - 1, STATUS))

@@ -144,6 +144,7 @@ class DatasetTab(QWidget):
         self._recount_timer = self._single_shot(1500, self._recount_missing)
         self.view.selectionModel().currentRowChanged.connect(self.preview.request)
         self.model.dataChanged.connect(self._on_rows_changed)
+        self.model.lengths_changed.connect(self._on_lengths_changed)
         for signal in (self.model.rowsInserted, self.model.modelReset):
             signal.connect(self._mark_rows_changed)
         self.checks.select_rows.connect(self.select_source_rows)
@@ -265,18 +266,23 @@ class DatasetTab(QWidget):
 
     def _update_lengths(self) -> None:
         """Redraw the histogram from the known counts; hand the counts to the checks."""
-        self.checks.set_token_counts(self.model.token_count if self.model.has_token_counts() else None)
+        self.checks.set_token_counts(self.model.token_count if self.model.has_token_counts() else None,
+                                     self.model.counts_in_row_order)
         if not self.model.has_token_counts():
             self.length_histogram.clear()
             return
-        counts = [n for n in self.model.counts_in_order() if n is not None]
-        self.length_histogram.set_counts(counts, self.project.config.training.max_length)
+        self.length_histogram.set_counts(self.model.known_counts(), self.project.config.training.max_length)
+
+    @Slot()
+    def _on_lengths_changed(self) -> None:
+        """Every row's count is known again (new counts arrived, or the rows were replaced)."""
+        self._update_lengths()
+        self._update_token_label()
 
     @Slot(int, int)
     def select_length_range(self, low: int, high: int) -> None:
         """Select the rows whose token count is in ``low..high`` (a bar of the histogram)."""
-        count = self.model.token_count
-        rows = [i for i, row in enumerate(self.project.dataset) if low <= (count(row) or -1) <= high]
+        rows = self.model.rows_with_counts_between(low, high)
         self.select_source_rows(rows)
         span = plural(low, "token") if low == high else f"{low:,}–{high:,} tokens"
         self.token_label.setText(f"Selected {plural(len(rows), 'row')} of {span}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+import numpy as np
 from PySide6.QtCore import QObject
 
 from loradesk.core.config import ModelSettings
@@ -28,13 +29,18 @@ COUNT_CHUNK = 500
 
 
 def count_tokens(settings: ModelSettings, use_chat_template: bool, rows: Sequence[Example],
-                 known: Callable[[Example], int | None] | None = None, *, state: TaskState) -> dict[TokenKey, int]:
+                 known: Callable[[Example], int | None] | None = None, in_order: np.ndarray | None = None, *,
+                 state: TaskState) -> dict[TokenKey, int]:
     """Token counts of ``rows`` as the model will see them, each distinct row once, leaving out those whose
-    count ``known(row)`` gives (a job; the counting runs in the worker process)."""
+    count is known: ``in_order[i]`` for row ``i`` when given (-1: unknown), else ``known(row)`` (a job; the
+    counting runs in the worker process)."""
     from loradesk.core import models
     from loradesk.core.tokenize import count_records
 
-    if known is not None:  # here, not on the GUI thread: a pass over 100,000 rows
+    if in_order is not None:  # the rows without a count, found in C: a recount after an edit reads only those
+        missing = {token_key(row): row for row in map(rows.__getitem__, np.flatnonzero(in_order < 0).tolist())}
+        rows = list(missing.values())
+    elif known is not None:  # here, not on the GUI thread: a pass over 100,000 rows
         missing: dict[TokenKey, Example] = {}
         for start in range(0, len(rows), COUNT_CHUNK * 10):
             state.check()
@@ -93,17 +99,17 @@ class TokenCounter(QObject):
         tab.token_progress.show()
         tab.token_label.setText("Preparing…")
         rows = tab.project.dataset.rows  # the rows without a count are picked out in the background
+        in_order = tab.model.counts_in_row_order()
         self._jobs.start(count_tokens, settings, config.training.use_chat_template, rows, tab.model.token_count,
-                         key=self.JOB, state=True,
+                         in_order.copy() if in_order is not None else None, key=self.JOB, state=True,
                          on_result=self._on_counts, on_error=self._on_failed, on_progress=self._on_progress)
 
     def _on_counts(self, counts: dict[TokenKey, int]) -> None:
         tab = self._tab
         tab.token_progress.hide()
         tab.count_button.setEnabled(True)
-        if counts:
+        if counts:  # the histogram and the footer follow once every row's count is read (lengths_changed)
             tab.model.set_token_counts(counts)
-            tab._update_lengths()
         tab._update_token_label()
         if tab._rows_changed_since_count:
             tab._recount_timer.start()

@@ -75,7 +75,8 @@ def warm() -> int:
     import loradesk.core.checks
     import loradesk.core.dataset
     import loradesk.core.find_replace
-    import loradesk.core.formats  # noqa: F401
+    import loradesk.core.formats
+    import loradesk.ui.check_transfer  # noqa: F401
 
     return 0
 

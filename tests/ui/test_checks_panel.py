@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QUndoStack
 from pytestqt.qtbot import QtBot
 
 from loradesk.core.dataset import Dataset, Example
 from loradesk.core.project import Project
-from loradesk.ui.checks_panel import ChecksPanel
+from loradesk.ui.checks_panel import PROCESS_ROWS, ChecksPanel
 from loradesk.ui.undo import EditCellCommand
 
 
@@ -187,7 +188,6 @@ def test_sample_project_only_notes_the_shared_answers(qtbot: QtBot) -> None:
 def test_a_big_dataset_is_checked_in_the_worker_process(qtbot: QtBot) -> None:
     from loradesk.core.checks import run_checks
     from loradesk.ui import jobs
-    from loradesk.ui.checks_panel import PROCESS_ROWS
     from loradesk.ui.worker_process import ROWS_CHANNEL
 
     rows = [Example(f"Question {i}?", f"Answer {i}.") for i in range(PROCESS_ROWS)] + crafted()
@@ -204,3 +204,52 @@ def test_a_big_dataset_is_checked_in_the_worker_process(qtbot: QtBot) -> None:
     stack.push(EditCellCommand(project.dataset, 7, "prompt", "Question seven?"))
     rerun(qtbot, panel)
     assert panel.card("too_long") is None  # the edit reached the process
+
+
+@pytest.mark.parametrize("size", [10, PROCESS_ROWS], ids=["thread", "worker process"])
+def test_counts_in_row_order_serve_the_length_check_without_a_lookup_per_row(qtbot: QtBot, size: int) -> None:
+    import numpy as np
+
+    from loradesk.core.checks import run_checks
+
+    rows = [Example(f"Question {i}?", f"Answer {i}.") for i in range(size)]
+    panel, project, _ = make_panel(qtbot, rows)
+    looked_up: list[Example] = []
+    in_order = np.full(size, -1, dtype=np.int64)  # -1: not counted
+    in_order[[3, 7]] = (300, 20)
+
+    def lookup(row: Example) -> int | None:
+        looked_up.append(row)
+        return None
+
+    panel.set_token_counts(lookup, lambda: in_order)
+    rerun(qtbot, panel)
+    card = panel.card("too_long")
+    assert card is not None and card.result.rows == (3,)
+    assert panel.results() == run_checks(rows, [300 if i == 3 else 20 if i == 7 else None for i in range(size)],
+                                         project.config.training.max_length)
+    assert looked_up == []
+    panel.set_token_counts(lookup, lambda: None)  # not ready (counts being read in): the lookup serves
+    rerun(qtbot, panel)
+    assert panel.card("too_long") is None and len(looked_up) == size
+
+
+def test_long_results_come_back_from_the_worker_process_in_chunks_and_whole(qtbot: QtBot,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+
+    from loradesk.core.checks import run_checks
+    from loradesk.ui import jobs
+    from loradesk.ui.check_transfer import join_results, split_results
+
+    monkeypatch.setattr(jobs, "UPLOAD_CHUNK", 500)  # results of thousands of items: several chunks each
+    rows = [Example(f"Question {i}? ", "The same answer." if i % 3 else f"Answer {i}.") for i in range(PROCESS_ROWS)]
+    panel, project, _ = make_panel(qtbot, rows)
+    in_order = np.arange(PROCESS_ROWS, dtype=np.int64) + 250  # all but six rows over the max length of 256
+    panel.set_token_counts(lambda _row: None, lambda: in_order)
+    rerun(qtbot, panel)
+    expected = run_checks(rows, in_order.tolist(), project.config.training.max_length)
+    assert {r.key for r in expected} >= {"too_long", "whitespace", "same_answer"}
+    assert sum(len(r.rows) + sum(len(f.changes) + len(f.remove_rows) for f in r.fixes) for r in expected) > 5_000
+    assert panel.results() == expected
+    assert join_results(*split_results(expected)) == expected

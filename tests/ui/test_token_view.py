@@ -242,6 +242,22 @@ def test_token_counts_come_from_the_worker_process_chunk_by_chunk(qtbot: QtBot, 
     assert "Loading the tokenizer…" in [text for text, _ in progress]
 
 
+def test_a_recount_counts_only_the_rows_the_table_has_no_count_for(qtbot: QtBot, tiny_model_dir: Path,
+                                                                      tok: Any) -> None:
+    import numpy as np
+
+    settings = ModelSettings(kind="local", name=str(tiny_model_dir))
+    rows = [Example(f"Question {i}?", f"Answer {i}.") for i in range(8)]
+    rows[7] = rows[2]  # the same texts twice: counted once
+    in_order = np.array([5, 6, -1, 7, 8, -1, 9, -1], dtype=np.int64)  # -1: no count yet
+    jobs = Jobs()
+    results: list[dict[tuple[str, str, str], int]] = []
+    jobs.start(count_tokens, settings, False, rows, lambda _row: pytest.fail("looked up"), in_order, state=True,
+               on_result=results.append)
+    qtbot.waitUntil(lambda: bool(results), timeout=60_000)
+    assert results[0] == {(r.system, r.prompt, r.completion): token_count(tok, r, False) for r in (rows[2], rows[5])}
+
+
 def test_a_token_count_stopped_between_chunks_delivers_no_counts(qtbot: QtBot, tiny_model_dir: Path) -> None:
     settings = ModelSettings(kind="local", name=str(tiny_model_dir))
     rows = [Example(f"Question {i}?", "Answer.") for i in range(COUNT_CHUNK * 3)]
