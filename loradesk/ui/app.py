@@ -7,6 +7,7 @@ switch interval, and when the garbage collector is paused or told to leave long-
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import sys
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
 from loradesk import __version__
+from loradesk.core.config import ModelSettings
 from loradesk.core.dataset import Dataset
 from loradesk.core.importing import is_dataset_file
 from loradesk.core.project import (
@@ -63,9 +65,13 @@ def create_app(argv: Sequence[str] = ()) -> QApplication:
     return app
 
 
-def warm_up_training_stack() -> str:
+def warm_up_training_stack(model: ModelSettings | None = None) -> str:
     """The training device; on the way, import the training stack (on a worker thread, shortly after start-up)
-    so that pressing Train later does not stall the window on multi-second imports holding the GIL."""
+    so that pressing Train later does not stall the window on multi-second imports holding the GIL.
+
+    With ``model`` already on this machine (nothing is downloaded or converted here), its tokenizer is loaded
+    into the process's shared copy too: a Rust tokenizer load holds the GIL for ~120 ms, which pressing Train
+    would otherwise pay (the Dataset tab tokenizes in the worker process, so nothing else loads it here)."""
     from loradesk.core import models
     from loradesk.core.ml_stack import import_stack
 
@@ -80,6 +86,10 @@ def warm_up_training_stack() -> str:
     try:
         import_stack()  # one thread at a time: a run started meanwhile waits for it
         text = models.device_description()
+        folder = models.local_model_folder(model) if model is not None else None
+        if folder is not None:
+            with contextlib.suppress(Exception):  # a broken folder is reported when it is used, not here
+                models.shared_tokenizer(folder, model.trust_remote_code)
         gc.freeze()
     finally:
         if was_enabled:

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from loradesk.core.config import ModelSettings
 from loradesk.core.importing import Mode
 from loradesk.core.project import (
     PROJECT_SUFFIX,
@@ -379,7 +380,8 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def probe_device(self) -> None:
-        self.jobs.start(warm_up_training_stack, key="device", on_result=self._on_device,
+        model = ModelSettings.from_dict(self.project.config.model.to_dict())  # a copy: edits may follow
+        self.jobs.start(warm_up_training_stack, model, key="device", on_result=self._on_device,
                         on_error=self._on_device_failed)
 
     @Slot(object)

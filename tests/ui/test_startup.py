@@ -122,3 +122,18 @@ def test_the_offer_says_which_copy_it_is(monkeypatch: pytest.MonkeyPatch) -> Non
     assert not ask_restore(RecoveryInfo(recovery_path(), "", None, 1))
     assert asked[0].startswith("The last autosaved copy of changes to last.loradesk (3 rows, saved 2026-11-30 10:00)")
     assert asked[1].startswith("LoRA Desk did not close normally. Unsaved changes to an untitled project (1 row,")
+
+
+def test_the_warm_up_loads_a_local_models_shared_tokenizer(tiny_model_dir: Path) -> None:
+    """Pressing Train must not pay the tokenizer load (~120 ms holding the GIL): the start-up warm-up does."""
+    from loradesk.core import models
+    from loradesk.core.config import ModelSettings
+    from loradesk.ui.app import warm_up_training_stack
+
+    folder = str(Path(tiny_model_dir).resolve())
+    models._SHARED_TOKENIZERS.clear()
+    warm_up_training_stack(ModelSettings(kind="local", name=str(tiny_model_dir)))
+    assert [key[0] for key in models._SHARED_TOKENIZERS] == [folder]
+    models._SHARED_TOKENIZERS.clear()
+    warm_up_training_stack(ModelSettings(kind="local", name=str(Path(tiny_model_dir) / "missing")))
+    assert models._SHARED_TOKENIZERS == {}  # nothing to load: nothing is downloaded or converted here
