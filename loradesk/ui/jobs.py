@@ -375,14 +375,7 @@ class Jobs(QObject):
 
     def shutdown(self, timeout_ms: int = 30_000) -> bool:
         """Stop every job and wait for it (``-1``: no limit); True when all have ended."""
-        deadline = None if timeout_ms < 0 else time.monotonic() + timeout_ms / 1000
-        for job in list(self._jobs):
-            job.cancel()
-        for job in list(self._jobs):
-            left = -1 if deadline is None else int(max(0.0, deadline - time.monotonic()) * 1000)
-            if not job.wait(left):
-                return False
-        return True
+        return _cancel_and_wait(list(self._jobs), None if timeout_ms < 0 else timeout_ms / 1000)
 
     def _forget(self, job: Job) -> None:
         if job in self._jobs:
@@ -404,14 +397,19 @@ def _relay() -> _Relay:
     return _RELAY
 
 
+def _cancel_and_wait(jobs: list[Job], timeout_s: float | None) -> bool:
+    """Ask every job to stop, then wait for them, ``timeout_s`` in all (None: no limit); True when all ended."""
+    for job in jobs:
+        job.cancel()
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    return all(job._done.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+               for job in jobs)
+
+
 def _stop_and_join(jobs: list[Job]) -> None:
     for job in jobs:
         job.orphaned = True
-        job.state.stop.set()
-        if job._future is not None:
-            job._future.cancel()
-    for job in jobs:
-        job._done.wait()
+    _cancel_and_wait(jobs, None)
 
 
 def wait_for_jobs(timeout_ms: int = 120_000) -> bool:
@@ -419,13 +417,7 @@ def wait_for_jobs(timeout_ms: int = 120_000) -> bool:
 
     Called when the event loop has ended (a conversion or a recovery write may still be finishing).
     """
-    deadline = time.monotonic() + timeout_ms / 1000
-    jobs = list(_RUNNING)
-    for job in jobs:
-        job.state.stop.set()
-        if job._future is not None:
-            job._future.cancel()
-    return all(job._done.wait(max(0.0, deadline - time.monotonic())) for job in jobs)
+    return _cancel_and_wait(list(_RUNNING), timeout_ms / 1000)
 
 
 # --- the worker process -------------------------------------------------------------------------------------
@@ -439,6 +431,7 @@ _VERSIONS = itertools.count(1)
 _SENT: dict[tuple[str, int], tuple[tuple[Any, ...], int, int]] = {}
 _POOL_GENERATION = 0
 _SENT_LOCK = threading.Lock()
+
 
 def _encoded(part: tuple[Any, ...], encode: Callable[[Any], Any] | None) -> list[Any]:
     return list(part) if encode is None else [encode(item) for item in part]
