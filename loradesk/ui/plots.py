@@ -2,6 +2,12 @@
 
 Curves are created once and fed with ``setData``; live points are buffered and drawn by a timer at
 about 10 Hz, so a fast run never redraws the plot on every logged step.
+
+The axes keep their range while a run adds points: steps span the run's length from the start, and the
+loss and learning-rate axes go from 0 to a round ceiling that moves only when a value passes it. An axis
+whose range changes rebuilds its tick labels, dozens of short Qt calls that each give up the interpreter
+lock; with a training thread holding it in between, one rebuild per plotted step stalled the window by
+60-150 ms.
 """
 
 from __future__ import annotations
@@ -22,6 +28,17 @@ LR_COLOR = "#5a9e4b"
 FLUSH_MS = 100
 SMOOTHING = 0.85  # EMA weight of the previous value (debiased, like TensorBoard's smoothing slider)
 AXIS_WIDTH = 62  # same left-axis width on both plots so their x axes line up
+
+
+def round_ceiling(value: float) -> float:
+    """The smallest of 1, 1.5, 2, 2.5, 3, 4, 5, 6, 8 times a power of ten that is at least ``value`` (> 0)."""
+    if value <= 0:
+        return 1.0
+    scale = 10.0 ** math.floor(math.log10(value))
+    for step in (1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10):
+        if step * scale >= value * (1 - 1e-12):
+            return step * scale
+    return 10 * scale
 
 
 def _finite(value: Any) -> float | None:
@@ -58,6 +75,7 @@ class LossPlot(QWidget):
                 axis.setPen(pg.mkPen(QColor(foreground).lighter(160) if foreground.lightness() < 128
                                      else QColor(foreground).darker(160)))
             item.getAxis("left").setWidth(AXIS_WIDTH)
+            item.disableAutoRange()  # see the module docstring: ranges move in steps, set by flush()
         self.loss_plot.setLabel("left", "loss")
         self.lr_plot.setLabel("left", "learning rate")
         self.lr_plot.setLabel("bottom", "step")
@@ -98,6 +116,8 @@ class LossPlot(QWidget):
         self._eval_loss: list[float] = []
         self._lr_steps: list[float] = []
         self._lr: list[float] = []
+        self._max_steps = 0
+        self._ranges: tuple[float, float, float] | None = None
         self._dirty = True
         self.flush()
 
@@ -122,6 +142,7 @@ class LossPlot(QWidget):
 
     def add_progress(self, progress: Any) -> None:
         """Buffer a ``core.training.TrainProgress`` report."""
+        self._max_steps = max(self._max_steps, int(progress.max_steps or 0))
         self.add_point(progress.step, progress.loss, progress.learning_rate, progress.eval_loss)
 
     def set_metrics(self, rows: Iterable[Mapping[str, Any]]) -> None:
@@ -147,3 +168,18 @@ class LossPlot(QWidget):
         self.smooth_curve.setData(self._steps, self._smooth)
         self.eval_curve.setData(self._eval_steps, self._eval_loss)
         self.lr_curve.setData(self._lr_steps, self._lr)
+        self._fit_ranges()
+
+    def _fit_ranges(self) -> None:
+        """Set the axes' ranges when a value passed them (or the run's length became known)."""
+        last_step = max([*self._steps[-1:], *self._eval_steps[-1:], *self._lr_steps[-1:]], default=0.0)
+        loss_top = max(max(self._loss, default=0.0), max(self._eval_loss, default=0.0))
+        steps = float(self._max_steps) if self._max_steps >= last_step else round_ceiling(last_step or 1.0)
+        ranges = (steps, round_ceiling(loss_top or 1.0), round_ceiling(max(self._lr, default=0.0) or 1e-3))
+        if ranges == self._ranges:
+            return
+        self._ranges = ranges
+        steps, loss, lr = ranges
+        self.loss_plot.setXRange(0, steps, padding=0.02)
+        self.loss_plot.setYRange(0, loss, padding=0.02)
+        self.lr_plot.setYRange(0, lr, padding=0.05)

@@ -206,6 +206,38 @@ def test_plot_buffers_points_and_draws_them_on_a_timer(qtbot):
     assert plot.point_count() == 50
 
 
+def test_plot_axes_keep_their_range_until_a_value_passes_it(qtbot):
+    from types import SimpleNamespace
+
+    from loradesk.ui.plots import LossPlot, round_ceiling
+
+    assert [round_ceiling(v) for v in (0.7, 1.0, 1.2, 2.6, 9.0, 11.0)] == [0.8, 1.0, 1.5, 3.0, 10.0, 15.0]
+    assert round_ceiling(3e-4) == pytest.approx(3e-4)
+    plot = LossPlot()
+    qtbot.addWidget(plot)
+    changes = []
+    for item in (plot.loss_plot, plot.lr_plot):
+        item.getViewBox().sigRangeChanged.connect(lambda *_a: changes.append(1))
+
+    def logged(step: int, loss: float) -> None:
+        plot.add_progress(SimpleNamespace(step=step, max_steps=40, loss=loss, learning_rate=1e-3, eval_loss=None))
+        plot.flush()
+
+    logged(1, 2.4)
+    (x0, x1), (y0, y1) = plot.loss_plot.getViewBox().viewRange()
+    assert x0 <= 0 and 40 <= x1 < 42 and y0 <= 0 and 2.5 <= y1 < 2.6  # the whole run's length, a round ceiling
+    changes.clear()
+    for step in range(2, 30):  # the loss falls: nothing moves, so the axes never rebuild their labels
+        logged(step, 2.4 / step)
+    assert changes == []
+    x, _ = plot.raw_curve.getData()
+    assert len(x) == 29
+    logged(30, 2.7)  # a value above the ceiling moves it
+    assert changes and 3.0 <= plot.loss_plot.getViewBox().viewRange()[1][1] < 3.1
+    plot.set_metrics([{"step": s, "loss": 1.0} for s in range(1, 8)])  # a finished run of unknown length
+    assert 8 <= plot.loss_plot.getViewBox().viewRange()[0][1] < 8.2
+
+
 def test_stop_while_the_model_loads_writes_nothing_and_is_no_failure(qtbot, tab, project, tiny_model_dir,
                                                                      shown_errors):
     use_tiny_model(project, tiny_model_dir, steps=50)
