@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import operator
+import sys
 import threading
 import time
 
+import pytest
 from PySide6.QtCore import QThread
 from PySide6.QtWidgets import QMessageBox, QWidget
 from pytestqt.qtbot import QtBot
 
 from loradesk.ui import errors
 from loradesk.ui.errors import ErrorReport, show_error
-from loradesk.ui.jobs import Jobs, TaskState, wait_for_jobs
+from loradesk.ui.jobs import JOB_NICE, Jobs, TaskState, wait_for_jobs
 
 
 def count(n: int, gate: threading.Event | None = None, *, state: TaskState) -> int:
@@ -105,6 +107,33 @@ def test_a_process_job_runs_in_another_process(qtbot: QtBot) -> None:
     jobs.start(os.getpid, process=True, on_result=pids.append)
     qtbot.waitUntil(lambda: bool(pids), timeout=60_000)
     assert pids[0] != os.getpid()
+
+
+def thread_niceness() -> tuple[int, int]:
+    """The calling thread's niceness, and that of a thread it starts (which inherits it)."""
+    import os
+
+    def own() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    child: list[int] = []
+    t = threading.Thread(target=lambda: child.append(own()))
+    t.start()
+    t.join()
+    return own(), child[0]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a thread has its own priority on Linux only")
+def test_a_thread_job_runs_below_the_gui_threads_priority_and_so_do_threads_it_starts(qtbot: QtBot) -> None:
+    import os
+
+    gui = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    jobs = Jobs()
+    got: list[tuple[int, int]] = []
+    jobs.start(thread_niceness, on_result=got.append)
+    qtbot.waitUntil(lambda: bool(got))
+    assert got[0] == (min(19, gui + JOB_NICE),) * 2  # torch's worker threads, started by the job, inherit it
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == gui  # the GUI thread is untouched
 
 
 def test_jobs_of_a_deleted_owner_are_stopped_and_deliver_nothing(qtbot: QtBot) -> None:
