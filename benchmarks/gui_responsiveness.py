@@ -13,11 +13,18 @@
     python benchmarks/gui_responsiveness.py                 # the built-in model, default settings
     python benchmarks/gui_responsiveness.py --max-steps 24  # a shorter run
     python benchmarks/gui_responsiveness.py --quick         # tiny model, a few steps (smoke run)
+    python benchmarks/gui_responsiveness.py --stalls 60 --stall-file stalls.txt  # where every thread was in stalls
+
+With ``--stalls MS``, each tick re-arms :func:`faulthandler.dump_traceback_later`: when the event loop is
+more than MS late, a C watchdog (it does not need the interpreter lock) writes every thread's Python stack to
+the stall file, followed by how late that tick was. Whichever thread is inside a long call holding the lock
+shows there.
 """
 
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import os
 import statistics
 import subprocess
@@ -105,7 +112,8 @@ def measure_stop(tab: Any) -> float:
     return elapsed
 
 
-def measure_lateness(quick: bool, max_steps: int | None, work: Path) -> tuple[dict[str, list[float]], float]:
+def measure_lateness(quick: bool, max_steps: int | None, work: Path, stalls: tuple[float, Any] | None = None,
+                     ) -> tuple[dict[str, list[float]], float]:
     from PySide6.QtCore import QElapsedTimer, Qt, QTimer
     from PySide6.QtTest import QTest
 
@@ -137,19 +145,25 @@ def measure_lateness(quick: bool, max_steps: int | None, work: Path) -> tuple[di
     clock = QElapsedTimer()
     clock.start()
     last = [clock.nsecsElapsed()]
-    state = {"phase": "idle", "recording": False}
+    state = {"recording": False}
 
     def tick() -> None:
         now = clock.nsecsElapsed()
         late = (now - last[0]) / 1e6 - TICK_MS
         last[0] = now
         if not state["recording"]:
-            samples.setdefault("start-up (warm-up, before Train)", []).append(max(0.0, late))
+            phase = "start-up (warm-up, before Train)"
         else:
             phase = "training" if tab.progress_bar.value() > 0 else "loading (after Train)"
             if not tab.is_running():
                 phase = "finishing"
-            samples.setdefault(phase, []).append(max(0.0, late))
+        samples.setdefault(phase, []).append(max(0.0, late))
+        if stalls is not None:
+            limit_ms, fh = stalls
+            if late > limit_ms:
+                fh.write(f"=== the tick above was {late:.0f} ms late ({phase})\n\n")
+                fh.flush()
+            faulthandler.dump_traceback_later((limit_ms + TICK_MS) / 1000, file=fh)
 
     timer = QTimer()
     timer.setTimerType(Qt.TimerType.PreciseTimer)
@@ -179,6 +193,8 @@ def measure_lateness(quick: bool, max_steps: int | None, work: Path) -> tuple[di
             raise SystemExit("training did not finish within an hour")
     spin(300)
     timer.stop()
+    if stalls is not None:
+        faulthandler.cancel_dump_traceback_later()
     print(f"run: {tab.last_result.steps} steps, {tab.last_result.status}, "
           f"{time.perf_counter() - started:.0f} s from the click")
     stop_s = measure_stop(tab)
@@ -210,6 +226,9 @@ def main() -> int:
     parser.add_argument("--max-steps", type=int, help="train this many steps instead of the default epochs")
     parser.add_argument("--launches", type=int, default=5, help="how many launches to time")
     parser.add_argument("--home", type=Path, help="keep the run in this LoRA Desk home (default: a temporary one)")
+    parser.add_argument("--stalls", type=float, metavar="MS",
+                        help="dump every thread's stack when the event loop is more than MS late")
+    parser.add_argument("--stall-file", type=Path, default=Path("stalls.txt"), help="where --stalls writes")
     parser.add_argument("--child-launch", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child_launch:
@@ -220,7 +239,12 @@ def main() -> int:
         os.environ["LORADESK_HOME"] = str(args.home or Path(tmp) / "home")
         env = {**os.environ}
         launch = measure_launch(2 if args.quick else args.launches, env)
-        samples, stop_s = measure_lateness(args.quick, args.max_steps, Path(tmp))
+        if args.stalls is not None:
+            with args.stall_file.open("w") as fh:
+                samples, stop_s = measure_lateness(args.quick, args.max_steps, Path(tmp), (args.stalls, fh))
+            print(f"stall stacks written to {args.stall_file}")
+        else:
+            samples, stop_s = measure_lateness(args.quick, args.max_steps, Path(tmp))
     report(samples, launch, stop_s)
     return 0
 
