@@ -62,8 +62,9 @@ def init() -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     with contextlib.suppress(OSError):
-        if hasattr(os, "nice"):
-            os.nice(BACKGROUND_NICE)
+        if hasattr(os, "nice"):  # the window's niceness + BACKGROUND_NICE, whichever thread started the process
+            target = min(19, os.getpriority(os.PRIO_PROCESS, os.getppid()) + BACKGROUND_NICE)
+            os.nice(max(0, target - os.nice(0)))
         else:  # Windows
             import psutil
 

@@ -65,6 +65,10 @@ def test_the_worker_process_runs_at_a_lower_priority_than_the_window(qtbot: QtBo
     jobs.start(os.nice, 0, process=True, on_result=niceness.append)
     qtbot.waitUntil(lambda: bool(niceness), timeout=60_000)
     assert niceness[0] == min(19, os.nice(0) + worker_process.BACKGROUND_NICE)
+    shutdown_process_pool()  # started by a (lower-priority) job thread: still the window's + BACKGROUND_NICE
+    jobs.start(lambda *, state: state.in_process(os.nice, 0), state=True, on_result=niceness.append)
+    qtbot.waitUntil(lambda: len(niceness) == 2, timeout=60_000)
+    assert niceness[1] == niceness[0]
 
 
 def pid_before_and_after_a_kill(*, state: TaskState) -> tuple[int, int]:
