@@ -168,6 +168,22 @@ def test_a_stopped_child_resumes_with_its_lineage(parent: Path, tmp_path: Path, 
     assert steps == list(range(13, 19))
 
 
+def test_an_out_of_memory_retry_still_continues_the_parent(parent: Path, tmp_path: Path, small_gpu) -> None:
+    """Batch 8 does not fit: each retry (batch 4, then 2) is again a new run from the parent's adapter."""
+    with pytest.raises(training.OutOfMemory) as first:
+        train_more.continue_run(parent, epochs=1, runs_dir=tmp_path)
+    with pytest.raises(training.OutOfMemory) as second:
+        training.retry_smaller(first.value.retry_config, first.value.run_dir, runs_dir=tmp_path)
+    result = training.retry_smaller(second.value.retry_config, second.value.run_dir, runs_dir=tmp_path)
+    assert result.status == "completed" and set(small_gpu[-3:]) == {2}
+    record = runs.read_run_file(result.run_dir)
+    assert record["parent"] == str(parent.resolve()) and record["step_offset"] == 12
+    assert record["config"]["training"]["batch_size"] == 2 and record["config"]["training"]["grad_accum"] == 4
+    assert _losses(result.run_dir)[0][0] == 13
+    parent_last = _losses(parent)[-1][1]
+    assert abs(_losses(result.run_dir)[0][1] - parent_last) < 0.3  # it started from the parent's adapter
+
+
 def test_runs_that_cannot_be_continued_are_refused(parent: Path, tmp_path: Path) -> None:
     failed = tmp_path / "failed"
     failed.mkdir()
@@ -214,14 +230,15 @@ def _cli(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_cli_continue_round_trip(parent: Path, tmp_path: Path) -> None:
-    out = tmp_path / "more"
-    done = _cli("train", "--continue", str(parent), "--epochs", "1", "--out", str(out), home=tmp_path)
+    done = _cli("train", "--continue", str(parent), "--epochs", "1", home=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert f"Adapter: {out}" in done.stdout and "Completed: 6 steps" in done.stdout
+    assert "Completed: 6 steps" in done.stdout
+    out = Path(next(line for line in done.stdout.splitlines() if line.startswith("Adapter: ")).split(": ", 1)[1])
     assert runs.read_run_file(out)["parent"] == str(parent.resolve())
     assert _losses(out)[0][0] == 13
     listed = _cli("runs", home=tmp_path)
-    assert listed.returncode == 0  # the home's runs folder is empty: --out put the run elsewhere
+    assert listed.returncode == 0
+    assert f"continues {parent.name} from step 12" in listed.stdout and str(out) in listed.stdout
 
 
 def test_cli_explains_a_missing_dataset_and_refused_settings(parent: Path, tmp_path: Path) -> None:
