@@ -51,7 +51,8 @@ class TrainMoreDialog(QDialog):
         self.epochs.setSingleStep(1.0)
         self.epochs.setValue(info.config.training.epochs)
         self.epochs.setSuffix(" more epochs")
-        self.own = QRadioButton(f"Its own data ({plural(own_rows, 'row')}, as it trained on them)")
+        rows = f"{plural(own_rows, 'row')}, " if own_rows else ""  # an older run file may not say
+        self.own = QRadioButton(f"Its own data ({rows}as it trained on them)")
         self.current = QRadioButton(f"The current dataset ({plural(current_rows, 'row')})")
         self.current.setEnabled(current_rows > 0)
         self.own.setChecked(True)

@@ -16,7 +16,7 @@ from loradesk.core.formats import read_dataset
 from loradesk.core.paths import default_runs_dir
 from loradesk.core.project import Project
 from loradesk.ui.main_window import MainWindow
-from loradesk.ui.train_more import TrainMoreDialog
+from loradesk.ui.train_more import TrainMoreChoice, TrainMoreDialog
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "sample.json"
 
@@ -121,3 +121,19 @@ def test_a_run_that_cannot_be_continued_is_explained(window: MainWindow, parent:
     assert [(e.title, e.message) for e in shown_errors] == [
         ("Cannot train this run more", f"{parent.name} failed: only a completed or stopped run can be trained more")]
     assert not window.training_tab.is_running()
+
+
+def test_the_dialog_offers_the_runs_epochs_and_its_own_rows_first(tmp_path: Path) -> None:
+    config = RunConfig()
+    config.training.epochs = 2.5
+    runs.write_run_file(tmp_path, {"config": config.to_dict(), "result": {"status": "completed", "steps": 7}})
+    info = runs.read_run(tmp_path)
+    dialog = TrainMoreDialog(info, 0, 0)  # an older run file without row counts; an empty dataset
+    assert dialog.epochs.value() == 2.5 and dialog.own.isChecked() and not dialog.current.isEnabled()
+    assert dialog.own.text() == "Its own data (as it trained on them)"
+    assert dialog.choice() == TrainMoreChoice(2.5, True)
+    dialog = TrainMoreDialog(info, 12, 5)
+    dialog.current.setChecked(True)
+    dialog.epochs.setValue(1.0)
+    assert dialog.own.text() == "Its own data (12 rows, as it trained on them)"
+    assert dialog.choice() == TrainMoreChoice(1.0, False)
