@@ -57,8 +57,10 @@ class Start:
         try:
             weights = load_peft_weights(str(self.adapter), device="cpu")
             result = set_peft_model_state_dict(model, weights)
-        except (OSError, RuntimeError, ValueError) as exc:
-            raise TrainingError(f"{self.adapter}: the adapter does not fit the model: {exc}") from None
+        except (OSError, RuntimeError, ValueError) as exc:  # torch lists every mismatch: name the first
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+            first = next((line for line in lines if line.startswith("size mismatch")), lines[-1])
+            raise TrainingError(f"{self.adapter}: the adapter does not fit the model: {first}") from None
         missing = [k for k in result.missing_keys if "lora_" in k]
         if result.unexpected_keys or missing:
             odd = (result.unexpected_keys or missing)[0]

@@ -200,6 +200,24 @@ def test_runs_that_cannot_be_continued_are_refused(parent: Path, tmp_path: Path)
         train_more.continue_run(no_adapter)
 
 
+def test_a_parent_whose_adapter_or_rows_went_missing_is_named(parent: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(parent, copy, ignore=shutil.ignore_patterns("checkpoints"))
+    (copy / runs.DATASET_FILE).unlink()
+    with pytest.raises(training.TrainingError, match=r"copy has no dataset.jsonl: give the rows to train on"):
+        train_more.continue_run(copy, runs_dir=tmp_path / "runs")
+    record = runs.read_run_file(copy)
+    record["config"]["lora"]["r"] = 4  # the run file no longer matches its adapter (rank 8)
+    runs.write_run_file(copy, record)
+    with pytest.raises(training.TrainingError, match=r"copy: the adapter does not fit the model") as mismatch:
+        train_more.continue_run(copy, rows=runs.load_dataset_snapshot(parent), runs_dir=tmp_path / "runs")
+    message = str(mismatch.value)
+    assert "\n" not in message and "size mismatch for " in message and "lora_A" in message
+    assert not (tmp_path / "runs").exists()  # nothing was started
+
+
 def test_lineage_follows_parents_moved_with_their_folder(tmp_path: Path) -> None:
     """A chain of three runs written by hand: each ancestor's curve up to the join, then the run's own; a parent
     recorded at a path that no longer exists is found beside its child by name."""
