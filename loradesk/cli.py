@@ -2,6 +2,7 @@
 
     loradesk                         open the app (``loradesk gui [PROJECT]`` too)
     loradesk train DATA              train a LoRA adapter on a dataset file
+    loradesk train --continue RUN    train a finished run more, as a new run (its own rows, or DATA)
     loradesk ask --adapter RUN "Q"   the base and the tuned model answer side by side
     loradesk eval --adapter RUN      score both models on held-out questions
     loradesk export RUN --out DIR    copy the adapter, or write a merged model with --merged
@@ -39,7 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("project", nargs="?", help="a .loradesk project or a dataset file to open")
 
     t = sub.add_parser("train", help="train a LoRA adapter on a dataset file")
-    t.add_argument("data", help="dataset file: JSON, JSONL, CSV, Alpaca, ShareGPT or OpenAI chat")
+    t.add_argument("data", nargs="?", help="dataset file: JSON, JSONL, CSV, Alpaca, ShareGPT or OpenAI chat "
+                                           "(optional with --continue: the run's own rows)")
     t.add_argument("--model", help="'default', a Hub id, a model folder or a .gguf file (default: built-in)")
     t.add_argument("--config", help="run settings JSON (as saved by the app or --save-config)")
     t.add_argument("--out", help="folder for the run (default: a new folder in the runs directory)")
@@ -48,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float, help="learning rate")
     t.add_argument("--batch-size", type=int)
     t.add_argument("--resume", metavar="RUN", help="continue a stopped run from its last checkpoint")
+    t.add_argument("--continue", dest="continue_from", metavar="RUN",
+                   help="train a completed or stopped run more, as a new run starting from its adapter with its "
+                        "settings (--epochs N more epochs, default its own)")
     t.add_argument("--save-config", metavar="FILE", help="write the effective settings to FILE and exit")
     t.add_argument("--retry-oom", action="store_true",
                    help="if the GPU runs out of memory, retry with half the batch and twice the gradient "
@@ -181,9 +186,11 @@ class TerminalSink:
     def progress(self, p: Any) -> None:
         from tqdm import tqdm
 
+        done = p.step - p.start_step  # a continued run counts its own steps
         if self.bar is None:  # starts at the first reported step, so the rate is not skewed by it
-            self.bar = tqdm(total=p.max_steps, initial=p.step, unit="step", file=sys.stderr, dynamic_ncols=True)
-        self.bar.update(p.step - self.bar.n)
+            self.bar = tqdm(total=p.max_steps - p.start_step, initial=done, unit="step", file=sys.stderr,
+                            dynamic_ncols=True)
+        self.bar.update(done - self.bar.n)
         post = {}
         if p.loss is not None:
             post["loss"] = f"{p.loss:.3f}"
@@ -214,6 +221,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace, stop: threading.Event, interrupts: Interrupts) -> int:
+    if args.continue_from:
+        return _train_more(args, stop, interrupts)
+    if not args.data:
+        raise ValueError("train needs a dataset file (DATA); only --continue RUN can do without one")
     from loradesk.core.config import RunConfig
 
     config = RunConfig.load(args.config) if args.config else RunConfig()
@@ -234,17 +245,48 @@ def _train(args: argparse.Namespace, stop: threading.Event, interrupts: Interrup
         print(f"Settings written to {args.save_config}")
         return 0
 
-    from loradesk.core import runs, training
+    from loradesk.core import training
     from loradesk.core.formats import read_dataset
+
+    rows = [] if args.resume else read_dataset(Path(args.data))
+    return _run_training(args, stop, interrupts, lambda sink: training.run(
+        config, rows, sink, stop, out_dir=_out_dir(args), resume_from=Path(args.resume) if args.resume else None))
+
+
+#: ``train`` options that --continue refuses: the continued run keeps its parent's settings.
+_PARENT_SETTINGS = (("model", "--model"), ("config", "--config"), ("lr", "--lr"), ("batch_size", "--batch-size"),
+                    ("resume", "--resume"), ("save_config", "--save-config"))
+
+
+def _train_more(args: argparse.Namespace, stop: threading.Event, interrupts: Interrupts) -> int:
+    """``train --continue RUN [--epochs N] [DATA]``: a new run from RUN's adapter, with RUN's settings."""
+    if given := [flag for key, flag in _PARENT_SETTINGS if getattr(args, key, None)]:
+        raise ValueError(f"--continue trains with the run's own settings: drop {', '.join(given)}")
+    from loradesk.core import train_more
+    from loradesk.core.formats import read_dataset
+
+    rows = read_dataset(Path(args.data)) if args.data else None
+    parent = Path(args.continue_from).expanduser()
+    print(f"Continuing {parent.name}" + (f" on {args.data}" if args.data else " on its own rows"), file=sys.stderr)
+    return _run_training(args, stop, interrupts, lambda sink: train_more.continue_run(
+        parent, sink, stop, epochs=args.epochs, max_steps=args.max_steps or 0, rows=rows, out_dir=_out_dir(args)))
+
+
+def _out_dir(args: argparse.Namespace) -> Path | None:
+    return Path(args.out) if args.out else None
+
+
+def _run_training(args: argparse.Namespace, stop: threading.Event, interrupts: Interrupts, call: Any) -> int:
+    """Run ``call(sink)`` (a training function) with a progress bar, offer the out-of-memory retry, and print
+    the result; the exit code."""
+    from loradesk.core import runs, training
     from loradesk.core.interrupts import signal_name
     from loradesk.core.wording import plural
 
-    rows = [] if args.resume else read_dataset(Path(args.data))
-    out_dir = Path(args.out) if args.out else None
+    out_dir = _out_dir(args)
     retry = None
     try:
-        r = _train_in_thread(stop, lambda sink: training.run(
-            config, rows, sink, stop, out_dir=out_dir, resume_from=Path(args.resume) if args.resume else None))
+        r = _train_in_thread(stop, call)
     except training.TrainingStopped:
         if not interrupts.exit_code:
             raise
@@ -410,6 +452,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
         loss = f"{r.final_loss:.3f}" if r.final_loss is not None else "  -  "
         score = f"{100 * r.score:.0f} %" if r.score is not None else "-"
         print(f"{r.created:19}  {r.status_label:11}  loss {loss}  score {score:>5}  {r.model}  {r.path}")
+        if r.parent:
+            print(f"{'':21}continues {Path(r.parent).name} from step {r.step_offset}")
         if r.where:
             print(f"{'':21}training in {r.where}")
         if r.resumable:

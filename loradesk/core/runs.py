@@ -74,6 +74,8 @@ class RunInfo:
     where: str = ""  # the training process ("pid 12 on host") of a run that says "running"
     warnings: list[str] = field(default_factory=list)  # diverged / not learning, with advice
     error: str = ""  # why a failed run failed
+    parent: str = ""  # the run this one continues ("Train more"), as recorded
+    step_offset: int = 0  # the parent's last global step: this run's steps are numbered after it
 
     @property
     def resumable(self) -> bool:
@@ -133,11 +135,12 @@ def read_run(run_dir: Path) -> RunInfo:
     status = result.get("status", "running")
     where = ""
     checkpoint = None
+    offset = int(data.get("step_offset") or 0)
     if status == "running":
         state = liveness.process_state(data.get("process"))
         if state == "gone":
             checkpoint = latest_checkpoint(run_dir)
-            status, result = "interrupted", {**result, **_interrupted_result(run_dir, checkpoint)}
+            status, result = "interrupted", {**result, **_interrupted_result(run_dir, checkpoint, offset)}
         elif state in ("alive", "elsewhere"):
             where = liveness.describe(data.get("process"))
     elif status in ("stopped", "interrupted"):
@@ -149,13 +152,16 @@ def read_run(run_dir: Path) -> RunInfo:
         score=data.get("score"), base_model_dir=data.get("base_model_dir", ""),
         seconds=result.get("seconds"), device=result.get("device", ""), checkpoint=checkpoint, where=where,
         warnings=[str(w) for w in result.get("warnings") or []], error=str(result.get("error") or ""),
+        parent=str(data.get("parent") or ""), step_offset=offset,
     )
 
 
-def _interrupted_result(run_dir: Path, checkpoint: Path | None) -> dict[str, Any]:
-    """What an interrupted run kept: its latest complete checkpoint, the steps and loss up to it."""
+def _interrupted_result(run_dir: Path, checkpoint: Path | None, step_offset: int = 0) -> dict[str, Any]:
+    """What an interrupted run kept: its latest complete checkpoint, the steps and loss up to it (a continued
+    run's metrics are numbered after ``step_offset``)."""
     steps = checkpoint_step(checkpoint) if checkpoint else 0
-    losses = [m["loss"] for m in read_metrics(run_dir) if "loss" in m and int(m.get("step", 0)) <= steps]
+    losses = [m["loss"] for m in read_metrics(run_dir)
+              if "loss" in m and int(m.get("step", 0)) <= steps + step_offset]
     return {"status": "interrupted", "steps": steps, "final_loss": losses[-1] if losses else None,
             "checkpoint": checkpoint.name if checkpoint else None}
 
@@ -166,7 +172,8 @@ def mark_interrupted(run_dir: Path) -> bool:
     data = read_run_file(run_dir)
     if data.get("result", {}).get("status", "running") != "running":
         return False
-    result = {**data.get("result", {}), **_interrupted_result(run_dir, latest_checkpoint(run_dir))}
+    result = {**data.get("result", {}), **_interrupted_result(run_dir, latest_checkpoint(run_dir),
+                                                              int(data.get("step_offset") or 0))}
     write_run_file(Path(run_dir), {**data, "result": result})
     return True
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from loradesk import __version__
-from loradesk.core import checkpoints, interrupts, liveness, runs
+from loradesk.core import checkpoints, interrupts, liveness, runs, train_more
 from loradesk.core.checks import control_rows, has_lone_surrogate
 from loradesk.core.config import RunConfig
 from loradesk.core.dataset import Dataset, Example, split_rows
@@ -69,10 +69,12 @@ class TrainProgress:
     tokens_per_second: float | None = None
     elapsed: float = 0.0
     eta: float | None = None
+    start_step: int = 0  # a continued run's steps are numbered after its parent's last step
 
     @property
     def fraction(self) -> float:
-        return self.step / self.max_steps if self.max_steps else 0.0
+        span = self.max_steps - self.start_step
+        return (self.step - self.start_step) / span if span > 0 else 0.0
 
 
 class Sink(Protocol):
@@ -117,13 +119,14 @@ class RunResult:
 # --- the run -----------------------------------------------------------------------------------------------
 def run(config: RunConfig, dataset: Dataset | Sequence[Example], sink: Sink | None = None,
         stop: threading.Event | None = None, runs_dir: Path | None = None,
-        resume_from: Path | None = None, out_dir: Path | None = None) -> RunResult:
+        resume_from: Path | None = None, out_dir: Path | None = None,
+        start: train_more.Start | None = None) -> RunResult:
     """Train a LoRA adapter; return when done or stopped. Raises on errors, leaving earlier runs untouched.
 
     With ``resume_from`` (an earlier run folder), the run continues in that folder from its latest complete
     checkpoint, with the config and rows it was started with (``config`` and ``dataset`` are ignored).
     ``out_dir`` names the run folder exactly (it must be empty or new); by default a new folder is made
-    under ``runs_dir``.
+    under ``runs_dir``. ``start`` makes the run continue another run (see :mod:`loradesk.core.train_more`).
     """
     sink = sink or NullSink()
     stop = stop or threading.Event()
@@ -138,6 +141,7 @@ def run(config: RunConfig, dataset: Dataset | Sequence[Example], sink: Sink | No
             raise TrainingError(f"{run_dir} has no complete checkpoint to resume from")
         data = runs.read_run_file(run_dir)
         config = RunConfig.from_dict(data["config"])
+        start = train_more.start_of(data)
         rows = runs.load_dataset_snapshot(run_dir)
     else:
         rows = [dataclasses.replace(r) for r in dataset]
@@ -152,7 +156,7 @@ def run(config: RunConfig, dataset: Dataset | Sequence[Example], sink: Sink | No
         readiness.raise_for_problems()  # ConfigError naming every bad field
     if readiness.data:
         raise TrainingError(readiness.data)
-    job = TrainingJob(config, rows, sink, stop)
+    job = TrainingJob(config, rows, sink, stop, start)
     # disk full, read-only, no permission: one line naming the run folder
     with storage_errors_named(lambda: job.run_dir or run_dir or runs_dir or default_runs_dir()):
         return job.run(runs_dir or default_runs_dir(), run_dir, checkpoint)
@@ -170,15 +174,19 @@ def retry_smaller(config: RunConfig, failed_run: Path, sink: Sink | None = None,
     gc.collect()  # the failed run's model and optimizer state
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-    return run(config, runs.load_dataset_snapshot(failed_run), sink, stop, runs_dir=runs_dir, out_dir=out_dir)
+    return run(config, runs.load_dataset_snapshot(failed_run), sink, stop, runs_dir=runs_dir, out_dir=out_dir,
+               start=train_more.restart_of(failed_run))
 
 
 class TrainingJob:
     """One training run's steps. :func:`run` drives them; the benchmarks reuse the same pieces
     (``encode``, ``wrap_lora``, ``build_trainer``) so what they measure is exactly what the app runs."""
 
-    def __init__(self, config: RunConfig, rows: list[Example], sink: Sink, stop: threading.Event) -> None:
+    def __init__(self, config: RunConfig, rows: list[Example], sink: Sink, stop: threading.Event,
+                 start: train_more.Start | None = None) -> None:
         self.config, self.rows, self.sink, self.stop = config, rows, sink, stop
+        self.start = start  # the run this one continues, if any
+        self.step_offset = start.step_offset if start else 0
         self.run_dir: Path | None = None  # the run folder, once there is one
 
     def run(self, runs_dir: Path, run_dir: Path | None, checkpoint: Path | None) -> RunResult:
@@ -224,6 +232,8 @@ class TrainingJob:
         model = models.load_model(model_dir, device, models.weights_dtype(device, precision),
                                   cfg.model.trust_remote_code)
         model = self.wrap_lora(model)
+        if self.start is not None and checkpoint is None:
+            self.start.load_into(model)  # the parent's final adapter (a checkpoint brings its own weights)
         self._check_stop()
 
         if checkpoint is None:
@@ -233,11 +243,12 @@ class TrainingJob:
             self.run_dir = run_dir
             runs.save_dataset_snapshot(run_dir, self.rows)
         else:
-            runs.truncate_metrics(run_dir, int(checkpoint.name.split("-")[-1]) if checkpoint else 0)
+            runs.truncate_metrics(run_dir, self.step_offset + runs.checkpoint_step(checkpoint))
         base_record = {
             "app": f"LoRA Desk {__version__}", "created": datetime.now().isoformat(timespec="seconds"),
             "model": self._model_label(model_dir), "base_model_dir": str(model_dir),
             "config": cfg.to_dict(), "result": {"status": "running"}, "process": liveness.process_record(),
+            **(self.start.record() if self.start else {}),
         }
         if checkpoint is not None:
             previous = runs.read_run_file(run_dir)
@@ -408,7 +419,7 @@ class TrainingJob:
             remove_unused_columns=False,
         )
         collator = DataCollator(tokenizer.pad_token_id, pad_to_multiple_of=8 if device == "cuda" else None)
-        callback = _make_callback_class()(self.sink, self.stop, run_dir, collator, started)
+        callback = _make_callback_class()(self.sink, self.stop, run_dir, collator, started, self.step_offset)
         timed = [checkpoints.timed_save_callback(t.save_minutes)] if t.save_minutes > 0 else []
         trainer = Trainer(model=model, args=args, data_collator=collator, train_dataset=train_data,
                           eval_dataset=eval_data if has_eval else None, processing_class=tokenizer,
@@ -429,9 +440,9 @@ def _make_callback_class() -> type:
         """Forwards logs to the sink and metrics.jsonl; honours the stop flag; marks complete checkpoints."""
 
         def __init__(self, sink: Sink, stop: threading.Event, run_dir: Path, collator: Any,
-                     started: float) -> None:
+                     started: float, step_offset: int = 0) -> None:
             self.sink, self.stop, self.run_dir, self.collator = sink, stop, run_dir, collator
-            self.started = started
+            self.started, self.step_offset = started, step_offset
             self.train_started: float | None = None
             self.tokens_at_start = 0
             self.last_loss: float | None = None
@@ -473,13 +484,16 @@ def _make_callback_class() -> type:
                 eta = (now - self.train_started) / steps_done * (state.max_steps - state.global_step)
             if "loss" in logs:
                 self.last_loss = float(logs["loss"])
+            offset = self.step_offset  # a continued run's steps follow its parent's
             p = TrainProgress(
-                step=state.global_step, max_steps=state.max_steps, epoch=float(state.epoch or 0.0),
+                step=offset + state.global_step, max_steps=offset + state.max_steps, start_step=offset,
+                epoch=float(state.epoch or 0.0),
                 loss=logs.get("loss"), learning_rate=logs.get("learning_rate"),
                 grad_norm=logs.get("grad_norm"), eval_loss=logs.get("eval_loss"),
                 tokens_per_second=self.tokens_per_second(), elapsed=elapsed, eta=eta,
             )
-            runs.append_metrics(self.run_dir, {k: v for k, v in dataclasses.asdict(p).items() if v is not None})
+            runs.append_metrics(self.run_dir, {k: v for k, v in dataclasses.asdict(p).items()
+                                               if v is not None and k != "start_step"})
             self.sink.progress(p)
 
     return ReportingCallback

@@ -40,7 +40,7 @@ from loradesk.core.project import (
 )
 from loradesk.core.readiness import can_train
 from loradesk.core.wording import plural
-from loradesk.ui import window_menus, window_state
+from loradesk.ui import train_more, window_menus, window_state
 from loradesk.ui.about import about_html
 from loradesk.ui.app import APP_NAME, warm_up_training_stack
 from loradesk.ui.autosave import Autosave
@@ -73,6 +73,7 @@ class MainWindow(QMainWindow):
     act_train: QAction
     act_stop: QAction
     act_resume: QAction
+    act_train_more: QAction
     act_about: QAction
 
     def __init__(self, project: Project, parent: QWidget | None = None, *, probe_device: bool = True,
@@ -151,6 +152,7 @@ class MainWindow(QMainWindow):
         self.training_tab.run_finished.connect(self._on_run_finished)
         self.runs_tab.run_selected.connect(self.show_run)
         self.runs_tab.resume_requested.connect(self.resume_training)
+        self.runs_tab.train_more_requested.connect(lambda run_dir: train_more.start(self, run_dir))
         self.importer.busy.connect(self._set_busy)
         self.importer.progress.connect(self._on_progress)
         self.importer.done.connect(lambda text: self.statusBar().showMessage(text, 6000))
@@ -203,6 +205,7 @@ class MainWindow(QMainWindow):
         self.act_stop.setEnabled(running)
         settings_ok = not can_train(self.project.config, None).settings
         self.act_resume.setEnabled(not running and self.training_tab.resume_dir is not None and settings_ok)
+        self.act_train_more.setEnabled(not running)
 
     @Slot()
     def start_training(self) -> None:

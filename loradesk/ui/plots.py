@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pyqtgraph as pg
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
@@ -25,6 +25,7 @@ RAW_COLOR = "#9cc3e6"
 SMOOTH_COLOR = "#1f6fb5"
 EVAL_COLOR = "#e0702a"
 LR_COLOR = "#5a9e4b"
+JOIN_COLOR = "#888888"
 FLUSH_MS = 100
 SMOOTHING = 0.85  # EMA weight of the previous value (debiased, like TensorBoard's smoothing slider)
 AXIS_WIDTH = 62  # same left-axis width on both plots so their x axes line up
@@ -89,6 +90,9 @@ class LossPlot(QWidget):
                                               symbolBrush=pg.mkBrush(EVAL_COLOR), name="eval loss")
         self.lr_curve = self.lr_plot.plot(pen=pg.mkPen(LR_COLOR, width=1.5))
         self.eval_curve.setZValue(10)
+        self._join = pg.InfiniteLine(angle=90, movable=False,  # where a continued run took over ("Train more")
+                                     pen=pg.mkPen(JOIN_COLOR, width=1, style=Qt.PenStyle.DashLine))
+        self.loss_plot.addItem(self._join, ignoreBounds=True)
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -118,8 +122,20 @@ class LossPlot(QWidget):
         self._lr: list[float] = []
         self._max_steps = 0
         self._ranges: tuple[float, float, float] | None = None
+        self._join.hide()
         self._dirty = True
         self.flush()
+
+    def mark_join(self, step: float | None) -> None:
+        """A dashed line at ``step``, where a continued run's curve follows its parent's (None: no line)."""
+        if step is not None:
+            self._join.setValue(step)
+        self._join.setVisible(step is not None)
+
+    @property
+    def join_step(self) -> float | None:
+        """The step of the join line, or None when it is hidden."""
+        return float(self._join.value()) if self._join.isVisible() else None
 
     def add_point(self, step: float, loss: Any = None, learning_rate: Any = None,
                   eval_loss: Any = None) -> None:

@@ -84,6 +84,7 @@ class RunView(QWidget):
         #: Epochs the shown run covers (None: it is counted in steps), for the progress bar's text.
         self.planned_epochs: float | None = None
         self._last_epoch = 0.0
+        self._start_step = 0  # where the run's step numbering starts (a continued run: its parent's last step)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self._build_progress())
@@ -164,6 +165,7 @@ class RunView(QWidget):
     def begin(self) -> None:
         """A run is starting: busy until its first step, the previous result and stats cleared."""
         self._last_epoch = 0.0
+        self._start_step = 0
         self.result_label.hide()
         self.warning_banner.hide()
         self.progress_bar.setRange(0, 0)
@@ -174,10 +176,10 @@ class RunView(QWidget):
     def show_progress(self, p: TrainProgress) -> None:
         """One logged step or evaluation: the plot, the progress bar and the stats."""
         self.plot.add_progress(p)
-        self._last_epoch = p.epoch
+        self._last_epoch, self._start_step = p.epoch, p.start_step
         if p.max_steps:
-            if self.progress_bar.maximum() != p.max_steps:
-                self.progress_bar.setRange(0, p.max_steps)
+            if (self.progress_bar.minimum(), self.progress_bar.maximum()) != (p.start_step, p.max_steps):
+                self.progress_bar.setRange(p.start_step, p.max_steps)  # a continued run: from its parent's step
             self.progress_bar.setValue(min(p.step, p.max_steps))
             self.progress_bar.setFormat(epoch_text(p.epoch, p.step, p.max_steps, self.planned_epochs) + " · %p%")
         self.elapsed_stat.set(format_duration(p.elapsed))
@@ -196,8 +198,9 @@ class RunView(QWidget):
         """The run completed or was stopped (its adapter is saved)."""
         self.plot.flush()
         if result.status == "completed":
-            steps = max(result.steps, 1)
-            self.progress_bar.setRange(0, steps)
+            first = self._start_step
+            steps = first + max(result.steps, 1)
+            self.progress_bar.setRange(first, steps)
             self.progress_bar.setValue(steps)
             self.progress_bar.setFormat(epoch_text(self._last_epoch, steps, steps, self.planned_epochs) + " · %p%")
         elif self.progress_bar.maximum() == 0:
@@ -247,12 +250,14 @@ class RunView(QWidget):
     def show_run(self, info: Any, metrics: list[dict[str, Any]]) -> None:
         """An earlier run (a ``runs.RunInfo`` and its metrics): curves, progress, stats and result line."""
         self.plot.set_metrics(metrics)
+        self.plot.mark_join(info.step_offset if info.parent else None)
         last = next((m for m in reversed(metrics) if m.get("max_steps")), {})
         t = info.config.training
-        max_steps = int(last.get("max_steps") or info.steps or 1)
-        self.progress_bar.setRange(0, max_steps)
-        self.progress_bar.setValue(min(info.steps, max_steps))
-        self.progress_bar.setFormat(epoch_text(float(last.get("epoch") or 0.0), info.steps, max_steps,
+        first, step = info.step_offset, info.step_offset + info.steps  # a continued run counts on from its parent
+        max_steps = int(last.get("max_steps") or step or 1)
+        self.progress_bar.setRange(first, max(max_steps, first + 1))
+        self.progress_bar.setValue(min(step, max_steps))
+        self.progress_bar.setFormat(epoch_text(float(last.get("epoch") or 0.0), step, max_steps,
                                                None if t.max_steps > 0 else t.epochs) + " · %p%")
         self.elapsed_stat.set(format_duration(info.seconds))
         self.eta_stat.set("—")

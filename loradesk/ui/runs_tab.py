@@ -68,6 +68,7 @@ class RunsTab(QWidget):
 
     run_selected = Signal(str)  # "Compare this run": the run folder
     resume_requested = Signal(str)  # "Resume": a stopped or interrupted run folder, for the Train tab
+    train_more_requested = Signal(str)  # "Train more": a completed or stopped run folder with its adapter
     busy_changed = Signal(bool)  # an export started (True) or ended (False)
 
     def __init__(self, project: Any, parent: QWidget | None = None) -> None:
@@ -119,6 +120,10 @@ class RunsTab(QWidget):
         self.resume_button.setToolTip("Continue the selected stopped or interrupted run from its latest checkpoint "
                                       "on the Train tab")
         self.resume_button.clicked.connect(self.resume_selected)
+        self.train_more_button = QPushButton("Train more…")
+        self.train_more_button.setToolTip("Continue the selected completed or stopped run from its adapter for more "
+                                          "epochs, as a new run on the Train tab")
+        self.train_more_button.clicked.connect(self.train_more_selected)
         buttons = QHBoxLayout()
         buttons.addWidget(self.refresh_button)
         buttons.addWidget(self.open_button)
@@ -126,6 +131,7 @@ class RunsTab(QWidget):
         buttons.addWidget(self.export_merged_button)
         buttons.addStretch(1)
         buttons.addWidget(self.resume_button)
+        buttons.addWidget(self.train_more_button)
         buttons.addWidget(self.compare_button)
 
         self.detail_label = QLabel("Select a run to see its loss curve.")
@@ -228,7 +234,7 @@ class RunsTab(QWidget):
                   info.score if info.score is not None else -1.0, True),
         ]
         cells[0].setData(str(info.path), PATH_ROLE)
-        cells[0].setToolTip(str(info.path))
+        cells[0].setToolTip(str(info.path) + (f"\ncontinues {Path(info.parent).name}" if info.parent else ""))
         return cells
 
     def _row_of(self, run_dir: Path) -> int | None:
@@ -262,15 +268,18 @@ class RunsTab(QWidget):
         if info is None or run_dir is None:
             self.plot.clear()
             return
-        from loradesk.core import runs
+        from loradesk.core import train_more
 
-        self.plot.set_metrics(runs.read_metrics(run_dir))
+        self.plot.set_metrics(train_more.lineage_metrics(run_dir))  # a continued run: its parent's curve first
+        self.plot.mark_join(info.step_offset if info.parent else None)
         t = info.config.training
         parts = [f"<b>{info.name}</b>", f"{_model_label(info.model)}",
                  f"r={info.config.lora.r}, alpha={info.config.lora.alpha}, lr={t.learning_rate:g}, "
                  f"batch {t.batch_size}×{t.grad_accum}, {t.scheduler} schedule"]
         if info.seconds:
             parts.append(f"{info.seconds:.0f} s on {info.device}" if info.device else f"{info.seconds:.0f} s")
+        if info.parent:
+            parts.append(f"continues <b>{html.escape(Path(info.parent).name)}</b> from step {info.step_offset}")
         state = _state_text(info)
         self.detail_label.setText(" · ".join(parts) + (f"<br>{state}" if state else ""))
 
@@ -285,6 +294,18 @@ class RunsTab(QWidget):
         info = self._info(self.selected_run())
         if info is not None and info.resumable:
             self.resume_requested.emit(str(info.path))
+
+    def train_more_selected(self, *_: Any) -> None:
+        """Hand the selected completed or stopped run to "Train more" (the window asks how much, on what)."""
+        info = self._info(self.selected_run())
+        if info is not None and self._can_train_more(info):
+            self.train_more_requested.emit(str(info.path))
+
+    @staticmethod
+    def _can_train_more(info: Any) -> bool:
+        from loradesk.core.train_more import cannot_continue
+
+        return info is not None and not cannot_continue(info)
 
     def open_folder(self) -> None:
         run_dir = self.selected_run()
@@ -360,4 +381,5 @@ class RunsTab(QWidget):
         self.export_merged_button.setEnabled(has_adapter and not busy)
         self.compare_button.setEnabled(has_adapter)
         self.resume_button.setEnabled(info is not None and info.resumable)
+        self.train_more_button.setEnabled(self._can_train_more(info))
         self.refresh_button.setEnabled(not busy)

@@ -52,13 +52,15 @@ class OutOfMemoryOffer:
 
 @dataclass(frozen=True)
 class TrainRequest:
-    """What to train: new rows, a run to resume (``resume_from``) or an out-of-memory run to retry (``retry_of``)."""
+    """What to train: new rows, a run to resume (``resume_from``), an out-of-memory run to retry (``retry_of``),
+    or a run to train more (``continue_from``, on ``rows``, or on its own rows when there are none)."""
 
     config: RunConfig
     rows: Sequence[Example] = ()
     runs_dir: Path | None = None
     resume_from: Path | None = None
     retry_of: Path | None = None
+    continue_from: Path | None = None
 
 
 class StateSink:
@@ -92,6 +94,13 @@ def train(request: TrainRequest, *, state: TaskState) -> RunResult | None:
     state.emit(TrainDevice(models.device_description()))
     sink = StateSink(state)
     try:
+        if request.continue_from is not None:
+            from loradesk.core import train_more
+
+            t = request.config.training
+            return train_more.continue_run(request.continue_from, sink, state.stop, epochs=t.epochs,
+                                           max_steps=t.max_steps, rows=request.rows or None,
+                                           runs_dir=request.runs_dir)
         if request.retry_of is not None:
             return training.retry_smaller(request.config, request.retry_of, sink, state.stop, request.runs_dir)
         return training.run(request.config, request.rows, sink, state.stop, request.runs_dir, request.resume_from)

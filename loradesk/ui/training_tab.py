@@ -7,7 +7,7 @@ trains. The job's typed events feed the :class:`~loradesk.ui.run_view.RunView` b
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,9 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QStyle, QVBoxLayout, QWidget
 
 from loradesk.core.config import RunConfig
+from loradesk.core.dataset import Example
 from loradesk.core.readiness import can_train
+from loradesk.core.wording import plural, plural_word
 from loradesk.ui import errors
 from loradesk.ui.jobs import Job, Jobs
 from loradesk.ui.run_view import RunView
@@ -118,13 +120,7 @@ class TrainingTab(QWidget):
             return
         snapshot = self.project.dataset.copy()
         config = RunConfig.from_dict(self.project.config.to_dict())  # edits made while training do not leak in
-        readiness = can_train(config, snapshot)
-        if readiness.settings:
-            text = "\n".join(f"• {name}: {message}" for name, message in readiness.settings)
-            self._show_error("The settings need fixing before training", text)
-            return
-        if readiness.data:
-            self._show_error("The dataset is not ready for training", readiness.data)
+        if not self._ready(config, snapshot):
             return
         t = config.training
         self.view.planned_epochs = None if t.max_steps > 0 else t.epochs
@@ -150,10 +146,35 @@ class TrainingTab(QWidget):
             return
         t = info.config.training
         self.view.planned_epochs = None if t.max_steps > 0 else t.epochs
-        self.plot.set_metrics(runs.read_metrics(run_dir))
+        self._show_lineage(run_dir, info)
         self.log_view.clear()
         self.view.append_log(f"Resuming {run_dir.name} from its latest checkpoint")
         self._launch(TrainRequest(info.config, (), self.runs_dir, resume_from=run_dir))
+
+    def train_more(self, parent: str | Path, epochs: float, rows: Sequence[Example] | None = None) -> None:
+        """Train ``parent`` (a completed or stopped run) ``epochs`` more epochs as a new run, on its own rows or on
+        ``rows``; the live curve follows the parent's."""
+        from loradesk.core import runs, train_more
+
+        if self.is_running():
+            return
+        parent = Path(parent)
+        try:
+            info = runs.read_run(parent)
+        except (OSError, ValueError, runs.RunError) as exc:
+            self._show_error("Cannot train this run more", str(exc))
+            return
+        config = train_more.child_config(info.config, epochs)
+        if rows is not None and not self._ready(config, rows):
+            return
+        self.view.planned_epochs = epochs
+        self._show_lineage(parent, info)
+        self.plot.mark_join(train_more.last_step(info))
+        self.log_view.clear()
+        self.view.append_log(f"Training {parent.name} {epochs:g} more {plural_word(epochs, 'epoch')} from step "
+                             f"{train_more.last_step(info)} on " + ("its own rows" if rows is None
+                                                                    else f"the current {plural(len(rows), 'row')}"))
+        self._launch(TrainRequest(config, list(rows or ()), self.runs_dir, continue_from=parent))
 
     def stop(self) -> None:
         """Ask the run to stop after the current step; it saves a usable adapter first."""
@@ -259,6 +280,23 @@ class TrainingTab(QWidget):
             self.run_finished.emit(str(result.run_dir))
 
     # --- helpers -------------------------------------------------------------------------------------
+    def _ready(self, config: RunConfig, rows: Sequence[Example]) -> bool:
+        """Whether ``config`` can train ``rows`` (:func:`~loradesk.core.readiness.can_train`); else says why."""
+        readiness = can_train(config, rows)
+        if readiness.settings:
+            text = "\n".join(f"• {name}: {message}" for name, message in readiness.settings)
+            self._show_error("The settings need fixing before training", text)
+        elif readiness.data:
+            self._show_error("The dataset is not ready for training", readiness.data)
+        return readiness.ok
+
+    def _show_lineage(self, run_dir: Path, info: Any) -> None:
+        """The curves of ``run_dir`` after those of the runs it continues."""
+        from loradesk.core import train_more
+
+        self.plot.set_metrics(train_more.lineage_metrics(run_dir))
+        self.plot.mark_join(info.step_offset if info.parent else None)
+
     def refresh_resumable(self) -> None:
         """Offer Resume for the newest run if it was stopped and has a complete checkpoint."""
         from loradesk.core import runs
@@ -283,8 +321,10 @@ class TrainingTab(QWidget):
         if self.is_running():
             return
         try:
+            from loradesk.core.train_more import lineage_metrics
+
             info = runs.read_run(Path(run_dir))
-            metrics = runs.read_metrics(info.path)
+            metrics = lineage_metrics(info.path)
         except (OSError, ValueError):
             return
         self.view.show_run(info, metrics)

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QMenu
 
+from loradesk.ui import train_more
+
 if TYPE_CHECKING:
     from loradesk.ui.main_window import MainWindow
 
@@ -50,6 +52,8 @@ def add_actions(window: MainWindow) -> None:
                          "Stop after the current step and keep the adapter")
     w.act_resume = _action(w, "&Resume", w.resume_training, "Ctrl+F5",
                            "Continue the last stopped run from its checkpoint")
+    w.act_train_more = _action(w, "Train &More…", lambda: train_more.start(w), None,
+                               "Continue the selected (or last) completed run for more epochs, as a new run")
     w.act_about = _action(w, "&About LoRA Desk", w.show_about)
     w.act_about.setMenuRole(QAction.MenuRole.AboutRole)
 
@@ -78,6 +82,6 @@ def add_menus(window: MainWindow) -> QMenu:
     split = edit.addMenu("S&plit")
     split.addActions([tab.act_mark_validation, tab.act_mark_train, tab.act_mark_auto])
 
-    bar.addMenu("&Run").addActions([w.act_train, w.act_stop, w.act_resume])
+    bar.addMenu("&Run").addActions([w.act_train, w.act_stop, w.act_resume, w.act_train_more])
     bar.addMenu("&Help").addAction(w.act_about)
     return recent_menu
