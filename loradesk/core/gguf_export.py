@@ -197,10 +197,27 @@ def _write_tensors(writer: Any, tensors: dict[str, np.ndarray], quant: str,
     done = 0
     for name, data in tensors.items():
         step("Writing the GGUF file…", done / total)
-        writer.write_tensor_data(_converted(data, types[name]))
+        try:
+            writer.write_tensor_data(_converted(data, types[name]))
+        except OSError as exc:
+            _raise_reason(writer, exc)
         done += data.size
     for fh in writer.fout or ():
         fh.flush()
+
+
+def _raise_reason(writer: Any, exc: OSError) -> None:
+    """Re-raise a short write with its reason: numpy's ``tofile`` says only "N requested and M written", so
+    one more byte is written through the file object, which raises the system's error (disk full, file too
+    large) for :func:`storage_errors_named` to word."""
+    if exc.errno is None:
+        for fh in writer.fout or ():
+            try:
+                fh.write(b"\0")
+                fh.flush()
+            except OSError as reason:
+                raise reason from exc
+    raise exc
 
 
 # --- metadata ------------------------------------------------------------------------------------------------

@@ -225,3 +225,25 @@ def test_an_unknown_weight_type_is_refused(run_dir: Path, tmp_path: Path) -> Non
     with pytest.raises(GgufExportError, match="unknown GGUF weight type 'q4_k': choose one of f16, q8_0"):
         export_gguf(run_dir, tmp_path / "m.gguf", "q4_k")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_that_cannot_be_written_is_one_line_naming_it_and_leaves_nothing(run_dir: Path, tmp_path: Path,
+                                                                               capsys) -> None:
+    """RLIMIT_FSIZE (SIGXFSZ ignored) makes the write fail with EFBIG part-way, as a full disk would."""
+    import resource
+    import signal
+
+    dest = tmp_path / "model.gguf"
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, hard))
+    try:
+        code = main(["export", str(run_dir), "--gguf", "--out", str(dest)])
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, old_handler)
+    assert code == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1] == f"loradesk: error: {dest}: file too large (a file size limit was reached)"
+    assert err[:-1] == ["Merging the adapter into the base model…", "Writing the GGUF file…"]
+    assert list(tmp_path.iterdir()) == []
