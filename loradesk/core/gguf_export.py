@@ -68,6 +68,8 @@ def export_gguf(run_dir: Path, out_file: Path, quant: str = "f16", progress: Pro
     run_dir, out_file = Path(run_dir), Path(out_file)
     if quant not in QUANTS:
         raise GgufExportError(f"unknown GGUF weight type {quant!r}: choose one of {', '.join(QUANTS)}")
+    if out_file.is_dir():
+        raise GgufExportError(f"{out_file} is a folder: give the path of the .gguf file to write")
     config = _check_supported(run_dir)
 
     def step(text: str, fraction: float | None = None) -> None:
@@ -107,6 +109,8 @@ def _check_supported(run_dir: Path) -> Any:
     info = read_run(run_dir)
     if adapter_source(run_dir) is None:
         raise RunError(f"{run_dir} holds no adapter yet")
+    if not Path(info.base_model_dir, "config.json").is_file():
+        raise GgufExportError(f"the run's base model is missing: {info.base_model_dir} has no config.json")
     config = AutoConfig.from_pretrained(info.base_model_dir)
     model_type = getattr(config, "model_type", "")
     if model_type not in SUPPORTED:

@@ -199,6 +199,7 @@ def test_an_unsupported_architecture_gets_one_clear_line_before_any_work(tmp_pat
     assert "\n" not in message and "llama family" in message and "LlamaForCausalLM" in message
     assert "GPT2LMHeadModel" in message and str(base) in message
     assert not out.exists()
+    capsys.readouterr()  # what building the models printed
     assert main(["export", str(run), "--gguf", "--out", str(out / "model.gguf")]) == 1
     assert capsys.readouterr().err == f"loradesk: error: {message}\n"
 
@@ -221,10 +222,19 @@ def test_a_stopped_export_leaves_no_file_and_keeps_an_existing_one(run_dir: Path
     assert dest.read_bytes() == b"the user's older export"
 
 
-def test_an_unknown_weight_type_is_refused(run_dir: Path, tmp_path: Path) -> None:
+def test_bad_requests_are_refused_in_one_line(run_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(GgufExportError, match="unknown GGUF weight type 'q4_k': choose one of f16, q8_0"):
         export_gguf(run_dir, tmp_path / "m.gguf", "q4_k")
-    assert list(tmp_path.iterdir()) == []
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    with pytest.raises(GgufExportError, match=f"^{folder} is a folder: give the path of the .gguf file to write$"):
+        export_gguf(run_dir, folder)
+    moved = tmp_path / "moved-run"
+    shutil.copytree(run_dir, moved)
+    _write_run_file(moved, tmp_path / "gone")
+    with pytest.raises(GgufExportError, match=f"^the run's base model is missing: {tmp_path / 'gone'} has no "):
+        export_gguf(moved, tmp_path / "m.gguf")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder", "moved-run"] and not any(folder.iterdir())
 
 
 def test_a_file_that_cannot_be_written_is_one_line_naming_it_and_leaves_nothing(run_dir: Path, tmp_path: Path,
