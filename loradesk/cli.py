@@ -6,6 +6,7 @@
     loradesk ask --adapter RUN "Q"   the base and the tuned model answer side by side
     loradesk eval --adapter RUN      score both models on held-out questions
     loradesk export RUN --out DIR    copy the adapter, or write a merged model with --merged
+    loradesk export RUN --gguf --out FILE   one .gguf file (llama.cpp, Ollama) and an Ollama Modelfile
     loradesk runs                    list finished runs
     loradesk self-test               check, offline, that this install can train and answer
 
@@ -71,10 +72,16 @@ def _parser() -> argparse.ArgumentParser:
     _trust_arg(e)
     _generation_args(e)
 
-    x = sub.add_parser("export", help="export a run's adapter, or a merged model")
+    x = sub.add_parser("export", help="export a run's adapter, a merged model, or a GGUF file")
     x.add_argument("run", help="run folder")
-    x.add_argument("--out", required=True, help="destination folder")
-    x.add_argument("--merged", action="store_true", help="fold the adapter into the base weights")
+    x.add_argument("--out", required=True, help="destination folder (with --gguf: the .gguf file)")
+    how = x.add_mutually_exclusive_group()
+    how.add_argument("--merged", action="store_true", help="fold the adapter into the base weights")
+    how.add_argument("--gguf", action="store_true",
+                     help="merge and write one GGUF file for llama.cpp / Ollama / LM Studio, with an Ollama "
+                          "Modelfile beside it (llama-family models)")
+    x.add_argument("--quant", choices=("f16", "q8_0"), default="f16",
+                   help="GGUF weights: f16 (default, as exact as f16 gets) or q8_0 (about half the size)")
     _trust_arg(x)
 
     sub.add_parser("runs", help="list finished runs")
@@ -434,11 +441,41 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from loradesk.core.runs import export_adapter, export_merged
 
-    if args.merged:
+    if args.merged or args.gguf:
         _trust_adapter(args, args.run)
+    if args.gguf:
+        return _export_gguf(args)
     dest = (export_merged if args.merged else export_adapter)(Path(args.run), Path(args.out))
     what = "Merged model" if args.merged else "Adapter"
     print(f"{what} written to {dest}")
+    return 0
+
+
+def _export_gguf(args: argparse.Namespace) -> int:
+    from loradesk.core.gguf_export import export_gguf
+    from loradesk.core.interrupts import Interrupts, signal_name
+
+    def interrupted(signum: int) -> None:
+        raise KeyboardInterrupt  # the export is not resumable: stop now; its temporary file is removed
+
+    shown: list[str] = []
+
+    def report(text: str, fraction: float | None) -> None:
+        if text not in shown:
+            shown.append(text)
+            print(text, file=sys.stderr, flush=True)
+
+    with Interrupts(None, interrupted, interrupted).installed() as interrupts:
+        try:
+            result = export_gguf(Path(args.run), Path(args.out), args.quant, progress=report)
+        except KeyboardInterrupt:
+            name = signal_name(interrupts.signum) if interrupts.signum else "Interrupted"
+            print(f"{name}: GGUF export stopped; nothing was written.", file=sys.stderr)
+            return interrupts.exit_code or 130
+    print(f"GGUF ({result.quant}, {result.size / 1e6:.1f} MB) written to {result.path} in {result.seconds:.0f} s")
+    print(f'Ollama Modelfile: {result.modelfile}  (ollama create NAME -f "{result.modelfile}")')
+    for note in result.notes:
+        print(f"Note: {note}")
     return 0
 
 

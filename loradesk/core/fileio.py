@@ -46,20 +46,35 @@ def atomic_open(path: Path, mode: str = "w", encoding: str | None = "utf-8", new
     the mode ``open()`` would give it; an existing one keeps its mode. When ``path`` is a symlink, the
     file it points to is replaced and the link is kept.
     """
+    kwargs = {} if "b" in mode else {"encoding": encoding, "newline": newline}
+    with atomic_path(path) as tmp, open(tmp, mode, **kwargs) as fh:
+        yield fh
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """The path of a new, empty temporary file beside ``path``, for writers that open files by name.
+
+    When the block ends without error the file is synced to disk and renamed over ``path`` (same rules as
+    :func:`atomic_open`: mode, symlinks); on any error it is removed and ``path`` is left as it was.
+    """
     path = Path(os.path.realpath(path)) if Path(path).is_symlink() else Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         file_mode = path.stat().st_mode & 0o7777
     except FileNotFoundError:
         file_mode = default_mode()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    tmp = Path(name)
     try:
         os.fchmod(fd, file_mode)
-        kwargs = {} if "b" in mode else {"encoding": encoding, "newline": newline}
-        with os.fdopen(fd, mode, **kwargs) as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
+        os.close(fd)
+        yield tmp
+        fd = os.open(tmp, os.O_RDWR)  # writable: fsync needs that on some systems
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -84,6 +84,15 @@ class Answerer:
         self.use_chat_template = use_chat_template
 
     @classmethod
+    def from_loaded(cls, model: Any, tokenizer: Any, use_chat_template: bool = True) -> Answerer:
+        """An answerer around a model and tokenizer already loaded (a merged model, a reloaded GGUF file)."""
+        answerer = cls.__new__(cls)
+        answerer.model, answerer.tokenizer = model.eval(), tokenizer
+        answerer.device, answerer.has_adapter = str(model.device), False
+        answerer.use_chat_template = use_chat_template
+        return answerer
+
+    @classmethod
     def from_run(cls, run_dir: Path, device: str | None = None) -> Answerer:
         """Base model and adapter of a run folder, with the template setting it trained with.
 

@@ -343,26 +343,37 @@ def export_merged(run_dir: Path, dest: Path, dtype: str = "auto") -> Path:
     base model (the run file's setting is ignored).
     """
     import torch
-    from peft import PeftModel
-
-    from loradesk.core.models import load_model, load_tokenizer
 
     run_dir, dest = Path(run_dir), Path(dest)
-    info = read_run(run_dir)
-    source = adapter_source(run_dir)
-    if source is None:
-        raise RunError(f"{run_dir} holds no adapter yet")
     torch_dtype = {"auto": torch.float32, "fp32": torch.float32, "bf16": torch.bfloat16,
                    "fp16": torch.float16}[dtype]
-    base = load_model(Path(info.base_model_dir), "cpu", torch_dtype, trust_remote_code=True)
-    model = PeftModel.from_pretrained(base, source).merge_and_unload()
-    tokenizer = load_tokenizer(source, trust_remote_code=True)
+    model, tokenizer = merged_model(run_dir, torch_dtype)
 
     def write(tmp: Path) -> None:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
 
     return _export(dest, write)
+
+
+def merged_model(run_dir: Path, torch_dtype: Any = None) -> tuple[Any, Any]:
+    """``(model, tokenizer)``: the run's base model on the CPU with its adapter folded in (float32 unless
+    ``torch_dtype`` says otherwise), and the tokenizer the run trained with.
+
+    The model's own code runs only if the user trusted the base model (the run file's setting is ignored).
+    """
+    from peft import PeftModel
+
+    from loradesk.core.models import load_model, load_tokenizer
+
+    run_dir = Path(run_dir)
+    info = read_run(run_dir)
+    source = adapter_source(run_dir)
+    if source is None:
+        raise RunError(f"{run_dir} holds no adapter yet")
+    base = load_model(Path(info.base_model_dir), "cpu", torch_dtype, trust_remote_code=True)
+    model = PeftModel.from_pretrained(base, source).merge_and_unload()
+    return model, load_tokenizer(source, trust_remote_code=True)
 
 
 def _export(dest: Path, write: Callable[[Path], None]) -> Path:

@@ -35,7 +35,7 @@ from loradesk.ui import answering
 from loradesk.ui.answering import AnswererCache, GenerationRequest
 from loradesk.ui.compare_all import EMPTY_ANSWER, CompareAllBox
 from loradesk.ui.errors import show_error
-from loradesk.ui.jobs import Job, Jobs
+from loradesk.ui.jobs import Job, Jobs, show_fraction
 
 __all__ = ["DEFAULT_PROBE", "EMPTY_ANSWER", "CompareTab"]
 
@@ -400,11 +400,7 @@ class CompareTab(QWidget):
 
     def _on_progress(self, text: str, fraction: float | None) -> None:
         self.status_label.setText(text)
-        if fraction is None:
-            self.busy.setRange(0, 0)
-        else:
-            self.busy.setRange(0, 1000)
-            self.busy.setValue(round(fraction * 1000))
+        show_fraction(self.busy, fraction)
 
     def _on_cancelled(self) -> None:
         self.status_label.setText("Stopped")

@@ -43,7 +43,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal, Slot
-from PySide6.QtWidgets import QWidget
+from PySide6.QtWidgets import QProgressBar, QWidget
 
 from loradesk.ui import worker_process
 from loradesk.ui.worker_process import Uploaded, UploadLost
@@ -87,6 +87,15 @@ def error_message(exc: BaseException) -> str:
 
     text = str(storage_error(exc) or exc).strip()
     return text if text else type(exc).__name__
+
+
+def show_fraction(bar: QProgressBar, fraction: float | None) -> None:
+    """Show a job's progress ``fraction`` on ``bar``: a filled share of it, or a busy bar when None."""
+    if fraction is None:
+        bar.setRange(0, 0)
+    else:
+        bar.setRange(0, 1000)
+        bar.setValue(round(1000 * fraction))
 
 
 class TaskState:

@@ -23,8 +23,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from loradesk.ui import errors
-from loradesk.ui.jobs import Jobs
+from loradesk.ui import errors, gguf_export
+from loradesk.ui.jobs import Jobs, show_fraction
 from loradesk.ui.plots import LossPlot
 
 COLUMNS = ("Date", "Model", "r / alpha", "Learning rate", "Epochs", "Steps", "Status", "Final loss", "Score")
@@ -113,6 +113,10 @@ class RunsTab(QWidget):
         self.export_merged_button = QPushButton("Export merged model…")
         self.export_merged_button.setToolTip("Fold the adapter into the base model and save a standalone model")
         self.export_merged_button.clicked.connect(lambda: self.export_merged())
+        self.export_gguf_button = QPushButton("Export GGUF…")
+        self.export_gguf_button.setToolTip("Merge and write one .gguf file for llama.cpp, Ollama or LM Studio, "
+                                           "with an Ollama Modelfile beside it")
+        self.export_gguf_button.clicked.connect(lambda: self.export_gguf())
         self.compare_button = QPushButton(style.standardIcon(QStyle.StandardPixmap.SP_ArrowRight),
                                           "Compare this run")
         self.compare_button.clicked.connect(self.compare_selected)
@@ -129,6 +133,7 @@ class RunsTab(QWidget):
         buttons.addWidget(self.open_button)
         buttons.addWidget(self.export_adapter_button)
         buttons.addWidget(self.export_merged_button)
+        buttons.addWidget(self.export_gguf_button)
         buttons.addStretch(1)
         buttons.addWidget(self.resume_button)
         buttons.addWidget(self.train_more_button)
@@ -160,9 +165,14 @@ class RunsTab(QWidget):
         self.busy.setMaximumHeight(14)
         self.busy.setTextVisible(False)
         self.busy.hide()
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop the export; nothing is written")
+        self.cancel_button.clicked.connect(lambda: self.jobs.cancel("export"))
+        self.cancel_button.hide()
         status = QHBoxLayout()
         status.addWidget(self.status_label, 1)
         status.addWidget(self.busy)
+        status.addWidget(self.cancel_button)
 
         layout = QVBoxLayout(self)
         layout.addLayout(buttons)
@@ -334,15 +344,32 @@ class RunsTab(QWidget):
 
             self._run_export(runs.export_merged, run_dir, Path(dest), "Merging and saving the model…")
 
+    def export_gguf(self, dest: str | Path | None = None, quant: str = "f16") -> None:
+        """Merge and write the selected run as one GGUF file (asks for the file and weights when ``dest`` is
+        None), in the background with progress; Cancel leaves nothing behind."""
+        run_dir = self.selected_run()
+        if run_dir is None or self.is_busy():
+            return
+        if dest is None:
+            choice = gguf_export.ask(self, run_dir)
+            if choice is None:
+                return
+            dest, quant = choice
+        self._run_export(gguf_export.export_job, run_dir, Path(dest), "Merging and writing the GGUF file…", quant,
+                         state=True, on_result=lambda r: self._on_exported(r.path, gguf_export.describe(r)))
+        self.cancel_button.show()
+
     def _ask_folder(self, title: str, name: str) -> Path | None:
         """A new folder ``name`` inside the folder the user picks."""
         parent = QFileDialog.getExistingDirectory(self, title)
         return Path(parent) / name if parent else None
 
-    def _run_export(self, fn: Any, run_dir: Path, dest: Path, text: str) -> None:
+    def _run_export(self, fn: Any, run_dir: Path, dest: Path, text: str, *args: Any, state: bool = False,
+                    on_result: Any = None) -> None:
         if self.is_busy():
             return
-        self.jobs.start(fn, run_dir, dest, key="export", on_result=self._on_exported, on_error=self._on_failed,
+        self.jobs.start(fn, run_dir, dest, *args, key="export", state=state, on_result=on_result or self._on_exported,
+                        on_error=self._on_failed, on_progress=self._on_progress, on_cancelled=self._on_cancelled,
                         on_finished=self._on_export_finished)
         self.status_label.setText(text)
         self.busy.show()
@@ -353,13 +380,21 @@ class RunsTab(QWidget):
         return self.jobs.busy("export")
 
     def shutdown(self, timeout_ms: int = 60_000) -> None:
-        """Wait for a running export to finish (exports cannot be interrupted half-way)."""
+        """Wait for a running export to finish (only a GGUF export stops early: it leaves nothing)."""
+        self.jobs.cancel("export")
         for job in self.jobs.running("export"):
             job.wait(timeout_ms)
 
-    def _on_exported(self, path: Any) -> None:
+    def _on_exported(self, path: Any, text: str = "") -> None:
         self.last_export = Path(path)
-        self.status_label.setText(f"Exported to {path}")
+        self.status_label.setText(text or f"Exported to {path}")
+
+    def _on_progress(self, text: str, fraction: float | None) -> None:
+        self.status_label.setText(text)
+        show_fraction(self.busy, fraction)
+
+    def _on_cancelled(self) -> None:
+        self.status_label.setText("Export cancelled: nothing was written.")
 
     def _on_failed(self, message: str, details: str) -> None:
         self.status_label.setText(f"Export failed: {message}")
@@ -367,6 +402,8 @@ class RunsTab(QWidget):
 
     def _on_export_finished(self) -> None:
         self.busy.hide()
+        self.busy.setRange(0, 0)
+        self.cancel_button.hide()
         self._update_buttons()
         self.busy_changed.emit(False)
 
@@ -379,6 +416,7 @@ class RunsTab(QWidget):
         self.open_button.setEnabled(info is not None)
         self.export_adapter_button.setEnabled(has_adapter and not busy)
         self.export_merged_button.setEnabled(has_adapter and not busy)
+        self.export_gguf_button.setEnabled(has_adapter and not busy)
         self.compare_button.setEnabled(has_adapter)
         self.resume_button.setEnabled(info is not None and info.resumable)
         self.train_more_button.setEnabled(self._can_train_more(info))

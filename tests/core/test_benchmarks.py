@@ -160,3 +160,12 @@ def test_the_verdict_check_catches_a_wrong_claim() -> None:
                   out.replace("6.7 s       —              —", "6.7 s       —              yes")):
         with pytest.raises(AssertionError):
             assert_verdicts_match(summary(wrong))
+
+
+def test_gguf_roundtrip_quick_reloads_the_file_and_compares_every_answer() -> None:
+    out = run_script("gguf_roundtrip.py", "--quick")
+    rows = summary(out)
+    assert_verdicts_match(rows)
+    assert rows["Every answer identical to the merged model's"] == ("yes", "yes", "yes")  # exact, not a timing
+    assert rows["Answers identical"][0] == "16/16"  # every held-out question was asked
+    assert numbers(rows["GGUF file size (f16)"][0])[0] > 0 and "FROM ./run.gguf" in out
