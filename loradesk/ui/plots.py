@@ -3,8 +3,9 @@
 Curves are created once and fed with ``setData``; live points are buffered and drawn by a timer at
 about 10 Hz, so a fast run never redraws the plot on every logged step.
 
-The axes keep their range while a run adds points: steps span the run's length from the start, and the
-loss and learning-rate axes go from 0 to a round ceiling that moves only when a value passes it. An axis
+While a run adds points the axes keep their range: steps span the run's length from the start, and the
+loss and learning-rate axes go from 0 to a round ceiling that moves only when a value passes it. A finished
+run's curve (:meth:`LossPlot.set_metrics`) is fitted to its data. An axis
 whose range changes rebuilds its tick labels, dozens of short Qt calls that each give up the interpreter
 lock; with a training thread holding it in between, one rebuild per plotted step stalled the window by
 60-150 ms.
@@ -76,7 +77,6 @@ class LossPlot(QWidget):
                 axis.setPen(pg.mkPen(QColor(foreground).lighter(160) if foreground.lightness() < 128
                                      else QColor(foreground).darker(160)))
             item.getAxis("left").setWidth(AXIS_WIDTH)
-            item.disableAutoRange()  # see the module docstring: ranges move in steps, set by flush()
         self.loss_plot.setLabel("left", "loss")
         self.lr_plot.setLabel("left", "learning rate")
         self.lr_plot.setLabel("bottom", "step")
@@ -122,9 +122,19 @@ class LossPlot(QWidget):
         self._lr: list[float] = []
         self._max_steps = 0
         self._ranges: tuple[float, float, float] | None = None
+        self._set_live(True)  # points arrive one by one (add_point / add_progress)
         self._join.hide()
         self._dirty = True
         self.flush()
+
+    def _set_live(self, live: bool) -> None:
+        """Live: ranges move in steps (:meth:`_fit_ranges`); not live: fitted to the data by pyqtgraph."""
+        self._live, self._ranges = live, None
+        for item in (self.loss_plot, self.lr_plot):
+            if live:
+                item.disableAutoRange()
+            else:
+                item.enableAutoRange()
 
     def mark_join(self, step: float | None) -> None:
         """A dashed line at ``step``, where a continued run's curve follows its parent's (None: no line)."""
@@ -157,7 +167,9 @@ class LossPlot(QWidget):
             self._timer.start()
 
     def add_progress(self, progress: Any) -> None:
-        """Buffer a ``core.training.TrainProgress`` report."""
+        """Buffer a ``core.training.TrainProgress`` report (a live run: the axes keep their range)."""
+        if not self._live:
+            self._set_live(True)
         self._max_steps = max(self._max_steps, int(progress.max_steps or 0))
         self.add_point(progress.step, progress.loss, progress.learning_rate, progress.eval_loss)
 
@@ -169,6 +181,7 @@ class LossPlot(QWidget):
             if step is not None:
                 self.add_point(step, row.get("loss"), row.get("learning_rate"), row.get("eval_loss"))
         self.flush()
+        self._set_live(False)  # drawn once: fitted to its data
 
     def point_count(self) -> int:
         """How many training-loss points have been received (drawn or still buffered)."""
@@ -188,6 +201,8 @@ class LossPlot(QWidget):
 
     def _fit_ranges(self) -> None:
         """Set the axes' ranges when a value passed them (or the run's length became known)."""
+        if not self._live:
+            return
         last_step = max([*self._steps[-1:], *self._eval_steps[-1:], *self._lr_steps[-1:]], default=0.0)
         loss_top = max(max(self._loss, default=0.0), max(self._eval_loss, default=0.0))
         steps = float(self._max_steps) if self._max_steps >= last_step else round_ceiling(last_step or 1.0)

@@ -234,8 +234,16 @@ def test_plot_axes_keep_their_range_until_a_value_passes_it(qtbot):
     assert len(x) == 29
     logged(30, 2.7)  # a value above the ceiling moves it
     assert changes and 3.0 <= plot.loss_plot.getViewBox().viewRange()[1][1] < 3.1
-    plot.set_metrics([{"step": s, "loss": 1.0} for s in range(1, 8)])  # a finished run of unknown length
-    assert 8 <= plot.loss_plot.getViewBox().viewRange()[0][1] < 8.2
+    plot.set_metrics([{"step": s, "loss": 1.0 + s / 100} for s in range(1, 8)])  # a finished run: fitted
+    plot.show()  # pyqtgraph fits the view as it paints
+
+    def fitted() -> bool:
+        (x0, x1), (y0, y1) = plot.loss_plot.getViewBox().viewRange()
+        return 0.5 < x0 < 1 and 7 < x1 < 7.5 and 1.0 < y0 < 1.01 and 1.07 < y1 < 1.08
+
+    qtbot.waitUntil(fitted)
+    logged(8, 1.0)  # a live run again (e.g. Train more after its parent's curve): steady ranges
+    assert plot.loss_plot.getViewBox().viewRange()[1] == pytest.approx([-0.03, 1.53], abs=0.01)
 
 
 def test_stop_while_the_model_loads_writes_nothing_and_is_no_failure(qtbot, tab, project, tiny_model_dir,
