@@ -117,15 +117,16 @@ def main() -> int:
     print("| --- | --- | --- | --- |")
     print(f"| Time per step (run: median of steps 2-{len(times) + 1}) | {report['seconds_per_step']:.2f} s | "
           f"{median:.2f} s | {s_err:+.0%} |")
-    print(f"| Peak memory (check: sampled RSS; run: kernel peak RSS) | {report['peak_memory'] / mib:,.0f} MiB | "
+    print(f"| Peak memory (run: kernel peak RSS) | {report['peak_memory'] / mib:,.0f} MiB | "
           f"{run_rss / mib:,.0f} MiB | {m_err:+.0%} |")
     same = "same" if report["steps"] == result["steps"] else "DIFFERENT"
     print(f"| Steps | {report['steps']} | {result['steps']} | {same} |")
     print(f"| Training time (run: its step times) | {report['estimated_seconds']:.0f} s | {train_seconds:.0f} s | "
           f"{error(report['estimated_seconds'], train_seconds):+.0%} |")
     print()
-    print(f"Check: {check_wall:.0f} s wall; its sampled peak RSS {report['peak_memory'] / mib:,.0f} MiB against its "
-          f"process's kernel peak {check_rss / mib:,.0f} MiB. Longest batch step "
+    print(f"Check: {check_wall:.0f} s wall; its sampled peak RSS {report['check_peak_memory'] / mib:,.0f} MiB against "
+          f"its process's kernel peak {check_rss / mib:,.0f} MiB; {report['shape_memory'] / mib:,.0f} MiB kept per new "
+          f"batch shape x {report['new_shapes']} new shapes in the run. Longest batch step "
           f"{report['longest_step_seconds']:.2f} s.")
     print(f"Run: {run_wall:.0f} s wall, {result['steps']} steps, step times min {min(times):.2f} s / "
           f"max {max(times):.2f} s.")

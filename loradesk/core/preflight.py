@@ -6,12 +6,18 @@ its optimizer, autocast and collator) and runs three optimizer steps on a scratc
 
 1. the run's longest batch (the ``batch_size`` longest rows, cut at max length): warm-up;
 2. the same batch again: its peak memory is the worst the run will need, its time the slowest step;
-3. a typical batch (the median batch of the run's own batching): its time is the run's time per step.
+3. a typical batch (the median batch of the run's own batching): its time is the run's time per step;
+
+then it saves a checkpoint into a scratch folder, as the run does at each epoch end (its memory counts).
 
 Memory is what the device reports: on CUDA ``torch.cuda.max_memory_allocated``; elsewhere the process's
 peak resident memory (RSS, psutil, sampled on a thread from before the model loads to the end of the
-steps), everything included. The scratch model is thrown away and the random number generators are put
-back as they were, so the run that follows trains exactly as it would have without the check.
+steps), everything included, plus what the run will add on the CPU: each batch shape a step has not seen
+before leaves memory behind in the process (with bf16 autocast, a few MiB to tens of MiB per shape;
+nothing in fp32), so the memory step 3 kept is counted once for every further shape the run's
+batching makes (in all at most as much again as the check itself needed). The scratch model is thrown
+away and the random number generators are put back as they were, so the run that follows trains exactly as
+it would have without the check.
 """
 
 from __future__ import annotations
@@ -57,7 +63,7 @@ class PreflightReport:
     batch_rows: int  # rows in the longest batch
     longest_tokens: int  # its padded length in tokens
     typical_tokens: int  # the typical batch's padded length
-    peak_memory: int | None  # bytes; None when the check ran out of memory
+    peak_memory: int | None  # bytes the run will peak at; None when the check ran out of memory
     memory_meaning: str  # what ``peak_memory`` counts, in words
     needed_memory: int | None  # bytes the run needs on top of what was in use before the check
     available_memory: int  # bytes free on the device (CUDA) or available RAM, before the check
@@ -68,6 +74,9 @@ class PreflightReport:
     fits: bool
     out_of_memory: bool = False
     advice: list[str] = field(default_factory=list)
+    check_peak_memory: int | None = None  # bytes: the peak measured during the check itself
+    shape_memory: int = 0  # CPU: bytes the process kept after a step on a batch shape it had not seen
+    new_shapes: int = 0  # CPU: batch shapes the run will see that the check did not
 
     @property
     def estimated_seconds(self) -> float | None:
@@ -158,6 +167,12 @@ class PeakRss:
         while not self._done.wait(self._interval):
             self.peak = max(self.peak, self._process.memory_info().rss)
 
+    def current(self) -> int:
+        """The resident memory now (also counted towards the peak)."""
+        rss = self._process.memory_info().rss
+        self.peak = max(self.peak, rss)
+        return rss
+
     def __enter__(self) -> PeakRss:
         self._thread.start()
         return self
@@ -199,6 +214,15 @@ def _padded(batch: Sequence[int], lengths: Sequence[int]) -> int:
     return max(lengths[i] for i in batch) * len(batch)
 
 
+def _shape(batch: Sequence[int], lengths: Sequence[int]) -> tuple[int, int]:
+    return len(batch), max(lengths[i] for i in batch)
+
+
+def batch_shapes(lengths: Sequence[int], config: RunConfig) -> set[tuple[int, int]]:
+    """The distinct ``(rows, padded length)`` shapes of the run's batches."""
+    return {_shape(b, lengths) for b in run_batches(lengths, config)}
+
+
 def check_batches(lengths: Sequence[int], config: RunConfig) -> tuple[list[int], list[int]]:
     """``(longest, typical)``: the ``batch_size`` longest rows, and the median batch (by padded tokens) of
     the run's own batching, full batches preferred."""
@@ -210,19 +234,23 @@ def check_batches(lengths: Sequence[int], config: RunConfig) -> tuple[list[int],
     return longest, full[len(full) // 2]
 
 
-def _step_timer() -> Any:
-    """A TrainerCallback that records the clock at the start of training and at the end of each step."""
+def _step_timer(memory: Callable[[], int] | None = None) -> Any:
+    """A TrainerCallback that records the clock at the start of training and at the end of each step, and
+    ``memory()`` (the process's resident memory) at the end of each step."""
     from transformers import TrainerCallback
 
     class StepTimer(TrainerCallback):
         def __init__(self) -> None:
             self.marks: list[float] = []
+            self.memory: list[int] = []
 
         def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             self.marks = [time.perf_counter()]
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             self.marks.append(time.perf_counter())
+            if memory is not None:
+                self.memory.append(memory())
 
         def seconds(self, step: int) -> float:
             return self.marks[step] - self.marks[step - 1]
@@ -288,6 +316,7 @@ def _measure(job: TrainingJob, progress: ProgressFn | None) -> PreflightReport:
     scratch = RunConfig.from_dict(config.to_dict())  # the run's settings, on the check's 3-batch dataset
     scratch.training.batch_size = len(longest)
     scratch.training.max_steps = CHECK_STEPS
+    scratch.training.save_steps, scratch.training.save_minutes = 0, 0.0  # one checkpoint, after the last step
     check = TrainingJob(scratch, job.rows, job.sink, job.stop)
     data = prep.train_data.select([*longest * t.grad_accum, *longest * t.grad_accum, *typical * t.grad_accum])
 
@@ -297,7 +326,7 @@ def _measure(job: TrainingJob, progress: ProgressFn | None) -> PreflightReport:
         torch.cuda.reset_peak_memory_stats()
         in_use = torch.cuda.memory_allocated()
     sampler = PeakRss() if not cuda else contextlib.nullcontext()
-    timer = _step_timer()
+    timer = _step_timer(None if cuda else sampler.current)
     out_of_memory = False
     with sampler, tempfile.TemporaryDirectory(prefix="loradesk-check-", ignore_cleanup_errors=True) as scratch_dir:
         try:
@@ -307,7 +336,7 @@ def _measure(job: TrainingJob, progress: ProgressFn | None) -> PreflightReport:
                 progress(f"Measuring {CHECK_STEPS} training steps…", None)
             trainer, _collator, _callback = check.build_trainer(
                 model, prep.tokenizer, data, None, Path(scratch_dir), prep.device, prep.precision,
-                time.monotonic(), save=False)
+                time.monotonic())
             trainer.args.train_sampling_strategy = "sequential"  # longest, longest, typical: in this order
             trainer.add_callback(timer)
             trainer.train()
@@ -323,11 +352,16 @@ def _measure(job: TrainingJob, progress: ProgressFn | None) -> PreflightReport:
         peak = None if out_of_memory else int(torch.cuda.max_memory_allocated())
         needed = None if peak is None else peak - in_use
         meaning = "the most GPU memory torch allocated (torch.cuda.max_memory_allocated)"
-    else:
-        peak = sampler.peak
-        needed = sampler.peak - sampler.before
-        meaning = ("the process's peak resident memory (RSS) while the check loaded the model and trained; "
-                   "everything the process holds is included")
+    else:  # each batch shape a step has not seen before leaves memory behind (bf16 autocast on CPU)
+        growth = max(0, timer.memory[2] - timer.memory[1]) if len(timer.memory) > 2 else 0
+        new_shapes = len(batch_shapes(lengths, config) - {_shape(longest, lengths), _shape(typical, lengths)})
+        # at most what the check itself needed again: one noisy reading times many shapes must not cry wolf
+        growth = min(growth, (sampler.peak - sampler.before) // max(1, new_shapes))
+        peak = sampler.peak + growth * new_shapes
+        needed = peak - sampler.before
+        meaning = (f"the process's peak resident memory (RSS), everything included: {_mib(sampler.peak)} "
+                   f"measured while the check loaded the model and trained, plus {_mib(growth)} that a new "
+                   f"batch shape added x {new_shapes} more shapes in the run")
     fits = not out_of_memory and needed is not None and needed <= available
     report = PreflightReport(
         model=TrainingJob._model_label(prep.model_dir), device=prep.device,
@@ -338,7 +372,9 @@ def _measure(job: TrainingJob, progress: ProgressFn | None) -> PreflightReport:
         seconds_per_step=None if out_of_memory else timer.seconds(3),
         longest_step_seconds=None if out_of_memory else timer.seconds(2),
         steps=planned_steps(config, len(prep.train_rows)), train_rows=len(prep.train_rows),
-        fits=fits, out_of_memory=out_of_memory)
+        fits=fits, out_of_memory=out_of_memory,
+        check_peak_memory=peak if cuda else sampler.peak, shape_memory=0 if cuda else growth,
+        new_shapes=0 if cuda else new_shapes)
     if not fits:
         report.advice = advice(config, lengths, cuda)
     return report

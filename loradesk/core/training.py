@@ -430,9 +430,8 @@ class TrainingJob:
         return model_dir.name
 
     def build_trainer(self, model: Any, tokenizer: Any, train_data: Any, eval_data: Any, run_dir: Path,
-                      device: str, precision: str, started: float, save: bool = True) -> tuple[Any, Any, Any]:
-        """The transformers Trainer for this run, with its collator and the reporting callback
-        (``save=False``: no checkpoints, for a pre-flight check)."""
+                      device: str, precision: str, started: float) -> tuple[Any, Any, Any]:
+        """The transformers Trainer for this run, with its collator and the reporting callback."""
         from transformers import PrinterCallback, Trainer, TrainingArguments
 
         from loradesk.core.tokenize import DataCollator
@@ -440,7 +439,7 @@ class TrainingJob:
         t = self.config.training
         has_eval = eval_data is not None and len(eval_data) > 0
         per_epoch = steps_per_epoch(self.config, len(train_data))
-        interval = ("steps" if t.save_steps else "epoch") if save else "no"
+        interval = "steps" if t.save_steps else "epoch"
         args = TrainingArguments(
             output_dir=str(run_dir / runs.CHECKPOINTS),
             per_device_train_batch_size=t.batch_size,
@@ -474,7 +473,7 @@ class TrainingJob:
         )
         collator = DataCollator(tokenizer.pad_token_id, pad_to_multiple_of=8 if device == "cuda" else None)
         callback = _make_callback_class()(self.sink, self.stop, run_dir, collator, started, self.step_offset)
-        timed = [checkpoints.timed_save_callback(t.save_minutes)] if t.save_minutes > 0 and save else []
+        timed = [checkpoints.timed_save_callback(t.save_minutes)] if t.save_minutes > 0 else []
         trainer = Trainer(model=model, args=args, data_collator=collator, train_dataset=train_data,
                           eval_dataset=eval_data if has_eval else None, processing_class=tokenizer,
                           callbacks=[callback, *timed])

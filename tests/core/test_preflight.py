@@ -45,6 +45,8 @@ def test_the_report_measures_and_counts_the_runs_steps(tiny_model_dir, rows, tmp
     report = pf.preflight(cfg, rows, progress=lambda text, _f: seen.append(text))
 
     assert report.peak_memory > 0 and report.needed_memory >= 0 and report.available_memory > 0
+    assert report.peak_memory == report.check_peak_memory + report.shape_memory * report.new_shapes
+    assert report.new_shapes >= 1  # 27 rows of many lengths: more batch shapes than the check's two
     assert report.seconds_per_step > 0 and report.longest_step_seconds > 0
     assert report.estimated_seconds == pytest.approx(report.steps * report.seconds_per_step)
     assert report.fits and report.advice == [] and report.device == "cpu"
@@ -126,6 +128,7 @@ def test_the_check_batches_follow_the_runs_batching() -> None:
     assert longest == [1, 3]
     assert pf.run_batches(lengths, cfg) == [[1, 3], [5, 4], [2, 0]]  # group by length: longest first
     assert typical == [5, 4]  # padded tokens 100, 60, 14: the median batch
+    assert pf.batch_shapes(lengths, cfg) == {(2, 50), (2, 30), (2, 7)}
     cfg.training.group_by_length = False
     assert sorted(i for b in pf.run_batches(lengths, cfg) for i in b) == list(range(6))
     assert json.loads(json.dumps(pf.duration(3725))) == "1 h 02 min" and pf.duration(200) == "3 min 20 s"
