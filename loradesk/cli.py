@@ -55,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="train a completed or stopped run more, as a new run starting from its adapter with its "
                         "settings (--epochs N more epochs, default its own)")
     t.add_argument("--save-config", metavar="FILE", help="write the effective settings to FILE and exit")
+    t.add_argument("--check", action="store_true",
+                   help="pre-flight check: measure memory and time per step on the longest batch, print the "
+                        "estimate and exit (0: it fits, 1: it will not); no run folder is written")
     t.add_argument("--retry-oom", action="store_true",
                    help="if the GPU runs out of memory, retry with half the batch and twice the gradient "
                         "accumulation without asking")
@@ -255,14 +258,18 @@ def _train(args: argparse.Namespace, stop: threading.Event, interrupts: Interrup
     from loradesk.core import training
     from loradesk.core.formats import read_dataset
 
+    if args.check and args.resume:
+        raise ValueError("--check measures a new run; it cannot be combined with --resume")
     rows = [] if args.resume else read_dataset(Path(args.data))
+    if args.check:
+        return _check(config, rows, stop, interrupts)
     return _run_training(args, stop, interrupts, lambda sink: training.run(
         config, rows, sink, stop, out_dir=_out_dir(args), resume_from=Path(args.resume) if args.resume else None))
 
 
 #: ``train`` options that --continue refuses: the continued run keeps its parent's settings.
 _PARENT_SETTINGS = (("model", "--model"), ("config", "--config"), ("lr", "--lr"), ("batch_size", "--batch-size"),
-                    ("resume", "--resume"), ("save_config", "--save-config"))
+                    ("resume", "--resume"), ("save_config", "--save-config"), ("check", "--check"))
 
 
 def _train_more(args: argparse.Namespace, stop: threading.Event, interrupts: Interrupts) -> int:
@@ -328,6 +335,21 @@ def _run_training(args: argparse.Namespace, stop: threading.Event, interrupts: I
     print(f"Adapter: {r.run_dir}")
     print(f'Try it:  loradesk ask --adapter "{r.run_dir}" "your question"')
     return 0
+
+
+def _check(config: Any, rows: list[Any], stop: threading.Event, interrupts: Interrupts) -> int:
+    """Print the pre-flight report; 0 when the run fits, 1 when it will not."""
+    from loradesk.core.interrupts import signal_name
+    from loradesk.core.preflight import CheckStopped, preflight
+
+    try:
+        report = _train_in_thread(stop, lambda sink: preflight(config, rows, stop,
+                                                               lambda text, _f: sink.status(text)))
+    except CheckStopped as exc:
+        print(f"{signal_name(interrupts.signum)}: {exc}.", file=sys.stderr)
+        return interrupts.exit_code or 1
+    print("\n".join(report.lines()))
+    return 0 if report.fits else 1
 
 
 def _agrees_to_retry(error: Any, flag: bool) -> bool | None:

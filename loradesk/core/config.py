@@ -219,6 +219,9 @@ class TrainingSettings(_Settings):
                                label="Group by length")
     threads: int = _f(0, "CPU threads for training (0: let torch decide).", min=0, max=512,
                       label="CPU threads")
+    preflight: bool = _f(True, "Before a run, train three steps on its longest batch to measure memory and time "
+                         "per step, and warn if it will not fit (the app checks again when the model or "
+                         "settings change).", label="Pre-flight check")
 
 
 @dataclass

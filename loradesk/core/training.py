@@ -99,6 +99,22 @@ class NullSink:
 
 
 @dataclass
+class Prepared:
+    """What a run knows before it loads the model: :meth:`TrainingJob.prepare`'s answer."""
+
+    model_dir: Path
+    device: str
+    precision: str
+    tokenizer: Any
+    tokenizer_lock: Any
+    train_rows: list[Example]
+    eval_rows: list[Example]
+    train_data: Any
+    eval_data: Any
+    cut_rows: int
+
+
+@dataclass
 class RunResult:
     """What a finished or stopped run produced."""
 
@@ -120,13 +136,14 @@ class RunResult:
 def run(config: RunConfig, dataset: Dataset | Sequence[Example], sink: Sink | None = None,
         stop: threading.Event | None = None, runs_dir: Path | None = None,
         resume_from: Path | None = None, out_dir: Path | None = None,
-        start: train_more.Start | None = None) -> RunResult:
+        start: train_more.Start | None = None, preflight: dict[str, Any] | None = None) -> RunResult:
     """Train a LoRA adapter; return when done or stopped. Raises on errors, leaving earlier runs untouched.
 
     With ``resume_from`` (an earlier run folder), the run continues in that folder from its latest complete
     checkpoint, with the config and rows it was started with (``config`` and ``dataset`` are ignored).
     ``out_dir`` names the run folder exactly (it must be empty or new); by default a new folder is made
     under ``runs_dir``. ``start`` makes the run continue another run (see :mod:`loradesk.core.train_more`).
+    ``preflight`` (a pre-flight check's report, ``core.preflight``) is recorded in the run file under that key.
     """
     sink = sink or NullSink()
     stop = stop or threading.Event()
@@ -157,9 +174,22 @@ def run(config: RunConfig, dataset: Dataset | Sequence[Example], sink: Sink | No
     if readiness.data:
         raise TrainingError(readiness.data)
     job = TrainingJob(config, rows, sink, stop, start)
+    job.preflight = preflight
     # disk full, read-only, no permission: one line naming the run folder
     with storage_errors_named(lambda: job.run_dir or run_dir or runs_dir or default_runs_dir()):
         return job.run(runs_dir or default_runs_dir(), run_dir, checkpoint)
+
+
+def steps_per_epoch(config: RunConfig, train_rows: int) -> int:
+    """Optimizer steps in one pass over ``train_rows`` rows (the Trainer's count: the last batch may be short)."""
+    t = config.training
+    return max(1, math.ceil(math.ceil(train_rows / t.batch_size) / t.grad_accum))
+
+
+def planned_steps(config: RunConfig, train_rows: int) -> int:
+    """How many optimizer steps a run on ``train_rows`` training rows takes (max steps, else the epochs')."""
+    t = config.training
+    return t.max_steps if t.max_steps > 0 else math.ceil(t.epochs * steps_per_epoch(config, train_rows))
 
 
 def retry_smaller(config: RunConfig, failed_run: Path, sink: Sink | None = None,
@@ -188,50 +218,21 @@ class TrainingJob:
         self.start = start  # the run this one continues, if any
         self.step_offset = start.step_offset if start else 0
         self.run_dir: Path | None = None  # the run folder, once there is one
+        self.preflight: dict[str, Any] | None = None  # a pre-flight check's report, recorded in the run file
 
     def run(self, runs_dir: Path, run_dir: Path | None, checkpoint: Path | None) -> RunResult:
-        import torch
-
         from loradesk.core import models
 
-        cfg, t = self.config, self.config.training
+        cfg = self.config
         sink = self.sink
         started = time.monotonic()
-        sink.status("Preparing the model…")
-        model_dir = models.resolve_model(cfg.model, lambda text, _f: sink.status(text))
-        device = models.pick_device()
-        precision = models.resolve_precision(device, t.precision)
-        if t.threads:
-            torch.set_num_threads(t.threads)
-        sink.log(f"Model: {model_dir}")
-        sink.log(f"Device: {models.device_description(device)}, precision {precision}")
-
-        sink.status("Loading the tokenizer…")
-        tokenizer, tokenizer_lock = models.shared_tokenizer(model_dir, cfg.model.trust_remote_code)
-        train_rows, eval_rows = split_rows(self.rows, t.validation_fraction, t.seed)
-        if not train_rows:
-            raise TrainingError("Every row is in the validation split: lower the validation fraction")
-        if odd := control_rows(self.rows):
-            broken = next((i for i in odd if any(has_lone_surrogate(text) for text in (
-                self.rows[i].prompt, self.rows[i].completion, self.rows[i].system))), None)
-            if broken is not None:
-                raise TrainingError(f"Row {broken + 1} holds a lone surrogate (a broken \\ud800 escape) that no "
-                                    "tokenizer can read: remove the control characters (Checks panel) first")
-            sink.log(f"{plural(len(odd), 'row')} (row {odd[0] + 1} first) {plural_word(len(odd), 'holds', 'hold')} "
-                     "control characters such as NUL; they are trained as they are (the Checks panel removes them)")
-        with tokenizer_lock:  # shared with the Dataset tab's token counts
-            train_data, cut_rows = self.encode(tokenizer, train_rows)
-            eval_data, _ = self.encode(tokenizer, eval_rows) if eval_rows else (None, 0)
-        if cut_rows:
-            sink.log(f"{plural(cut_rows, 'training row is', 'training rows are')} longer than max length "
-                     f"{t.max_length} and {plural_word(cut_rows, 'was', 'were')} cut")
-        sink.log(f"{plural(len(train_rows), 'training row')}, {plural(len(eval_rows), 'validation row')}")
-
+        prep = self.prepare()
+        model_dir, device, precision = prep.model_dir, prep.device, prep.precision
+        tokenizer, tokenizer_lock = prep.tokenizer, prep.tokenizer_lock
+        train_rows, eval_rows, cut_rows = prep.train_rows, prep.eval_rows, prep.cut_rows
+        train_data, eval_data = prep.train_data, prep.eval_data
         self._check_stop()
-        sink.status("Loading the model…")
-        model = models.load_model(model_dir, device, models.weights_dtype(device, precision),
-                                  cfg.model.trust_remote_code)
-        model = self.wrap_lora(model)
+        model = self.build_model(prep)
         if self.start is not None and checkpoint is None:
             self.start.load_into(model)  # the parent's final adapter (a checkpoint brings its own weights)
         self._check_stop()
@@ -250,9 +251,13 @@ class TrainingJob:
             "config": cfg.to_dict(), "result": {"status": "running"}, "process": liveness.process_record(),
             **(self.start.record() if self.start else {}),
         }
+        if self.preflight is not None:
+            base_record["preflight"] = self.preflight
         if checkpoint is not None:
             previous = runs.read_run_file(run_dir)
             base_record["created"] = previous.get("created", base_record["created"])
+            if "preflight" in previous and self.preflight is None:
+                base_record["preflight"] = previous["preflight"]
             base_record["score"] = None
         runs.write_run_file(run_dir, base_record)
         interrupts.register_run(run_dir)
@@ -318,6 +323,54 @@ class TrainingJob:
         return exc
 
     # -- pieces --
+    def prepare(self) -> Prepared:
+        """Resolve the model, pick the device and precision, load the tokenizer, split and tokenize the rows."""
+        import torch
+
+        from loradesk.core import models
+
+        cfg, t, sink = self.config, self.config.training, self.sink
+        sink.status("Preparing the model…")
+        model_dir = models.resolve_model(cfg.model, lambda text, _f: sink.status(text))
+        device = models.pick_device()
+        precision = models.resolve_precision(device, t.precision)
+        if t.threads:
+            torch.set_num_threads(t.threads)
+        sink.log(f"Model: {model_dir}")
+        sink.log(f"Device: {models.device_description(device)}, precision {precision}")
+
+        sink.status("Loading the tokenizer…")
+        tokenizer, tokenizer_lock = models.shared_tokenizer(model_dir, cfg.model.trust_remote_code)
+        train_rows, eval_rows = split_rows(self.rows, t.validation_fraction, t.seed)
+        if not train_rows:
+            raise TrainingError("Every row is in the validation split: lower the validation fraction")
+        if odd := control_rows(self.rows):
+            broken = next((i for i in odd if any(has_lone_surrogate(text) for text in (
+                self.rows[i].prompt, self.rows[i].completion, self.rows[i].system))), None)
+            if broken is not None:
+                raise TrainingError(f"Row {broken + 1} holds a lone surrogate (a broken \\ud800 escape) that no "
+                                    "tokenizer can read: remove the control characters (Checks panel) first")
+            sink.log(f"{plural(len(odd), 'row')} (row {odd[0] + 1} first) {plural_word(len(odd), 'holds', 'hold')} "
+                     "control characters such as NUL; they are trained as they are (the Checks panel removes them)")
+        with tokenizer_lock:  # shared with the Dataset tab's token counts
+            train_data, cut_rows = self.encode(tokenizer, train_rows)
+            eval_data, _ = self.encode(tokenizer, eval_rows) if eval_rows else (None, 0)
+        if cut_rows:
+            sink.log(f"{plural(cut_rows, 'training row is', 'training rows are')} longer than max length "
+                     f"{t.max_length} and {plural_word(cut_rows, 'was', 'were')} cut")
+        sink.log(f"{plural(len(train_rows), 'training row')}, {plural(len(eval_rows), 'validation row')}")
+        return Prepared(model_dir, device, precision, tokenizer, tokenizer_lock, train_rows, eval_rows,
+                        train_data, eval_data, cut_rows)
+
+    def build_model(self, prep: Prepared) -> Any:
+        """The base model on the run's device in the run's dtype, wrapped with a fresh LoRA adapter."""
+        from loradesk.core import models
+
+        self.sink.status("Loading the model…")
+        model = models.load_model(prep.model_dir, prep.device, models.weights_dtype(prep.device, prep.precision),
+                                  self.config.model.trust_remote_code)
+        return self.wrap_lora(model)
+
     def _check_stop(self) -> None:
         if self.stop.is_set():
             raise TrainingStopped("Stopped before training started: nothing was saved")
@@ -385,7 +438,7 @@ class TrainingJob:
 
         t = self.config.training
         has_eval = eval_data is not None and len(eval_data) > 0
-        per_epoch = max(1, math.ceil(len(train_data) / t.batch_size / t.grad_accum))
+        per_epoch = steps_per_epoch(self.config, len(train_data))
         interval = "steps" if t.save_steps else "epoch"
         args = TrainingArguments(
             output_dir=str(run_dir / runs.CHECKPOINTS),

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from loradesk.core.config import RunConfig
 from loradesk.core.dataset import Example
@@ -61,6 +61,7 @@ class TrainRequest:
     resume_from: Path | None = None
     retry_of: Path | None = None
     continue_from: Path | None = None
+    preflight: dict[str, Any] | None = None  # the pre-flight check's report, recorded in the run file
 
 
 class StateSink:
@@ -103,7 +104,8 @@ def train(request: TrainRequest, *, state: TaskState) -> RunResult | None:
                                            runs_dir=request.runs_dir)
         if request.retry_of is not None:
             return training.retry_smaller(request.config, request.retry_of, sink, state.stop, request.runs_dir)
-        return training.run(request.config, request.rows, sink, state.stop, request.runs_dir, request.resume_from)
+        return training.run(request.config, request.rows, sink, state.stop, request.runs_dir, request.resume_from,
+                            preflight=request.preflight)
     except training.TrainingStopped as exc:  # stopped while the model loaded: not a failure
         state.emit(TrainStatus(str(exc)))
         return None

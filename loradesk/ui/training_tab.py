@@ -20,6 +20,7 @@ from loradesk.core.readiness import can_train
 from loradesk.core.wording import plural, plural_word
 from loradesk.ui import errors
 from loradesk.ui.jobs import Job, Jobs
+from loradesk.ui.preflight_gate import PreflightGate, PreflightPanel
 from loradesk.ui.run_view import RunView
 from loradesk.ui.training_job import (
     OutOfMemoryOffer,
@@ -50,6 +51,7 @@ class TrainingTab(QWidget):
         self._blocked: str | None = None
         self._resume_dir: Path | None = None
         self._oom_retry: tuple[RunConfig, Path] | None = None  # offered after the device ran out of memory
+        self._signalled = False  # the last running_changed value sent
         self._build()
         self.refresh_resumable()
 
@@ -62,8 +64,14 @@ class TrainingTab(QWidget):
         self.elapsed_stat, self.eta_stat, self.speed_stat = (self.view.elapsed_stat, self.view.eta_stat,
                                                              self.view.speed_stat)
         self.loss_stat, self.device_stat = self.view.loss_stat, self.view.device_stat
+        self.preflight_panel = PreflightPanel()
+        self.preflight = PreflightGate(self.preflight_panel, self)
+        self.preflight.go.connect(self._launch)
+        self.preflight.busy_changed.connect(self._on_check_busy)
+        self.preflight.phase.connect(self._set_phase)
         layout = QVBoxLayout(self)
         layout.addLayout(self._build_buttons())
+        layout.addWidget(self.preflight_panel)
         layout.addWidget(self.view, 1)
 
     def _build_buttons(self) -> QHBoxLayout:
@@ -105,7 +113,8 @@ class TrainingTab(QWidget):
 
     # --- public API ----------------------------------------------------------------------------------
     def is_running(self) -> bool:
-        return self._job is not None
+        """True while a run or its pre-flight check is going."""
+        return self._job is not None or self.preflight.is_busy()
 
     def set_blocked(self, reason: str | None) -> None:
         """Disable Start (and Resume) with ``reason`` shown, e.g. while the settings are invalid."""
@@ -129,7 +138,7 @@ class TrainingTab(QWidget):
         self.view.append_log(f"Starting a run on {len(snapshot)} rows "
                              f"(r={config.lora.r}, alpha={config.lora.alpha}, lr={t.learning_rate:g}, "
                              + (f"{t.max_steps} steps)" if t.max_steps else f"{t.epochs:g} epochs)"))
-        self._launch(TrainRequest(config, list(snapshot), self.runs_dir))
+        self.preflight.request(TrainRequest(config, list(snapshot), self.runs_dir), snapshot)
 
     def resume(self, run_dir: str | Path | None = None) -> None:
         """Continue ``run_dir`` (default: the newest stopped or interrupted run) from its latest complete
@@ -177,7 +186,8 @@ class TrainingTab(QWidget):
         self._launch(TrainRequest(config, list(rows or ()), self.runs_dir, continue_from=parent))
 
     def stop(self) -> None:
-        """Ask the run to stop after the current step; it saves a usable adapter first."""
+        """Ask the run to stop after the current step (it saves a usable adapter first), or stop its check."""
+        self.preflight.cancel()
         if self._job is not None:
             self._job.cancel()
             self.phase_label.setText("Stopping…")
@@ -220,7 +230,16 @@ class TrainingTab(QWidget):
                                     on_result=self._on_result, on_error=self._on_failed,
                                     on_finished=self._on_job_finished)
         self._update_buttons()
-        self.running_changed.emit(True)
+        self._set_running(True)
+
+    def _on_check_busy(self, busy: bool) -> None:
+        self._update_buttons()
+        self._set_running(self.is_running())  # a check that led to a run: the run says when it ends
+
+    def _set_running(self, running: bool) -> None:
+        if running != self._signalled:
+            self._signalled = running
+            self.running_changed.emit(running)
 
     def _on_event(self, event: object) -> None:
         if isinstance(event, TrainStatus):
@@ -275,7 +294,7 @@ class TrainingTab(QWidget):
         elif self._error is None:  # stopped before training started
             self.view.show_not_started()
         self._update_buttons()
-        self.running_changed.emit(False)
+        self._set_running(False)
         if result is not None:
             self.run_finished.emit(str(result.run_dir))
 

@@ -148,6 +148,17 @@ def test_file_formats_quick_round_trips_and_judges_its_timings() -> None:
     assert_verdicts_match(rows)
 
 
+def test_preflight_accuracy_quick_compares_the_check_with_the_real_run() -> None:
+    out = run_script("preflight_accuracy.py", "--quick")
+    assert markdown_row(out, "Steps")[1:] == ["12", "12", "same"]  # the check counts the run's steps
+    for figure in ("Time per step", "Peak memory", "Training time"):
+        estimate, measured, _error = markdown_row(out, figure)[1:]
+        assert numbers(estimate)[0] > 0 and numbers(measured)[0] > 0, figure
+    for name in ("time per step", "peak memory"):
+        error, verdict = re.search(rf"{name}: error ([+-]?\d+)% \(target within ±25%: (met|NOT met)\)", out).groups()
+        assert verdict == ("met" if abs(int(error)) <= 25 else "NOT met"), name
+
+
 def test_the_verdict_check_catches_a_wrong_claim() -> None:
     out = ("\nSummary\nFigure          Measured    Target         Met\n"
            "Open 2 rows     0.06 s      <= 2 s         yes\n"

@@ -21,6 +21,7 @@ def use_tiny_model(project, model_dir: Path, steps: int, lr: float = 5e-3) -> No
     project.config.model = ModelSettings(kind="local", name=str(model_dir))
     t = project.config.training
     t.max_steps, t.batch_size, t.logging_steps, t.learning_rate = steps, 4, 1, lr
+    t.preflight = False  # these tests are about the run; tests/ui/test_preflight_gate.py covers the check
 
 
 @pytest.fixture
@@ -133,6 +134,7 @@ def test_a_new_tab_offers_to_resume_the_last_stopped_run(qtbot, tab, project, ti
 def test_a_missing_model_folder_shows_the_failure(qtbot, tab, project, tmp_path, shown_errors):
     missing = tmp_path / "gone"
     project.config.model = ModelSettings(kind="local", name=str(missing))
+    project.config.training.preflight = False  # the run's own failure (the check's: test_preflight_gate.py)
     rows = project.dataset.records()
     with qtbot.waitSignal(tab.running_changed, timeout=60_000, check_params_cb=lambda running: not running):
         tab.start()
@@ -342,6 +344,7 @@ def test_the_tab_shows_what_a_fake_training_job_reports(qtbot, tab, project, tmp
         return RunResult(run_dir, "stopped", 3, 0.3333, 3.0, "Pretend GPU")
 
     monkeypatch.setattr(training_tab, "train", fake_train)
+    project.config.training.preflight = False
     changes: list[bool] = []
     tab.running_changed.connect(changes.append)
     with qtbot.waitSignal(tab.run_finished, timeout=10_000) as finished:
