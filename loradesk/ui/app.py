@@ -85,16 +85,29 @@ def warm_up_training_stack(model: ModelSettings | None = None) -> str:
     gc.disable()
     try:
         import_stack()  # one thread at a time: a run started meanwhile waits for it
+        import loradesk.core.preflight  # noqa: F401  (and with it the training module: what Start imports)
+
         text = models.device_description()
         folder = models.local_model_folder(model) if model is not None else None
         if folder is not None:
             with contextlib.suppress(Exception):  # a broken folder is reported when it is used, not here
                 models.shared_tokenizer(folder, model.trust_remote_code)
+                _import_model_code(folder)
         gc.freeze()
     finally:
         if was_enabled:
             gc.enable()
     return text
+
+
+def _import_model_code(folder: Path) -> None:
+    """Import the transformers modelling module of the model in ``folder`` (imported lazily on first load:
+    ~0.1 s of Python holding the GIL, in the seconds after Train is pressed otherwise)."""
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+
+    config = AutoConfig.from_pretrained(folder)  # a local folder's config.json: no remote code runs here
+    MODEL_FOR_CAUSAL_LM_MAPPING[type(config)]  # the lazy mapping imports the module
 
 
 def settle_imported_rows(count: int) -> None:

@@ -137,3 +137,25 @@ def test_the_warm_up_loads_a_local_models_shared_tokenizer(tiny_model_dir: Path)
     models._SHARED_TOKENIZERS.clear()
     warm_up_training_stack(ModelSettings(kind="local", name=str(Path(tiny_model_dir) / "missing")))
     assert models._SHARED_TOKENIZERS == {}  # nothing to load: nothing is downloaded or converted here
+
+
+def test_the_warm_up_imports_what_start_would(tiny_model_dir) -> None:
+    """In a fresh interpreter: after the warm-up, the training modules and the model's modelling code are
+    already imported (Start would otherwise import them with the GIL, in the seconds after the click)."""
+    import os
+
+    code = (
+        "import sys\n"
+        "from loradesk.core.config import ModelSettings\n"
+        "from loradesk.ui.app import warm_up_training_stack\n"
+        "before = {m for m in ('loradesk.core.training', 'transformers.models.llama.modeling_llama')"
+        " if m in sys.modules}\n"
+        f"warm_up_training_stack(ModelSettings(kind='local', name={str(tiny_model_dir)!r}))\n"
+        "print(sorted(before), 'loradesk.core.training' in sys.modules,"
+        " 'transformers.models.llama.modeling_llama' in sys.modules)\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(root), "QT_QPA_PLATFORM": "offscreen"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split("\n")[-2] == "[] True True"
