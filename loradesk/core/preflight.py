@@ -13,11 +13,13 @@ then it saves a checkpoint into a scratch folder, as the run does at each epoch 
 Memory is what the device reports: on CUDA ``torch.cuda.max_memory_allocated``; elsewhere the process's
 peak resident memory (RSS, psutil, sampled on a thread from before the model loads to the end of the
 steps), everything included, plus what the run will add on the CPU: each batch shape a step has not seen
-before leaves memory behind in the process (with bf16 autocast, a few MiB to tens of MiB per shape;
-nothing in fp32), so the memory step 3 kept is counted once for every further shape the run's
-batching makes (in all at most as much again as the check itself needed). The scratch model is thrown
-away and the random number generators are put back as they were, so the run that follows trains exactly as
-it would have without the check.
+before leaves memory behind in the process (with bf16 autocast: oneDNN's cached kernels for that shape,
+tens of MiB each; nothing in fp32), so the memory step 3 kept is counted once for every further shape the
+run's batching makes (in all at most as much again as the check itself needed). What a step kept is read
+from the C allocator's bytes in use (glibc ``mallinfo2``) where it can be: resident memory alone missed most
+of it, since the new kernels fill memory the longest batch had just freed (still resident, so no growth).
+The scratch model is thrown away and the random number generators are put back as they were, so the run
+that follows trains exactly as it would have without the check.
 """
 
 from __future__ import annotations
@@ -234,9 +236,43 @@ def check_batches(lengths: Sequence[int], config: RunConfig) -> tuple[list[int],
     return longest, full[len(full) // 2]
 
 
+def allocated_bytes() -> int | None:
+    """Bytes the C allocator has handed out and not taken back (glibc ``mallinfo2``: heap in use plus its
+    mmapped blocks), or None where that cannot be read (another C library or system)."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return None
+    names = ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+             "keepcost")
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in names]
+
+    try:
+        mallinfo2 = ctypes.CDLL(None).mallinfo2
+    except (OSError, AttributeError):
+        return None
+    mallinfo2.restype = MallInfo2
+    info = mallinfo2()
+    return int(info.uordblks + info.hblkhd)
+
+
+def _kept_memory(sampler: PeakRss) -> Callable[[], int]:
+    """What to read after each step to see the memory a step kept: the allocator's bytes in use where
+    :func:`allocated_bytes` works, else the resident memory."""
+    def read() -> int:
+        rss = sampler.current()  # also counted towards the peak
+        in_use = allocated_bytes()
+        return rss if in_use is None else in_use
+
+    return read
+
+
 def _step_timer(memory: Callable[[], int] | None = None) -> Any:
     """A TrainerCallback that records the clock at the start of training and at the end of each step, and
-    ``memory()`` (the process's resident memory) at the end of each step."""
+    ``memory()`` at the end of each step."""
     from transformers import TrainerCallback
 
     class StepTimer(TrainerCallback):
@@ -326,7 +362,7 @@ def _measure(job: TrainingJob, progress: ProgressFn | None) -> PreflightReport:
         torch.cuda.reset_peak_memory_stats()
         in_use = torch.cuda.memory_allocated()
     sampler = PeakRss() if not cuda else contextlib.nullcontext()
-    timer = _step_timer(None if cuda else sampler.current)
+    timer = _step_timer(None if cuda else _kept_memory(sampler))
     out_of_memory = False
     with sampler, tempfile.TemporaryDirectory(prefix="loradesk-check-", ignore_cleanup_errors=True) as scratch_dir:
         try:

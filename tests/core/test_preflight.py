@@ -132,3 +132,19 @@ def test_the_check_batches_follow_the_runs_batching() -> None:
     cfg.training.group_by_length = False
     assert sorted(i for b in pf.run_batches(lengths, cfg) for i in b) == list(range(6))
     assert json.loads(json.dumps(pf.duration(3725))) == "1 h 02 min" and pf.duration(200) == "3 min 20 s"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallinfo2")
+def test_allocated_bytes_follow_what_the_process_holds() -> None:
+    """The check reads what a step kept from the allocator's bytes in use: 100 MiB held shows, and goes."""
+    import numpy as np
+
+    from loradesk.core.preflight import allocated_bytes
+
+    before = allocated_bytes()
+    assert before is not None and before > 0
+    held = np.ones(100 * 2**20, dtype=np.uint8)
+    during = allocated_bytes()
+    del held
+    after = allocated_bytes()
+    assert during - before >= 100 * 2**20 and during - after >= 100 * 2**20
