@@ -48,7 +48,7 @@ from loradesk.ui.compare_tab import CompareTab
 from loradesk.ui.dataset_tab import DatasetTab
 from loradesk.ui.errors import show_error
 from loradesk.ui.import_controller import ImportController, dropped_path
-from loradesk.ui.jobs import Jobs
+from loradesk.ui.jobs import Jobs, show_fraction
 from loradesk.ui.runs_tab import RunsTab
 from loradesk.ui.settings_form import SettingsForm
 from loradesk.ui.training_tab import TrainingTab
@@ -342,11 +342,7 @@ class MainWindow(QMainWindow):
     @Slot(str, object)
     def _on_progress(self, text: str, fraction: object) -> None:
         self.statusBar().showMessage(text)
-        if isinstance(fraction, float | int):
-            self.busy_bar.setRange(0, 100)
-            self.busy_bar.setValue(round(100 * fraction))
-        else:
-            self.busy_bar.setRange(0, 0)
+        show_fraction(self.busy_bar, float(fraction) if isinstance(fraction, float | int) else None)
 
     @Slot(str)
     def _set_busy(self, text: str) -> None:

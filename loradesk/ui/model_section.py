@@ -32,7 +32,7 @@ from loradesk.core.config import ModelSettings, describe_fields
 from loradesk.core.project import Project
 from loradesk.core.wording import plural
 from loradesk.ui.errors import show_error
-from loradesk.ui.jobs import Jobs, TaskState
+from loradesk.ui.jobs import Jobs, TaskState, show_fraction
 from loradesk.ui.setting_fields import TargetModules, cell, message_label
 
 MODEL_SOURCES = (
@@ -280,11 +280,7 @@ class ModelSection(QGroupBox):
 
     def _on_progress(self, text: str, fraction: float | None) -> None:
         self._set_status(text)
-        if isinstance(fraction, float):
-            self.model_progress.setRange(0, 1000)
-            self.model_progress.setValue(int(fraction * 1000))
-        else:
-            self.model_progress.setRange(0, 0)
+        show_fraction(self.model_progress, fraction)
 
     def _on_ready(self, settings: ModelSettings, result: tuple[Path, list[str]]) -> None:
         model_dir, names = result

@@ -17,7 +17,7 @@ from PySide6.QtCore import QObject
 from loradesk.core.config import ModelSettings
 from loradesk.core.dataset import Example
 from loradesk.ui.dataset_model import TokenKey, token_key
-from loradesk.ui.jobs import Jobs, TaskState
+from loradesk.ui.jobs import Jobs, TaskState, show_fraction
 from loradesk.ui.worker_process import row_record
 
 if TYPE_CHECKING:
@@ -125,8 +125,4 @@ class TokenCounter(QObject):
     def _on_progress(self, text: str, fraction: float | None) -> None:
         tab = self._tab
         tab.token_label.setText(text)
-        if isinstance(fraction, float):
-            tab.token_progress.setRange(0, 1000)
-            tab.token_progress.setValue(int(fraction * 1000))
-        else:
-            tab.token_progress.setRange(0, 0)
+        show_fraction(tab.token_progress, fraction)
