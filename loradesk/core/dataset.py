@@ -1,4 +1,4 @@
-"""Prompt/completion rows and an in-memory dataset that tells listeners what changed.
+"""Rows (prompt/completion pairs or whole conversations) and an in-memory dataset that tells listeners what changed.
 
 The :class:`Dataset` is the single source of truth; the Qt table model only adapts it. Every mutation
 goes through a method here and emits one :class:`DatasetEvent`, so any view (or undo stack) can follow.
@@ -12,6 +12,19 @@ import itertools
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+from loradesk.core.conversation import (
+    ConversationError,
+    Turn,
+    first_text,
+    last_text,
+    messages,
+    signature,
+    tools_list,
+    tools_text,
+    turns_from_messages,
+)
 
 FIELDS = ("prompt", "completion", "system")
 SPLITS = ("auto", "train", "validation")
@@ -19,7 +32,13 @@ SPLITS = ("auto", "train", "validation")
 
 @dataclass(frozen=True, slots=True)
 class Example:
-    """One training pair. ``system`` is an optional system prompt; ``split`` pins the row to a split.
+    """One training row: a prompt/completion pair, or a whole conversation.
+
+    ``system`` is an optional system prompt; ``split`` pins the row to a split. A *conversation* has
+    ``turns`` (user, assistant and tool :class:`~loradesk.core.conversation.Turn`, in order) and may list
+    the ``tools`` the assistant can call (JSON text of the list); its ``prompt`` and ``completion`` then
+    mirror its first user message and its last assistant message (what the table shows and Compare asks),
+    kept so by :meth:`conversation` and :meth:`with_field`. A pair has no turns and costs nothing extra.
 
     Rows are immutable: an edit puts a new :class:`Example` in the dataset, so a snapshot (for undo, a
     training run or a background check) is just a list of the same objects, cheap even for 100,000 rows.
@@ -29,15 +48,106 @@ class Example:
     completion: str
     system: str = ""
     split: str = "auto"
+    turns: tuple[Turn, ...] = ()
+    tools: str = ""
 
-    def to_record(self) -> dict[str, str]:
-        """The row as a plain dict: prompt and completion always, system/split only when set."""
-        rec = {"prompt": self.prompt, "completion": self.completion}
+    @classmethod
+    def conversation(cls, turns: tuple[Turn, ...] | list[Turn], system: str = "", split: str = "auto",
+                     tools: str = "") -> Example:
+        """A conversation row; ``prompt``/``completion`` are derived from the turns."""
+        turns = tuple(turns)
+        return cls(first_text(turns, "user"), last_text(turns, "assistant"), system, split, turns, tools)
+
+    @property
+    def is_conversation(self) -> bool:
+        return bool(self.turns)
+
+    def with_turns(self, turns: tuple[Turn, ...] | list[Turn], tools: str | None = None) -> Example:
+        """The same row with other turns (and tools), the mirrored prompt/completion updated."""
+        return Example.conversation(turns, self.system, self.split, self.tools if tools is None else tools)
+
+    def with_field(self, field: str, value: str) -> Example:
+        """The row with one field set. On a conversation, ``prompt`` sets its first user message and
+        ``completion`` its last assistant message (a turn of that role is added when there is none)."""
+        if not self.turns or field not in ("prompt", "completion"):
+            return dataclasses.replace(self, **{field: value})
+        role = "user" if field == "prompt" else "assistant"
+        turns = list(self.turns)
+        order = range(len(turns)) if role == "user" else range(len(turns) - 1, -1, -1)
+        index = next((i for i in order if turns[i].role == role), None)
+        if index is None:
+            turns.insert(0, Turn(role, value)) if role == "user" else turns.append(Turn(role, value))
+        else:
+            turns[index] = dataclasses.replace(turns[index], content=value)
+        return self.with_turns(turns)
+
+    def texts(self) -> list[str]:
+        """All the row's text: system, then prompt and completion, or every turn's texts (for searches)."""
+        if not self.turns:
+            return [self.system, self.prompt, self.completion]
+        out = [self.system, self.tools]
+        for turn in self.turns:
+            out += turn.texts()
+        return out
+
+    def to_record(self) -> dict[str, Any]:
+        """The row as plain data: prompt and completion (or a conversation's OpenAI ``messages`` and
+        ``tools``) always, system/split only when set."""
+        if self.turns:
+            rec: dict[str, Any] = {"messages": messages(self.turns)}
+            tools = tools_list(self.tools)
+            if tools is not None:
+                rec["tools"] = tools
+        else:
+            rec = {"prompt": self.prompt, "completion": self.completion}
         if self.system:
             rec["system"] = self.system
         if self.split != "auto":
             rec["split"] = self.split
         return rec
+
+
+RECORD_KEYS = ("prompt", "completion", "system", "split", "messages", "tools")
+
+
+class RecordError(ValueError):
+    """A stored row (:meth:`Example.to_record`'s form) could not be read; ``field`` names the key."""
+
+    def __init__(self, field: str | None, message: str) -> None:
+        self.field = field
+        self.message = message
+        super().__init__(f"{field}: {message}" if field else message)
+
+
+def row_from_record(rec: Any) -> Example:
+    """The row a record of :meth:`Example.to_record` describes (the inverse; raises :class:`RecordError`)."""
+    if not isinstance(rec, dict):
+        raise RecordError(None, "expected an object with prompt and completion, or messages")
+    for key in rec:
+        if key not in RECORD_KEYS:
+            raise RecordError(key, "unknown field")
+    for key in ("system", "split", "prompt", "completion"):
+        if key in rec and not isinstance(rec[key], str):
+            raise RecordError(key, f"expected text, got {type(rec[key]).__name__}")
+    split = rec.get("split", "auto")
+    if split not in SPLITS:
+        raise RecordError("split", f"must be one of {', '.join(SPLITS)}")
+    if "messages" in rec:
+        msgs = rec["messages"]
+        if not isinstance(msgs, list):
+            raise RecordError("messages", f"expected a list, got {type(msgs).__name__}")
+        try:
+            system, turns = turns_from_messages(msgs)
+            tools = tools_text(rec.get("tools"))
+        except ConversationError as exc:
+            raise RecordError(exc.field, exc.message) from None
+        except ValueError as exc:
+            raise RecordError("tools", str(exc)) from None
+        return Example.conversation(turns, rec.get("system", system), split, tools)
+    for key in ("prompt", "completion"):
+        if key not in rec:
+            raise RecordError(key, "missing")
+    return Example(rec["prompt"], rec["completion"], rec.get("system", ""), split)
 
 
 @dataclass(frozen=True)
@@ -153,7 +263,7 @@ class Dataset:
         row = self._rows[index]
         old = getattr(row, field)
         if old != value:
-            self._rows[index] = dataclasses.replace(row, **{field: value})
+            self._rows[index] = row.with_field(field, value)
             self._emit(RowsChanged(index, 1, field))
         return old
 
@@ -168,12 +278,25 @@ class Dataset:
             row = self._rows[index]
             old.append((index, field, getattr(row, field)))
         for index, field, value in changes:
-            self._rows[index] = dataclasses.replace(self._rows[index], **{field: value})
+            self._rows[index] = self._rows[index].with_field(field, value)
         if changes:
             first = min(i for i, _, _ in changes)
             last = max(i for i, _, _ in changes)
             fields = {f for _, f, _ in changes}
             self._emit(RowsChanged(first, last - first + 1, fields.pop() if len(fields) == 1 else None))
+        return old
+
+    def set_rows(self, changes: Sequence[tuple[int, Example]]) -> list[tuple[int, Example]]:
+        """Replace whole rows (a conversation's turns, a find and replace across turns) with one "changed"
+        event; returns the old rows (for undo)."""
+        old = [(index, self._rows[index]) for index, _ in changes]
+        for index, row in changes:
+            _check_cell("split", row.split)
+            self._rows[index] = row
+        if changes:
+            first = min(i for i, _ in changes)
+            last = max(i for i, _ in changes)
+            self._emit(RowsChanged(first, last - first + 1))
         return old
 
     def reset(self, rows: Iterable[Example]) -> None:
@@ -192,10 +315,10 @@ class Dataset:
         out: list[RowProblem] = []
         seen: dict[tuple[str, str, str], int] = {}
         for i, row in enumerate(self._rows):
-            for name in ("prompt", "completion"):
-                if not getattr(row, name).strip():
-                    out.append(RowProblem(i, name, "empty", f"row {i + 1}: {name} is empty"))
             key = _row_key(row)
+            for name, text in (("prompt", key[1]), ("completion", key[2])):
+                if not text:
+                    out.append(RowProblem(i, name, "empty", f"row {i + 1}: {name} is empty"))
             if key in seen and (key[1] or key[2]):
                 out.append(RowProblem(i, "prompt", "duplicate",
                                       f"row {i + 1}: same prompt and completion as row {seen[key] + 1}"))
@@ -214,6 +337,10 @@ RowKey = tuple[str, str, str]
 
 
 def _row_key(row: Example) -> RowKey:
+    """What makes two rows the same: system, prompt and completion; for a conversation its first user
+    message and the :func:`~loradesk.core.conversation.signature` of all its turns (``""``: nothing said)."""
+    if row.turns:
+        return (row.system.strip(), row.prompt.strip() or "\x00", signature(row.turns, row.tools))
     return (row.system.strip(), row.prompt.strip(), row.completion.strip())
 
 
@@ -249,7 +376,8 @@ class ProblemIndex:
 
     def rebuild(self) -> None:
         # _row_key inlined: one pass over 100,000 rows on every open, without a call per row
-        self._keys = [(r.system.strip(), r.prompt.strip(), r.completion.strip()) for r in self._dataset.rows]
+        self._keys = [_row_key(r) if r.turns else (r.system.strip(), r.prompt.strip(), r.completion.strip())
+                      for r in self._dataset.rows]
         self._hashes = list(map(hash, self._keys))
         self._counts = Counter(self._keys)
         self._first = {}
@@ -374,7 +502,8 @@ def draw_split(row: Example, fraction: float, seed: int) -> str:
         return row.split
     if fraction <= 0:
         return "train"
-    key = f"{seed}\x00{row.system}\x00{row.prompt}\x00{row.completion}".encode()
+    body = signature(row.turns, row.tools) if row.turns else row.completion
+    key = f"{seed}\x00{row.system}\x00{row.prompt}\x00{body}".encode()
     draw = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big") / 2**64  # uniform in [0, 1)
     return "validation" if draw < fraction else "train"
 

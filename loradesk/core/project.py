@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from loradesk.core.config import ConfigError, RunConfig
-from loradesk.core.dataset import SPLITS, Dataset, DatasetEvent, Example
+from loradesk.core.dataset import Dataset, DatasetEvent, Example, RecordError, row_from_record
 from loradesk.core.fileio import (
     atomic_open,
     atomic_write_text,
@@ -404,24 +404,13 @@ def _read_json(path: Path) -> Any:
 
 
 def _rows_from_records(records: Any, source: str | Path) -> list[Example]:
-    """Parse ``[{"prompt", "completion", "system"?, "split"?}, ...]`` with row/field-precise errors."""
+    """Parse the rows of :meth:`Example.to_record` (pairs and conversations) with row/field-precise errors."""
     if not isinstance(records, list):
         raise ProjectError(source, "dataset", "expected a list of rows")
     rows: list[Example] = []
     for i, rec in enumerate(records, start=1):
-        if not isinstance(rec, dict):
-            raise ProjectError(source, None, "expected an object with prompt and completion", row=i)
-        for key in rec:
-            if key not in ("prompt", "completion", "system", "split"):
-                raise ProjectError(source, key, "unknown field", row=i)
-        for key in ("prompt", "completion"):
-            if key not in rec:
-                raise ProjectError(source, key, "missing", row=i)
-        for key, value in rec.items():
-            if not isinstance(value, str):
-                raise ProjectError(source, key, f"expected text, got {type(value).__name__}", row=i)
-        split = rec.get("split", "auto")
-        if split not in SPLITS:
-            raise ProjectError(source, "split", f"must be one of {', '.join(SPLITS)}", row=i)
-        rows.append(Example(rec["prompt"], rec["completion"], rec.get("system", ""), split))
+        try:
+            rows.append(row_from_record(rec))
+        except RecordError as exc:
+            raise ProjectError(source, exc.field, exc.message, row=i) from None
     return rows

@@ -28,7 +28,7 @@ from typing import Any
 
 from loradesk.core import checkpoints, liveness
 from loradesk.core.config import RunConfig
-from loradesk.core.dataset import Example
+from loradesk.core.dataset import Example, row_from_record
 from loradesk.core.fileio import (
     atomic_open,
     atomic_write_text,
@@ -246,9 +246,7 @@ def load_dataset_snapshot(run_dir: Path) -> list[Example]:
     with open(Path(run_dir) / DATASET_FILE, encoding="utf-8") as fh:
         for line in fh:
             if line.strip():
-                rec = json.loads(line)
-                rows.append(Example(rec["prompt"], rec["completion"], rec.get("system", ""),
-                                    rec.get("split", "auto")))
+                rows.append(row_from_record(json.loads(line)))
     return rows
 
 
