@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -320,3 +323,38 @@ def test_example_file_is_whole_clean_and_round_trips(tmp_path: Path) -> None:
     out = tmp_path / "again.json"
     write_dataset(out, rows, fmt="sharegpt")
     assert parsed(load_records(out)) == parsed(json.loads(EXAMPLE.read_text(encoding="utf-8")))
+
+
+# --- the command line ---------------------------------------------------------------------------------------
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "loradesk", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_cli_train_split_pairs_trains_on_pairs(tmp_path: Path, tiny_model_dir: Path) -> None:
+    record = {"conversations": [
+        {"from": "system", "value": "Be brief."},
+        {"from": "human", "value": "Who is Tamsin?"}, {"from": "gpt", "value": "A cartographer."},
+        {"from": "human", "value": "From where?"}, {"from": "gpt", "value": "Vaelmoor."}]}
+    data = put(tmp_path / "chat.json", [record])
+    run = tmp_path / "run"
+    done = cli("train", str(data), "--split-pairs", "--model", str(tiny_model_dir), "--max-steps", "1",
+               "--out", str(run))
+    assert done.returncode == 0, done.stderr
+    trained = [json.loads(line) for line in (run / "dataset.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [(r["prompt"], r["completion"], r["system"]) for r in trained] == [
+        ("Who is Tamsin?", "A cartographer.", "Be brief."), ("From where?", "Vaelmoor.", "Be brief.")]
+
+
+def test_cli_reads_tool_calls_whole_and_refuses_to_split_them(tmp_path: Path) -> None:
+    split = cli("train", str(EXAMPLE), "--split-pairs")
+    assert split.returncode == 1
+    assert split.stderr.strip().splitlines() == [
+        "loradesk: error: tool_calls.sharegpt.json, row 1: field 'conversations[2]' is a tool call: a conversation "
+        "with tool calls cannot be split into pairs (its replies rest on the tool results); import it whole"]
+    whole = cli("train", str(EXAMPLE), "--model", str(tmp_path / "no-model"))  # read whole: it gets to the model
+    assert whole.returncode == 1 and "tool_calls.sharegpt.json" not in whole.stderr
+    assert whole.stderr.strip().splitlines()[-1] == f"loradesk: error: Model folder not found: {tmp_path / 'no-model'}"
