@@ -10,10 +10,14 @@ from pytestqt.qtbot import QtBot
 
 from loradesk.core.conversation import Turn
 from loradesk.core.dataset import Example
+from loradesk.core.formats import read_dataset
 from loradesk.core.project import Project
 from loradesk.ui import window_state
 from loradesk.ui.app import startup_project
+from loradesk.ui.errors import ErrorReport
 from loradesk.ui.main_window import MainWindow
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "data" / "examples" / "tool_calls.sharegpt.json"
 
 CHAT = [{"conversations": [{"from": "system", "value": "Be brief."},
                            {"from": "human", "value": "Who is Tamsin?"}, {"from": "gpt", "value": "A cartographer."},
@@ -63,3 +67,28 @@ def test_a_file_given_at_start_follows_the_choice(tmp_path: Path) -> None:
     window_state.set_import_conversations("pairs")
     project, message = startup_project([str(chat)])
     assert list(project.dataset.rows) == PAIRS and message == "Imported 2 rows from chat.json"
+
+
+def test_tool_call_example_in_and_out_of_the_window(qtbot: QtBot, tmp_path: Path,
+                                                   shown_errors: list[ErrorReport]) -> None:
+    window = make_window(qtbot)
+    rows = import_rows(qtbot, window, EXAMPLE)
+    assert len(rows) == 6 and all(r.is_conversation and r.tools for r in rows)
+    assert sum(len(t.tool_calls) for r in rows for t in r.turns) == 6
+
+    out = tmp_path / "again.json"
+    window.importer.export_file(out, "sharegpt")
+    qtbot.waitUntil(lambda: out.exists() and not window.busy_bar.isVisible(), timeout=10_000)
+    assert read_dataset(out) == rows
+    written, original = (json.loads(p.read_text(encoding="utf-8")) for p in (out, EXAMPLE))
+    assert [[m["from"] for m in r["conversations"]] for r in written] == [
+        [m["from"] for m in r["conversations"]] for r in original]
+    assert [json.loads(r["tools"]) for r in written] == [json.loads(r["tools"]) for r in original]
+
+    csv = tmp_path / "flat.csv"
+    window.importer.export_file(csv, "csv")
+    qtbot.waitUntil(lambda: bool(shown_errors), timeout=10_000)
+    (report,) = shown_errors
+    assert report.title == "Cannot export the dataset" and report.message.startswith(
+        "flat.csv, row 1: a conversation (6 turns) cannot be written as CSV")
+    assert not csv.exists() and not window.busy_bar.isVisible()
