@@ -1,4 +1,4 @@
-"""Read and write prompt/completion datasets: JSON, JSONL, CSV, Alpaca, ShareGPT and OpenAI chat.
+"""Read and write datasets (pairs and whole conversations): JSON, JSONL, CSV, Alpaca, ShareGPT and OpenAI chat.
 
 Files are recognised by their content, not their name. The first non-blank character decides the
 container (``[`` a JSON array, ``{`` one JSON object per line, anything else CSV) and the keys of the
