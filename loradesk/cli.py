@@ -43,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a LoRA adapter on a dataset file")
     t.add_argument("data", nargs="?", help="dataset file: JSON, JSONL, CSV, Alpaca, ShareGPT or OpenAI chat "
                                            "(optional with --continue: the run's own rows)")
+    t.add_argument("--split-pairs", action="store_true",
+                   help="read each conversation of a ShareGPT or OpenAI chat file as prompt/completion pairs (each "
+                        "user message and the reply after it) instead of one multi-turn row")
     t.add_argument("--model", help="'default', a Hub id, a model folder or a .gguf file (default: built-in)")
     t.add_argument("--config", help="run settings JSON (as saved by the app or --save-config)")
     t.add_argument("--out", help="folder for the run (default: a new folder in the runs directory)")
@@ -260,7 +263,7 @@ def _train(args: argparse.Namespace, stop: threading.Event, interrupts: Interrup
 
     if args.check and args.resume:
         raise ValueError("--check measures a new run; it cannot be combined with --resume")
-    rows = [] if args.resume else read_dataset(Path(args.data))
+    rows = [] if args.resume else read_dataset(Path(args.data), conversations=_conversations(args))
     if args.check:
         return _check(config, rows, stop, interrupts)
     return _run_training(args, stop, interrupts, lambda sink: training.run(
@@ -279,11 +282,16 @@ def _train_more(args: argparse.Namespace, stop: threading.Event, interrupts: Int
     from loradesk.core import train_more
     from loradesk.core.formats import read_dataset
 
-    rows = read_dataset(Path(args.data)) if args.data else None
+    rows = read_dataset(Path(args.data), conversations=_conversations(args)) if args.data else None
     parent = Path(args.continue_from).expanduser()
     print(f"Continuing {parent.name}" + (f" on {args.data}" if args.data else " on its own rows"), file=sys.stderr)
     return _run_training(args, stop, interrupts, lambda sink: train_more.continue_run(
         parent, sink, stop, epochs=args.epochs, max_steps=args.max_steps or 0, rows=rows, out_dir=_out_dir(args)))
+
+
+def _conversations(args: argparse.Namespace) -> Any:
+    """How ``train`` reads conversations: ``"pairs"`` with --split-pairs, else ``"whole"``."""
+    return "pairs" if args.split_pairs else "whole"
 
 
 def _out_dir(args: argparse.Namespace) -> Path | None:

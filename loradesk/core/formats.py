@@ -1,4 +1,4 @@
-"""Read and write prompt/completion datasets: JSON, JSONL, CSV, Alpaca, ShareGPT and OpenAI chat.
+"""Read and write datasets (pairs and whole conversations): JSON, JSONL, CSV, Alpaca, ShareGPT and OpenAI chat.
 
 Files are recognised by their content, not their name. The first non-blank character decides the
 container (``[`` a JSON array, ``{`` one JSON object per line, anything else CSV) and the keys of the
@@ -14,18 +14,12 @@ first records decide the record shape:
 Alpaca: prompt = ``instruction``, plus a blank line and ``input`` when ``input`` is non-empty.
 (``instruction``/``response`` data with an ``input`` or ``context`` column is folded the same way.)
 
-Conversations (ShareGPT and OpenAI chat) become rows by this rule:
-
-* each user message followed by an assistant reply becomes one row: prompt = the user message,
-  completion = the reply. Earlier turns are *not* folded into the prompt;
-* consecutive messages from the same side are joined with a blank line;
-* the conversation's system prompt (its system messages joined with a blank line, after a ShareGPT
-  record's top-level ``system`` when present) is carried on every row of that conversation;
-* an assistant message before the first user message, and a final user message without a reply,
-  are skipped. A conversation that yields no row at all is an error.
-
-ShareGPT roles: ``system``; ``human``/``user``; ``gpt``/``assistant``/``chatgpt``. OpenAI roles:
-``system``/``developer``; ``user``; ``assistant``; text ``content`` may be a list of text parts.
+Conversations (ShareGPT and OpenAI chat) come in whole: one conversation row per record, with every user,
+assistant and tool turn, tool calls (ShareGPT ``function_call``/``observation``, OpenAI ``tool_calls``/``tool``),
+the system prompt and the ``tools`` list; ``conversations="pairs"`` cuts them into prompt/completion pairs
+instead (the rules: :mod:`loradesk.core.chat_formats`). Inside a file the record shape is decided per
+record where its keys say so: a JSON/JSONL file may mix pair records and ``messages`` records (what this
+module writes for conversation rows), unless a format is forced.
 
 Records that come from elsewhere (a Hugging Face dataset) go through the same rules with
 :func:`read_records`; :func:`preview_records` shows a file's columns and first records before mapping.
@@ -40,15 +34,19 @@ import csv
 import io
 import json
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from loradesk.core import chat_formats
+from loradesk.core.chat_formats import Conversations
+from loradesk.core.conversation import ConversationError
 from loradesk.core.dataset import SPLITS, Example
 from loradesk.core.fileio import atomic_open
 from loradesk.core.jsonsafe import TOO_BIG, JSONLimitError, loads, syntax_error
 from loradesk.core.wording import brief, plural
+from loradesk.core.wording import kind as _kind
 
 FORMATS = ("json", "jsonl", "csv", "alpaca", "sharegpt", "openai")
 WRITE_FORMATS = FORMATS
@@ -73,9 +71,6 @@ _PAIR_ALIASES = (("prompt", "completion"), ("question", "answer"), ("input", "ou
 _SYSTEM_NAMES = ("system", "system_prompt")
 _SPLIT_VALUES = {"": "auto", **{s: s for s in SPLITS}, "val": "validation", "valid": "validation",
                  "eval": "validation", "dev": "validation"}
-_SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user",
-                   "gpt": "assistant", "assistant": "assistant", "chatgpt": "assistant"}
-_OPENAI_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 _SNIFF_RECORDS = 20
 #: Columns named in a message before "and N more".
 _LISTED = 12
@@ -161,29 +156,33 @@ def detect_format(path: str | os.PathLike[str]) -> str:
 
 
 def read_dataset(path: str | os.PathLike[str], fmt: str | None = None,
-                 mapping: dict[str, str] | None = None) -> list[Example]:
+                 mapping: dict[str, str] | None = None, *, conversations: Conversations = "whole") -> list[Example]:
     """Read every row of ``path``; raises :class:`FormatError` on the first problem (nothing partial).
 
     ``fmt`` forces a format (``json``/``jsonl``/``csv`` pin the container, ``alpaca``/``sharegpt``/``openai``
     the record shape). ``mapping`` names the columns explicitly: ``{"prompt": "colA", "completion": "colB",
-    "system": "colC"}`` (``system`` and ``split`` optional).
+    "system": "colC"}`` (``system`` and ``split`` optional). ``conversations``: ``"whole"`` (one row per
+    conversation) or ``"pairs"`` (each user message and its reply one row).
     """
     if fmt is not None and fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
     _check_mapping(mapping, fmt)
+    chat_formats.check_mode(conversations)
     src = _load(Path(path), fmt if fmt in ("json", "jsonl", "csv") else None)
-    return _read_source(src, fmt, mapping)
+    return _read_source(src, fmt, mapping, conversations)
 
 
 def read_records(records: Iterable[Mapping[str, Any]], columns: Sequence[str] | None = None,
-                 mapping: dict[str, str] | None = None, *, source: str = "records") -> list[Example]:
+                 mapping: dict[str, str] | None = None, *, source: str = "records",
+                 conversations: Conversations = "whole") -> list[Example]:
     """Rows from records that are already parsed (e.g. a Hugging Face dataset), by the same rules as files.
 
     ``columns`` are all the columns (known even when there are no records; default: the records' keys).
     ``source`` names the records in errors (``"tatsu-lab/alpaca (train), row 3: ..."``).
     """
     _check_mapping(mapping, None)
-    return _read_source(_records_source(records, columns, source), None, mapping)
+    chat_formats.check_mode(conversations)
+    return _read_source(_records_source(records, columns, source), None, mapping, conversations)
 
 
 def columns_used(columns: Sequence[str], mapping: dict[str, str] | None = None, *,
@@ -193,8 +192,7 @@ def columns_used(columns: Sequence[str], mapping: dict[str, str] | None = None, 
     src = _records_source([], columns, source)
     shape = "pairs" if mapping else _shape(columns)
     if shape in ("sharegpt", "openai"):
-        wanted = [_find(columns, "conversations" if shape == "sharegpt" else "messages")]
-        wanted.append(_find(columns, "system") if shape == "sharegpt" else None)
+        wanted = [_find(columns, name) for name in (chat_formats.CHAT_KEYS[shape], "system", "tools", "split")]
     else:
         wanted = list(_resolve_columns(src, shape, mapping).values())
     return [c for c in columns if c in wanted]
@@ -209,7 +207,9 @@ def preview_records(path: str | os.PathLike[str], limit: int = PREVIEW_ROWS) -> 
 def write_dataset(path: str | os.PathLike[str], rows: Sequence[Example], fmt: str | None = None) -> None:
     """Write ``rows`` atomically; the format comes from the suffix (.json, .jsonl, .csv) unless ``fmt`` says.
 
-    ``openai`` writes chat JSONL (``messages``); ``alpaca`` and ``sharegpt`` write JSON arrays.
+    ``openai`` writes chat JSONL (``messages``); ``alpaca`` and ``sharegpt`` write JSON arrays. Conversation
+    rows go out whole (``json``/``jsonl``: as :meth:`Example.to_record` ``messages``); CSV and Alpaca cannot
+    hold them and are refused, naming the first conversation row.
     """
     path = Path(path)
     if fmt is None:
@@ -218,6 +218,7 @@ def write_dataset(path: str | os.PathLike[str], rows: Sequence[Example], fmt: st
             raise FormatError(path, "can't tell the format from the file name; use .json, .jsonl or .csv")
     if fmt not in WRITE_FORMATS:
         raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(WRITE_FORMATS)}")
+    _refuse_conversations(path, rows, fmt)
     if fmt == "csv":
         with atomic_open(path, "w", newline="") as fh:
             _write_csv(fh, rows)
@@ -269,7 +270,8 @@ def _records_source(records: Iterable[Mapping[str, Any]], columns: Sequence[str]
     return src
 
 
-def _read_source(src: _Source, fmt: str | None, mapping: dict[str, str] | None) -> list[Example]:
+def _read_source(src: _Source, fmt: str | None, mapping: dict[str, str] | None,
+                 conversations: Conversations = "whole") -> list[Example]:
     """Rows from parsed records: decide the record shape (unless ``fmt`` names it), then read every record."""
     if not src.records and src.header is None:
         return []
@@ -278,8 +280,8 @@ def _read_source(src: _Source, fmt: str | None, mapping: dict[str, str] | None) 
     else:
         shape = "pairs" if mapping else _shape(src.columns(_SNIFF_RECORDS))
     if shape in ("sharegpt", "openai"):
-        return _read_chats(src, shape)
-    return _read_columns(src, shape, mapping)
+        return _read_chats(src, shape, conversations, forced=fmt == shape)
+    return _read_columns(src, shape, mapping, conversations)
 
 
 # --- loading containers ----------------------------------------------------------------------------------
@@ -466,13 +468,18 @@ def _resolve_columns(src: _Source, shape: str, mapping: dict[str, str] | None) -
     return out
 
 
-def _read_columns(src: _Source, shape: str, mapping: dict[str, str] | None) -> list[Example]:
+def _read_columns(src: _Source, shape: str, mapping: dict[str, str] | None,
+                  conversations: Conversations = "whole") -> list[Example]:
     cols = _resolve_columns(src, shape, mapping)
     prompt_col, completion_col = cols["prompt"], cols["completion"]
     input_col, system_col, split_col = cols["input"], cols["system"], cols["split"]
     assert prompt_col is not None and completion_col is not None
+    mixed = mapping is None and src.container != "csv"  # a record without the prompt may be a conversation
     rows: list[Example] = []
     for number, rec in src.records:
+        if mixed and prompt_col not in rec and (chat := chat_formats.record_shape(rec)):
+            rows.extend(_chat_record_rows(src, number, rec, chat, conversations))
+            continue
         prompt = _text(src, number, rec, prompt_col)
         if input_col is not None:
             extra = _text(src, number, rec, input_col, optional=True)
@@ -480,15 +487,19 @@ def _read_columns(src: _Source, shape: str, mapping: dict[str, str] | None) -> l
                 prompt = f"{prompt}\n\n{extra}"
         completion = _text(src, number, rec, completion_col)
         system = _text(src, number, rec, system_col, optional=True) if system_col else ""
-        split = "auto"
-        if split_col is not None:
-            value = _text(src, number, rec, split_col, optional=True)
-            split = _SPLIT_VALUES.get(value.strip().lower(), "")
-            if not split:
-                raise src.error(number, f"field '{split_col}' is {brief(value)}; expected train, validation or "
-                                        "empty", split_col)
+        split = _split(src, number, rec, split_col) if split_col is not None else "auto"
         rows.append(Example(prompt, completion, system, split))
     return rows
+
+
+def _split(src: _Source, number: int, rec: Mapping[str, Any], split_col: str) -> str:
+    """The split a record pins its row to (``auto`` when the column is empty)."""
+    value = _text(src, number, rec, split_col, optional=True)
+    split = _SPLIT_VALUES.get(value.strip().lower(), "")
+    if not split:
+        raise src.error(number, f"field '{split_col}' is {brief(value)}; expected train, validation or empty",
+                        split_col)
+    return split
 
 
 def _text(src: _Source, number: int, rec: Mapping[str, Any], key: str, optional: bool = False,
@@ -509,96 +520,49 @@ def _text(src: _Source, number: int, rec: Mapping[str, Any], key: str, optional:
     raise src.error(number, f"field {brief(field)} must be text, got {_kind(value)}", field)
 
 
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true/false"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "text"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
-
-
 # --- conversations ---------------------------------------------------------------------------------------
-def _read_chats(src: _Source, shape: str) -> list[Example]:
+def _read_chats(src: _Source, shape: str, conversations: Conversations, forced: bool) -> list[Example]:
+    """Conversation records; unless the format is ``forced``, a record may be a pair or the other chat shape."""
     rows: list[Example] = []
     for number, rec in src.records:
-        rows.extend(_conversation_rows(src, number, rec, shape))
+        if forced:
+            rows.extend(_chat_record_rows(src, number, rec, shape, conversations))
+        elif chat := chat_formats.record_shape(rec):
+            rows.extend(_chat_record_rows(src, number, rec, chat, conversations))
+        elif _find(list(rec), "prompt") and _find(list(rec), "completion"):
+            rows.extend(_read_columns(_Source(src.path, src.container, [(number, rec)], label=src.label),
+                                      "pairs", None))
+        else:
+            rows.extend(_chat_record_rows(src, number, rec, shape, conversations))  # names the missing field
     return rows
 
 
-def _conversation_rows(src: _Source, number: int, rec: Mapping[str, Any], shape: str) -> Iterator[Example]:
-    key = "conversations" if shape == "sharegpt" else "messages"
-    key = _find(list(rec), key) or key
-    messages = rec.get(key)
-    if key not in rec:
-        raise src.error(number, f"missing field {brief(key)}", key)
-    if not isinstance(messages, list):
-        raise src.error(number, f"field {brief(key)} must be a list of messages, got {_kind(messages)}", key)
-    systems = [_text(src, number, rec, "system", optional=True)] if shape == "sharegpt" else []
-    turns: list[tuple[str, str]] = []
-    for i, msg in enumerate(messages):
-        field = f"{key}[{i}]"
-        if not isinstance(msg, dict):
-            raise src.error(number, f"field {brief(field)} must be an object, got {_kind(msg)}", field)
-        role_key, text_key = ("from", "value") if shape == "sharegpt" else ("role", "content")
-        if role_key not in msg and "role" in msg:  # ShareGPT written with OpenAI-style keys
-            role_key, text_key = "role", "content"
-        roles = _SHAREGPT_ROLES if shape == "sharegpt" else _OPENAI_ROLES
-        role = _text(src, number, msg, role_key, field=f"{field}.{role_key}")
-        side = roles.get(role.strip().lower())
-        if side is None:
-            raise src.error(number, f"field '{field}.{role_key}' is {brief(role)}; expected one of "
-                                    f"{', '.join(roles)}", f"{field}.{role_key}")
-        text = _message_text(src, number, msg, text_key, f"{field}.{text_key}")
-        if side == "system":
-            systems.append(text)
-        else:
-            turns.append((side, text))
-    system = "\n\n".join(s for s in systems if s)
-    produced = 0
-    for prompt, completion in _pairs(turns):
-        produced += 1
-        yield Example(prompt, completion, system)
-    if not produced:
-        raise src.error(number, f"field '{key}' has no user message followed by an assistant reply", key)
-
-
-def _message_text(src: _Source, number: int, msg: Mapping[str, Any], key: str, field: str) -> str:
-    """A message's text; OpenAI's list of ``{"type": "text", "text": ...}`` parts is joined."""
-    value = msg.get(key)
-    if isinstance(value, list) and value and all(
-            isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)
-            for p in value):
-        return "".join(p["text"] for p in value)
-    return _text(src, number, msg, key, field=field)
-
-
-def _pairs(turns: list[tuple[str, str]]) -> Iterator[tuple[str, str]]:
-    """User→assistant pairs; runs of one side are joined with a blank line (see the module docstring)."""
-    users: list[str] = []
-    replies: list[str] = []
-    for side, text in turns:
-        if side == "user":
-            if replies:
-                if users:
-                    yield "\n\n".join(users), "\n\n".join(replies)
-                users, replies = [], []
-            users.append(text)
-        else:
-            replies.append(text)
-    if users and replies:
-        yield "\n\n".join(users), "\n\n".join(replies)
+def _chat_record_rows(src: _Source, number: int, rec: Mapping[str, Any], shape: str,
+                      conversations: Conversations) -> list[Example]:
+    split_col = _find(list(rec), "split")
+    split = _split(src, number, rec, split_col) if split_col else "auto"
+    try:
+        return chat_formats.chat_rows(rec, shape, split, conversations)
+    except ConversationError as exc:
+        raise src.error(number, exc.message, exc.field) from None
 
 
 # --- writing ---------------------------------------------------------------------------------------------
+def _refuse_conversations(path: Path, rows: Sequence[Example], fmt: str) -> None:
+    """CSV and Alpaca hold pairs only: a conversation row is refused, naming the first one."""
+    if fmt not in ("csv", "alpaca"):
+        return
+    first = next((i for i, row in enumerate(rows) if row.turns), None)
+    if first is not None:
+        name = "CSV" if fmt == "csv" else "Alpaca"
+        raise FormatError(path, f"a conversation ({plural(len(rows[first].turns), 'turn')}) cannot be written as "
+                                f"{name}, which holds prompt/completion pairs only; export as JSONL, ShareGPT or "
+                                "OpenAI chat", first + 1)
+
+
 def _export_record(row: Example, fmt: str) -> dict[str, Any]:
+    if row.turns and fmt in ("openai", "sharegpt"):
+        return chat_formats.chat_record(row, fmt)
     if fmt == "openai":
         messages = [{"role": "system", "content": row.system}] if row.system else []
         messages += [{"role": "user", "content": row.prompt},

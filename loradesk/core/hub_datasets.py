@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from loradesk.core import formats
+from loradesk.core.chat_formats import Conversations
 from loradesk.core.dataset import Example
 from loradesk.core.formats import PREVIEW_ROWS, FormatError
 from loradesk.core.wording import plural
@@ -50,23 +51,24 @@ class HubDatasetError(FormatError):
 
 def load_hub_dataset(source: str, split: str = "train", name: str | None = None, revision: str | None = None,
                      mapping: dict[str, str] | None = None, limit: int | None = None,
-                     progress: Progress | None = None) -> list[Example]:
+                     progress: Progress | None = None, conversations: Conversations = "whole") -> list[Example]:
     """Every row of ``split`` (the first ``limit`` rows when given) as :class:`Example` rows.
 
     ``source`` is a Hub dataset id, a local dataset folder, a folder written by ``save_to_disk`` or one
     data file (JSON/JSONL/CSV/Parquet/Arrow); ``name`` is the configuration, ``revision`` a branch, tag
-    or commit (Hub only). ``mapping`` as in :func:`~loradesk.core.formats.read_dataset`.
+    or commit (Hub only). ``mapping`` and ``conversations`` as in :func:`~loradesk.core.formats.read_dataset`.
     """
     report = progress or _quiet
     ref = _Ref.of(source, split, name, revision)
     if limit is not None:
         columns, records = _stream_head(ref, max(limit, 0), report)
         report(f"Reading {plural(len(records), 'row')} from {ref.label}…", None)
-        return formats.read_records(records, columns, mapping, source=ref.label)
+        return formats.read_records(records, columns, mapping, source=ref.label, conversations=conversations)
     ds = _load_split(ref, report)
     columns = list(ds.column_names)
     head = ds.select(range(min(len(ds), PREVIEW_ROWS))).to_list()
-    formats.read_records(head, columns, mapping, source=ref.label)  # columns not recognised: fail now, with a preview
+    formats.read_records(head, columns, mapping, source=ref.label,  # columns not recognised: fail now, with a preview
+                         conversations=conversations)
     keep = formats.columns_used(columns, mapping, source=ref.label)
     ds = ds.select_columns(keep)
     records: list[dict[str, Any]] = []
@@ -74,7 +76,7 @@ def load_hub_dataset(source: str, split: str = "train", name: str | None = None,
         report(f"Reading rows from {ref.label}…", start / len(ds))
         records.extend(ds.select(range(start, min(start + _BATCH, len(ds)))).to_list())
     report(f"Checking {plural(len(records), 'row')} from {ref.label}…", 1.0)
-    return formats.read_records(records, keep, mapping, source=ref.label)
+    return formats.read_records(records, keep, mapping, source=ref.label, conversations=conversations)
 
 
 def hub_dataset_preview(source: str, split: str = "train", name: str | None = None, revision: str | None = None,

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from loradesk.core.chat_formats import Conversations
 from loradesk.core.dataset import Example
 
 #: The file suffixes read as datasets (anything else dropped or given is taken for a project).
@@ -28,31 +29,37 @@ Progress = Callable[[str, float | None], None]
 @dataclass(frozen=True)
 class ImportRequest:
     """One import: a file (``path``) or a Hugging Face dataset split (``hub``: :func:`load_hub_dataset`'s
-    arguments), how its rows go in (``mode``; None: replace an empty table, else ask) and the column mapping."""
+    arguments), how its rows go in (``mode``; None: replace an empty table, else ask), the column mapping and
+    how conversations become rows (``conversations``: ``"whole"``, or ``"pairs"`` to split them)."""
 
     name: str  # in messages and the undo text
     mode: Mode | None = None
     mapping: dict[str, str] | None = None
     path: str = ""
     hub: dict[str, Any] | None = None
+    conversations: Conversations = "whole"
 
     @classmethod
-    def file(cls, path: str | Path, mode: Mode | None = None,
-             mapping: dict[str, str] | None = None) -> ImportRequest:
-        return cls(Path(path).name, mode, mapping, path=str(path))
+    def file(cls, path: str | Path, mode: Mode | None = None, mapping: dict[str, str] | None = None,
+             conversations: Conversations = "whole") -> ImportRequest:
+        return cls(Path(path).name, mode, mapping, path=str(path), conversations=conversations)
 
     @classmethod
     def hub_split(cls, source: str, split: str = "train", name: str | None = None, revision: str | None = None,
-                  limit: int | None = None, mode: Mode | None = None,
-                  mapping: dict[str, str] | None = None) -> ImportRequest:
+                  limit: int | None = None, mode: Mode | None = None, mapping: dict[str, str] | None = None,
+                  conversations: Conversations = "whole") -> ImportRequest:
         from loradesk.core.hub_datasets import source_label
 
         hub = {"source": source, "split": split, "name": name, "revision": revision, "limit": limit}
-        return cls(source_label(source, split), mode, mapping, hub=hub)
+        return cls(source_label(source, split), mode, mapping, hub=hub, conversations=conversations)
 
     def with_mapping(self, mapping: dict[str, str]) -> ImportRequest:
         """The same request, reading the columns ``mapping`` names."""
         return dataclasses.replace(self, mapping=dict(mapping))
+
+    def with_conversations(self, conversations: Conversations) -> ImportRequest:
+        """The same request, conversations read ``"whole"`` or split into ``"pairs"``."""
+        return dataclasses.replace(self, conversations=conversations)
 
 
 @dataclass(frozen=True)
@@ -92,9 +99,10 @@ def read_import(request: ImportRequest, progress: Progress | None = None) -> Imp
 
     try:
         if request.hub is not None:
-            rows = hub_datasets.load_hub_dataset(**request.hub, mapping=request.mapping, progress=progress)
+            rows = hub_datasets.load_hub_dataset(**request.hub, mapping=request.mapping, progress=progress,
+                                                 conversations=request.conversations)
         else:
-            rows = formats.read_dataset(request.path, mapping=request.mapping)
+            rows = formats.read_dataset(request.path, mapping=request.mapping, conversations=request.conversations)
     except formats.FormatError as exc:
         if exc.columns and request.mapping is None:
             return NeedsMapping(request, exc.columns, exc.message, exc.preview or [])

@@ -27,3 +27,20 @@ def brief(value: object) -> str:
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**60:
         return f"a number of {len(str(abs(value))):,} digits" if abs(value) < 10**4000 else "a huge number"
     return _BRIEF.repr(value)
+
+
+def kind(value: object) -> str:
+    """What a JSON value is, in words for a message: ``"text"``, ``"a number"``, ``"a list"``, ``"null"``…"""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__

@@ -150,9 +150,10 @@ def startup_project(paths: Sequence[str], restore: Callable[[RecoveryInfo], bool
             discard_recovery()  # kept as .bak: opening a file never overwrites unsaved work
         if is_dataset_file(path):
             from loradesk.core.formats import FormatError, read_dataset
+            from loradesk.ui.window_state import import_conversations
 
             try:
-                project = Project(Dataset(read_dataset(path)))
+                project = Project(Dataset(read_dataset(path, conversations=import_conversations())))
                 project.mark_dirty()  # new rows, no project file yet
                 return project, f"Imported {plural(len(project.dataset), 'row')} from {path.name}"
             except (FormatError, OSError) as exc:

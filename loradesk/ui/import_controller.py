@@ -28,7 +28,7 @@ from loradesk.core.importing import (
     read_import,
 )
 from loradesk.core.project import PROJECT_SUFFIX, Project
-from loradesk.ui import errors
+from loradesk.ui import errors, window_state
 from loradesk.ui.app import settle_imported_rows
 from loradesk.ui.dataset_model import DatasetTableModel
 from loradesk.ui.import_dialogs import ColumnMappingDialog, HubImportDialog
@@ -80,7 +80,7 @@ class ImportController(QObject):
 
     def import_file(self, path: str | Path, mode: Mode | None = None, mapping: dict[str, str] | None = None) -> None:
         """Read a dataset file in the background, then replace or append (``mode``; None asks)."""
-        self.start(ImportRequest.file(path, mode, mapping))
+        self.start(ImportRequest.file(path, mode, mapping, window_state.import_conversations()))
 
     def hub_dialog(self) -> None:
         """Ask for a Hugging Face dataset (the last one asked for is proposed), then import it."""
@@ -89,7 +89,8 @@ class ImportController(QObject):
     def import_hub(self, source: str, split: str = "train", name: str | None = None, revision: str | None = None,
                    limit: int | None = None, mode: Mode | None = None, mapping: dict[str, str] | None = None) -> None:
         """Load a Hugging Face dataset split (Hub id or local folder) in the background, then replace or append."""
-        self.start(ImportRequest.hub_split(source, split, name, revision, limit, mode, mapping))
+        self.start(ImportRequest.hub_split(source, split, name, revision, limit, mode, mapping,
+                                           window_state.import_conversations()))
 
     def start(self, request: ImportRequest) -> None:
         """Read ``request`` in the background (ignored while another import runs)."""
@@ -101,6 +102,10 @@ class ImportController(QObject):
         self.jobs.start(read_in_background, request, state=True, on_result=self._on_read,
                         on_progress=self._on_progress, on_error=self._on_failed,
                         on_finished=lambda: self._finish(request))
+
+    def set_split_pairs(self, split: bool) -> None:
+        """Whether the next imports split conversations into prompt/completion pairs (remembered)."""
+        window_state.set_import_conversations("pairs" if split else "whole")
 
     def is_importing(self) -> bool:
         return self._request is not None

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QMenu
 
-from loradesk.ui import train_more
+from loradesk.ui import train_more, window_state
 
 if TYPE_CHECKING:
     from loradesk.ui.main_window import MainWindow
@@ -36,6 +36,11 @@ def add_actions(window: MainWindow) -> None:
                            "Read rows from JSON, JSONL, CSV, Alpaca, ShareGPT or OpenAI chat files")
     w.act_import_hub = _action(w, "Import from &Hugging Face…", w.importer.hub_dialog, "Ctrl+Shift+I",
                                "Read rows from a dataset on the Hugging Face Hub or a dataset folder")
+    w.act_split_pairs = _action(w, "Split Conversations into &Pairs", w.importer.set_split_pairs, None,
+                                "Import each conversation of a ShareGPT or OpenAI chat file as prompt/completion "
+                                "pairs instead of one multi-turn row")
+    w.act_split_pairs.setCheckable(True)
+    w.act_split_pairs.setChecked(window_state.import_conversations() == "pairs")
     w.act_export = _action(w, "&Export Dataset…", w.importer.export_dialog, "Ctrl+E",
                            "Write the rows to a dataset file")
     quit_keys = QKeySequence.keyBindings(key.Quit) or [QKeySequence("Ctrl+Q")]
@@ -68,7 +73,7 @@ def add_menus(window: MainWindow) -> QMenu:
     file_menu.addSeparator()
     file_menu.addActions([w.act_save, w.act_save_as])
     file_menu.addSeparator()
-    file_menu.addActions([w.act_import, w.act_import_hub, w.act_export])
+    file_menu.addActions([w.act_import, w.act_import_hub, w.act_split_pairs, w.act_export])
     file_menu.addSeparator()
     file_menu.addAction(w.act_quit)
 

@@ -1,4 +1,5 @@
-"""What the window remembers between sessions: geometry, the splitter and recent projects (never run settings)."""
+"""What the window remembers between sessions: geometry, the splitter, recent projects and import preferences
+(never run settings)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 from PySide6.QtCore import QByteArray, QSettings
 from PySide6.QtWidgets import QMainWindow, QMenu, QSplitter
 
+from loradesk.core.chat_formats import Conversations
 from loradesk.core.paths import app_home
 
 MAX_RECENT = 8
@@ -30,6 +32,16 @@ def add_recent(path: Path) -> None:
     resolved = str(path.resolve())
     items = [resolved] + [p for p in recent_projects() if p != resolved]
     window_settings().setValue("recentProjects", items[:MAX_RECENT])
+
+
+def import_conversations() -> Conversations:
+    """How imports read conversations, as last chosen: ``"whole"`` (the default) or ``"pairs"``."""
+    return "pairs" if window_settings().value("import/conversations") == "pairs" else "whole"
+
+
+def set_import_conversations(conversations: Conversations) -> None:
+    """Remember how imports read conversations."""
+    window_settings().setValue("import/conversations", conversations)
 
 
 def fill_recent_menu(menu: QMenu, open_project: Callable[[str], None]) -> None:

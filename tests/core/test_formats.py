@@ -166,7 +166,7 @@ def test_alpaca_prompt_rule(tmp_path: Path) -> None:
 
 
 # --- conversations ----------------------------------------------------------------------------------------
-def test_openai_multi_turn_rule(tmp_path: Path) -> None:
+def test_openai_split_into_pairs_rule(tmp_path: Path) -> None:
     conversation = {"messages": [
         {"role": "assistant", "content": "Hello! (a greeting with no question: skipped)"},
         {"role": "system", "content": "You are terse."},
@@ -180,14 +180,14 @@ def test_openai_multi_turn_rule(tmp_path: Path) -> None:
     ]}
     other = {"messages": [{"role": "user", "content": "Solo"}, {"role": "assistant", "content": "Reply"}]}
     path = write_jsonl(tmp_path / "chat.jsonl", [conversation, other])
-    assert read_dataset(path) == [
+    assert read_dataset(path, conversations="pairs") == [
         Example("Q1", "A1", system="You are terse."),
         Example("Q2 part one\n\nQ2 part two", "A2\n\nA2 continued", system="You are terse."),
         Example("Solo", "Reply"),
     ]
 
 
-def test_sharegpt_multi_turn_rule(tmp_path: Path) -> None:
+def test_sharegpt_split_into_pairs_rule(tmp_path: Path) -> None:
     records = [{"system": "Top-level system.", "conversations": [
         {"from": "system", "value": "Message system."},
         {"from": "human", "value": "Q1"}, {"from": "gpt", "value": "A1"},
@@ -195,14 +195,14 @@ def test_sharegpt_multi_turn_rule(tmp_path: Path) -> None:
     ]}, {"conversations": [{"from": "user", "value": "Q3"}, {"from": "assistant", "value": "A3"}]}]
     path = write_json(tmp_path / "sharegpt.json", records)
     both = "Top-level system.\n\nMessage system."
-    assert read_dataset(path) == [Example("Q1", "A1", system=both), Example("Q2", "A2", system=both),
-                                  Example("Q3", "A3")]
+    assert read_dataset(path, conversations="pairs") == [
+        Example("Q1", "A1", system=both), Example("Q2", "A2", system=both), Example("Q3", "A3")]
 
 
 @pytest.mark.parametrize(("messages", "field", "says"), [
     ("not a list", "messages", "must be a list of messages, got text"),
-    ([{"role": "user", "content": "Q"}], "messages", "no user message followed by an assistant reply"),
-    ([{"role": "tool", "content": "x"}], "messages[0].role", "is 'tool'; expected one of"),
+    ([{"role": "user", "content": "Q"}], "messages", "has no assistant message that says or calls anything"),
+    ([{"role": "robot", "content": "x"}], "messages[0].role", "is 'robot'; expected one of"),
     ([{"role": "user", "content": "Q"}, {"role": "assistant", "content": 3}], "messages[1].content",
      "must be text, got a number"),
     ([{"content": "Q"}], "messages[0].role", "missing field"),

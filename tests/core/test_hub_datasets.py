@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from loradesk.core.conversation import ToolCall, Turn
 from loradesk.core.dataset import Example
 from loradesk.core.formats import FormatError
 from loradesk.core.hub_datasets import HubDatasetError, _errors, _Ref, hub_dataset_preview, load_hub_dataset
@@ -107,8 +108,38 @@ def test_chat_columns_import_like_chat_files(tmp_path: Path) -> None:
              {"messages": [{"role": "user", "content": "Sky?"}, {"role": "assistant", "content": "Blue."}]}]
     folder = tmp_path / "chat"
     write_jsonl(folder / "train.jsonl", chats)
-    assert load_hub_dataset(str(folder)) == [Example("Hi?", "Hello.", "Be brief."),
-                                             Example("Name?", "Quill.", "Be brief."), Example("Sky?", "Blue.")]
+    whole = [Example.conversation([Turn("user", "Hi?"), Turn("assistant", "Hello."), Turn("user", "Name?"),
+                                   Turn("assistant", "Quill.")], "Be brief."), Example("Sky?", "Blue.")]
+    assert load_hub_dataset(str(folder)) == whole
+    assert load_hub_dataset(str(folder), limit=1) == whole[:1]
+    assert load_hub_dataset(str(folder), conversations="pairs") == [
+        Example("Hi?", "Hello.", "Be brief."), Example("Name?", "Quill.", "Be brief."), Example("Sky?", "Blue.")]
+
+
+def test_tool_call_columns_come_in_whole(tmp_path: Path) -> None:
+    tools = json.dumps([{"name": "find_map", "parameters": {"type": "object"}}])
+    sharegpt = [{"conversations": [{"from": "human", "value": "Map of Vaelmoor?"},
+                                   {"from": "function_call", "value": '{"name": "find_map", "arguments": {"r": "V"}}'},
+                                   {"from": "observation", "value": "case 7"}, {"from": "gpt", "value": "Case 7."}],
+                 "tools": tools, "id": 1}]
+    openai = [{"messages": [{"role": "user", "content": "Map?"},
+                            {"role": "assistant", "content": None, "tool_calls": [
+                                {"id": "c1", "type": "function", "function": {"name": "find_map", "arguments": "{}"}}]},
+                            {"role": "tool", "content": "case 7", "tool_call_id": "c1"},
+                            {"role": "assistant", "content": "Case 7."}]},
+              {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}]
+    write_jsonl(tmp_path / "sharegpt" / "train.jsonl", sharegpt)
+    write_jsonl(tmp_path / "openai" / "train.jsonl", openai)
+    assert load_hub_dataset(str(tmp_path / "sharegpt")) == [Example.conversation(
+        [Turn("user", "Map of Vaelmoor?"), Turn("assistant", "", (ToolCall("find_map", '{"r": "V"}'),)),
+         Turn("tool", "case 7"), Turn("assistant", "Case 7.")],
+        tools='[{"name":"find_map","parameters":{"type":"object"}}]')]
+    # arrow gives every message every key (None where absent): read as absent
+    assert load_hub_dataset(str(tmp_path / "openai")) == [Example.conversation(
+        [Turn("user", "Map?"), Turn("assistant", "", (ToolCall("find_map", "{}", "c1"),)),
+         Turn("tool", "case 7", tool_call_id="c1"), Turn("assistant", "Case 7.")]), Example("Hi", "Hello")]
+    with pytest.raises(FormatError, match=r"^sharegpt \(train\), row 1: field 'conversations\[1\]' is a tool call"):
+        load_hub_dataset(str(tmp_path / "sharegpt"), conversations="pairs")
 
 
 def test_saved_to_disk_folder(tmp_path: Path) -> None:

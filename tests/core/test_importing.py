@@ -60,6 +60,37 @@ def test_a_bad_row_raises_naming_the_file_row_and_field(tmp_path: Path) -> None:
     assert str(caught.value).startswith("bad.jsonl") and caught.value.row == 2 and caught.value.field == "prompt"
 
 
+CHAT = {"conversations": [{"from": "system", "value": "Be brief."}, {"from": "human", "value": "Who is Tamsin?"},
+                          {"from": "gpt", "value": "A cartographer."}, {"from": "human", "value": "From where?"},
+                          {"from": "gpt", "value": "Vaelmoor."}]}
+
+
+def test_conversations_come_in_whole_unless_the_request_splits_them(tmp_path: Path) -> None:
+    path = tmp_path / "chat.json"
+    path.write_text(json.dumps([CHAT]), encoding="utf-8")
+    request = ImportRequest.file(path)
+    assert request.conversations == "whole"
+    whole = read_import(request)
+    assert isinstance(whole, Imported) and len(whole.rows) == 1 and len(whole.rows[0].turns) == 4
+    pairs = request.with_conversations("pairs")
+    assert pairs.path == request.path and request.conversations == "whole"
+    split = read_import(pairs)
+    assert isinstance(split, Imported) and split.rows == [Example("Who is Tamsin?", "A cartographer.", "Be brief."),
+                                                          Example("From where?", "Vaelmoor.", "Be brief.")]
+    assert ImportRequest.file(path, conversations="pairs").with_mapping({"prompt": "a", "completion": "b"}
+                                                                        ).conversations == "pairs"
+
+
+def test_a_hub_split_of_conversations_can_be_split_into_pairs(tmp_path: Path) -> None:
+    folder = tmp_path / "chats"
+    folder.mkdir()
+    (folder / "train.jsonl").write_text(json.dumps(CHAT) + "\n", encoding="utf-8")
+    whole = read_import(ImportRequest.hub_split(str(folder)))
+    assert isinstance(whole, Imported) and [len(r.turns) for r in whole.rows] == [4]
+    pairs = read_import(ImportRequest.hub_split(str(folder), conversations="pairs"))
+    assert isinstance(pairs, Imported) and [r.prompt for r in pairs.rows] == ["Who is Tamsin?", "From where?"]
+
+
 def hub_folder(tmp_path: Path) -> Path:
     folder = tmp_path / "lore"
     folder.mkdir()
