@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from loradesk.core import screening
 from loradesk.core.dataset import SPLITS, Example
 from loradesk.core.fileio import atomic_open
 from loradesk.core.jsonsafe import TOO_BIG, JSONLimitError, loads, syntax_error
@@ -161,29 +162,33 @@ def detect_format(path: str | os.PathLike[str]) -> str:
 
 
 def read_dataset(path: str | os.PathLike[str], fmt: str | None = None,
-                 mapping: dict[str, str] | None = None) -> list[Example]:
+                 mapping: dict[str, str] | None = None, notes: list[str] | None = None) -> list[Example]:
     """Read every row of ``path``; raises :class:`FormatError` on the first problem (nothing partial).
 
     ``fmt`` forces a format (``json``/``jsonl``/``csv`` pin the container, ``alpaca``/``sharegpt``/``openai``
     the record shape). ``mapping`` names the columns explicitly: ``{"prompt": "colA", "completion": "colB",
-    "system": "colC"}`` (``system`` and ``split`` optional).
+    "system": "colC"}`` (``system`` and ``split`` optional). ``notes`` receives one line for each thing the
+    user should know about a read that succeeded (rows skipped, answers or images not used: see
+    :mod:`loradesk.core.screening`).
     """
     if fmt is not None and fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
     _check_mapping(mapping, fmt)
     src = _load(Path(path), fmt if fmt in ("json", "jsonl", "csv") else None)
-    return _read_source(src, fmt, mapping)
+    return _read_source(src, fmt, mapping, notes)
 
 
 def read_records(records: Iterable[Mapping[str, Any]], columns: Sequence[str] | None = None,
-                 mapping: dict[str, str] | None = None, *, source: str = "records") -> list[Example]:
+                 mapping: dict[str, str] | None = None, *, source: str = "records",
+                 notes: list[str] | None = None) -> list[Example]:
     """Rows from records that are already parsed (e.g. a Hugging Face dataset), by the same rules as files.
 
     ``columns`` are all the columns (known even when there are no records; default: the records' keys).
-    ``source`` names the records in errors (``"tatsu-lab/alpaca (train), row 3: ..."``).
+    ``source`` names the records in errors (``"tatsu-lab/alpaca (train), row 3: ..."``); ``notes`` as in
+    :func:`read_dataset`.
     """
     _check_mapping(mapping, None)
-    return _read_source(_records_source(records, columns, source), None, mapping)
+    return _read_source(_records_source(records, columns, source), None, mapping, notes)
 
 
 def columns_used(columns: Sequence[str], mapping: dict[str, str] | None = None, *,
@@ -191,13 +196,16 @@ def columns_used(columns: Sequence[str], mapping: dict[str, str] | None = None, 
     """The columns :func:`read_records` reads for these ``columns`` (raises :class:`FormatError` like it)."""
     _check_mapping(mapping, None)
     src = _records_source([], columns, source)
+    screened = screening.columns_needed(columns, mapping)
+    if screened.complete:
+        return screened.columns
     shape = "pairs" if mapping else _shape(columns)
     if shape in ("sharegpt", "openai"):
         wanted = [_find(columns, "conversations" if shape == "sharegpt" else "messages")]
         wanted.append(_find(columns, "system") if shape == "sharegpt" else None)
     else:
         wanted = list(_resolve_columns(src, shape, mapping).values())
-    return [c for c in columns if c in wanted]
+    return [c for c in columns if c in wanted or c in screened.columns]
 
 
 def preview_records(path: str | os.PathLike[str], limit: int = PREVIEW_ROWS) -> tuple[list[str], list[dict[str, Any]]]:
@@ -269,10 +277,22 @@ def _records_source(records: Iterable[Mapping[str, Any]], columns: Sequence[str]
     return src
 
 
-def _read_source(src: _Source, fmt: str | None, mapping: dict[str, str] | None) -> list[Example]:
-    """Rows from parsed records: decide the record shape (unless ``fmt`` names it), then read every record."""
+def _read_source(src: _Source, fmt: str | None, mapping: dict[str, str] | None,
+                 notes: list[str] | None = None) -> list[Example]:
+    """Rows from parsed records: screen them (labels, preferences, images), decide the record shape (unless
+    ``fmt`` names it), then read every record."""
     if not src.records and src.header is None:
         return []
+    screened = screening.screen(src.records, src.columns(_SNIFF_RECORDS), mapping, src.error,
+                                reshape=fmt not in ("alpaca", "sharegpt", "openai"))
+    src.records, src.header = screened.records, screened.columns or src.header
+    rows = _read_shape(src, fmt, mapping)
+    if notes is not None:
+        notes.extend(screened.notes)
+    return rows
+
+
+def _read_shape(src: _Source, fmt: str | None, mapping: dict[str, str] | None) -> list[Example]:
     if fmt in ("alpaca", "sharegpt", "openai"):
         shape = fmt
     else:
