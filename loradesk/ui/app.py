@@ -152,9 +152,11 @@ def startup_project(paths: Sequence[str], restore: Callable[[RecoveryInfo], bool
             from loradesk.core.formats import FormatError, read_dataset
 
             try:
-                project = Project(Dataset(read_dataset(path)))
+                notes: list[str] = []
+                project = Project(Dataset(read_dataset(path, notes=notes)))
                 project.mark_dirty()  # new rows, no project file yet
-                return project, f"Imported {plural(len(project.dataset), 'row')} from {path.name}"
+                return project, "; ".join([f"Imported {plural(len(project.dataset), 'row')} from {path.name}",
+                                           *notes])
             except (FormatError, OSError) as exc:
                 show_error(None, "Cannot import the dataset", str(exc))
         else:
