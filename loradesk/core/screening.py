@@ -8,13 +8,15 @@ read (in a shape those rules know) with one-line notes for the user:
 * **Feedback labels** (KTO style: ``prompt``/``completion`` and a ``label``, ``kto_tag``, ``kto_label`` or
   ``desirable`` column): only the rows labelled good are read; the note says how many were skipped. A label
   is true/false, 1/0, yes/no, good/bad or desirable/undesirable; any other value is an error naming the row
-  and field. A file whose every row is labelled bad is refused.
+  and field. A file whose every row is labelled bad is refused. Without an answer column (nor a mapping)
+  the labels wait: the column rules ask for a mapping first.
 * **Preference pairs** (DPO style: ``chosen``/``rejected``): the chosen answers become the completions and the
   rejected ones are not used. The prompt is a ``prompt``, ``question``, ``instruction`` (with ``input``) or
   ``query`` column, or the conversation before the answer: ``chosen`` may be text, one message or a list of
   chat messages (UltraFeedback), with the prompt as text, a message list or ShareGPT ``conversations``;
   Anthropic HH's ``"\\n\\nHuman: ... \\n\\nAssistant: ..."`` text is split into turns. A file with
-  ``rejected`` answers but no ``chosen`` ones is refused.
+  ``rejected`` answers but no ``chosen`` ones is refused; text answers without a prompt column are left to
+  the column rules, which ask for a mapping.
 * **Images** (an ``images``/``image`` field, ``<image>`` tags in the text, or chat content parts of type
   ``image``/``image_url``): the text is read as it is (tags stay), image parts are left out of the message,
   and a note says the images are not used.
@@ -41,6 +43,8 @@ LABEL_NAMES = ("label", "kto_tag", "kto_label", "desirable")
 GOOD_LABELS = frozenset({"true", "1", "yes", "good", "desirable", "positive", "chosen"})
 BAD_LABELS = frozenset({"false", "0", "no", "bad", "undesirable", "negative", "rejected"})
 PROMPT_NAMES = ("prompt", "question", "instruction", "query", "conversations", "messages")
+#: Columns that hold answers (as the column rules of :mod:`loradesk.core.formats` and preference pairs name them).
+ANSWER_NAMES = ("completion", "answer", "output", "response", "target", "chosen", "conversations", "messages")
 IMAGE_FIELDS = ("images", "image")
 IMAGE_TAG = "<image>"
 IMAGE_PARTS = frozenset({"image", "image_url", "input_image"})
@@ -70,7 +74,8 @@ def screen(records: Records, columns: Sequence[str], mapping: Mapping[str, str] 
     """
     out = Screened(records)
     mapped = {c.lower() for c in (mapping or {}).values()}
-    label = _column(columns, LABEL_NAMES, mapped)
+    # without an answer column the column rules ask for a mapping first; the labels are screened after it
+    label = _column(columns, LABEL_NAMES, mapped) if mapping or _column(columns, ANSWER_NAMES) else None
     if label is not None:
         out.records = _good_rows(out.records, label, error, out.notes)
     _images(out, columns)
@@ -143,6 +148,9 @@ def _preferences(out: Screened, columns: Sequence[str], error: ErrorFactory) -> 
             raise error(None, f"the file holds only rejected answers (field '{rejected}'), no chosen ones; "
                               "LoRA Desk trains on answers to learn", rejected)
         return
+    first = out.records[0][1].get(chosen) if out.records else None
+    if not _column(columns, PROMPT_NAMES, {chosen.lower()}) and isinstance(first, str) and not _transcript(first):
+        return  # text answers and no prompt column: the column rules ask which column holds the prompt
     _reshape(out, columns, chosen, error)
     note = f"Imported the chosen answers of {plural(len(out.records), 'pair')}"
     if rejected is not None:

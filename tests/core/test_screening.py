@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from loradesk.core.formats import FormatError, read_dataset
-from loradesk.core.importing import Imported, ImportRequest, read_import
+from loradesk.core.importing import Imported, ImportRequest, NeedsMapping, read_import
 from loradesk.core.runs import load_dataset_snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -175,10 +175,18 @@ def test_a_bad_chosen_message_names_row_and_field(tmp_path: Path) -> None:
     assert str(caught.value).startswith("broken.json, row 1: field 'chosen[1].content' must be text")
 
 
-def test_text_chosen_without_a_prompt_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(FormatError) as caught:
-        read_dataset(write_jsonl(tmp_path / "bare.jsonl", [{"chosen": "Yes.", "rejected": "No."}]))
-    assert str(caught.value).startswith("bare.jsonl, line 1: field 'chosen' has no prompt")
+def test_text_answers_without_a_prompt_column_ask_for_a_mapping(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "bare.jsonl", [{"task": "Q?", "chosen": "Yes.", "rejected": "No."}])
+    answer = read_import(ImportRequest.file(path))
+    assert isinstance(answer, NeedsMapping) and answer.columns == ["task", "chosen", "rejected"]
+    mapped = read_import(answer.request.with_mapping({"prompt": "task", "completion": "chosen"}))
+    assert isinstance(mapped, Imported) and [(r.prompt, r.completion) for r in mapped.rows] == [("Q?", "Yes.")]
+
+
+def test_a_label_column_does_not_stop_the_column_question(tmp_path: Path) -> None:
+    records = [{"text": "Classify: great film", "label": 2}, {"text": "Classify: dull", "label": 0}]
+    answer = read_import(ImportRequest.file(write_jsonl(tmp_path / "cls.jsonl", records)))
+    assert isinstance(answer, NeedsMapping) and answer.columns == ["text", "label"]
 
 
 def test_only_rejected_answers_are_refused(tmp_path: Path) -> None:
@@ -255,3 +263,21 @@ def test_the_command_line_prints_the_note_and_trains_on_the_good_rows(tmp_path: 
     assert f"kto.jsonl: {SKIP_NOTE}" in done.stderr.splitlines()
     trained = load_dataset_snapshot(out)
     assert len(trained) == 6 and "Bad" not in all_text(trained)
+
+
+def test_image_columns_of_a_parquet_dataset_are_noted(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    picture = {"bytes": b"\x89PNG not really", "path": None}  # the shape of a datasets Image column
+    folder = tmp_path / "vision-parquet"
+    folder.mkdir()
+    pq.write_table(pa.Table.from_pylist([
+        {"prompt": "What is it?", "completion": "A fox.", "images": [picture], "image": picture},
+        {"prompt": "Hi?", "completion": "Hello.", "images": [], "image": None},
+        {"prompt": "And these?", "completion": "Two owls.", "images": [picture, picture], "image": None}]),
+        folder / "train.parquet")
+    answer = read_import(ImportRequest.hub_split(str(folder), "train"))
+    assert isinstance(answer, Imported) and [r.completion for r in answer.rows] == ["A fox.", "Hello.", "Two owls."]
+    assert answer.notes == ("2 rows reference images (field 'images', field 'image'); LoRA Desk trains on text "
+                            "only, the images are not used",)
