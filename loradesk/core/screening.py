@@ -50,6 +50,8 @@ IMAGE_TAG = "<image>"
 IMAGE_PARTS = frozenset({"image", "image_url", "input_image"})
 _SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
                    "chatgpt": "assistant", "system": "system"}
+#: How Anthropic HH text starts (a prompt column in this form is split into turns too).
+HH_START = "\n\nHuman:"
 _TRANSCRIPT = re.compile(r"(?:^|\n\n)(Human|Assistant):[ \t]?")
 #: How many of the first records decide whether a file references images at all.
 IMAGE_SNIFF = 1_000
@@ -178,7 +180,7 @@ def _reshape(out: Screened, columns: Sequence[str], answer: str, error: ErrorFac
             question = f"{question}\n\n{rec[extra]}"
         base = {k: rec[c] for k, c in (("system", system), ("split", split)) if c and rec.get(c) is not None}
         value = rec.get(answer)
-        if isinstance(value, str) and isinstance(question, str):
+        if isinstance(value, str) and isinstance(question, str) and not question.startswith(HH_START):
             read.append((number, {"prompt": question, "completion": value, **base}, None))
         else:
             read.append((number, base, _conversation(number, question, prompt, value, answer, error)))
@@ -215,8 +217,11 @@ def _conversation(number: int, question: Any, prompt: str | None, value: Any, an
     if not any(m["role"] == "user" for m in msgs):
         if question is None or prompt is None:
             raise error(number, f"field '{answer}' has no user message and there is no prompt column", answer)
-        before = [{"role": "user", "content": question}] if isinstance(question, str) else \
-            _messages(number, question, prompt, error)
+        if isinstance(question, str):
+            before = _transcript(question) if question.startswith(HH_START) else None
+            before = [m for m in before or [{"role": "user", "content": question}] if m["content"]]
+        else:
+            before = _messages(number, question, prompt, error)
         msgs = [*before, *msgs]
     return msgs
 

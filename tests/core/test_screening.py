@@ -156,6 +156,14 @@ def test_hh_style_transcripts_become_turns(tmp_path: Path) -> None:
     assert notes == [f"Imported the chosen answers of 1 pair; {PREFERENCE_NOTE}"]
 
 
+def test_hh_style_prompt_column_with_text_answers(tmp_path: Path) -> None:
+    records = [{"prompt": "\n\nHuman: Hi\n\nAssistant: Hello!\n\nHuman: A tip?\n\nAssistant:",
+                "chosen": " Sleep well.", "rejected": " Whatever."}]
+    rows, _ = read(write_jsonl(tmp_path / "full-hh.jsonl", records))
+    assert rows[0].prompt == "Hi" and rows[-1].prompt == "A tip?" and rows[-1].completion == " Sleep well."
+    assert "Human:" not in all_text(rows) and "Whatever" not in all_text(rows)
+
+
 def test_sharegpt_pairs_with_one_chosen_message(tmp_path: Path) -> None:
     records = [{"conversations": [{"from": "human", "value": "Name a fruit."}],
                 "chosen": {"from": "gpt", "value": "An apple."}, "rejected": {"from": "gpt", "value": "A chair."}}]
