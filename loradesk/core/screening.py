@@ -14,9 +14,9 @@ read (in a shape those rules know) with one-line notes for the user:
   rejected ones are not used. The prompt is a ``prompt``, ``question``, ``instruction`` (with ``input``) or
   ``query`` column, or the conversation before the answer: ``chosen`` may be text, one message or a list of
   chat messages (UltraFeedback), with the prompt as text, a message list or ShareGPT ``conversations``;
-  Anthropic HH's ``"\\n\\nHuman: ... \\n\\nAssistant: ..."`` text is split into turns. A file with
-  ``rejected`` answers but no ``chosen`` ones is refused; text answers without a prompt column are left to
-  the column rules, which ask for a mapping.
+  Anthropic HH's ``"\\n\\nHuman: ... \\n\\nAssistant: ..."`` text (in ``chosen`` or in the prompt) is
+  split into turns. A file with ``rejected`` answers but no ``chosen`` ones is refused; text answers without
+  a prompt column are left to the column rules, which ask for a mapping.
 * **Images** (an ``images``/``image`` field, ``<image>`` tags in the text, or chat content parts of type
   ``image``/``image_url``): the text is read as it is (tags stay), image parts are left out of the message,
   and a note says the images are not used.
