@@ -259,11 +259,10 @@ def _train(args: argparse.Namespace, stop: threading.Event, interrupts: Interrup
         return 0
 
     from loradesk.core import training
-    from loradesk.core.formats import read_dataset
 
     if args.check and args.resume:
         raise ValueError("--check measures a new run; it cannot be combined with --resume")
-    rows = [] if args.resume else read_dataset(Path(args.data), conversations=_conversations(args))
+    rows = [] if args.resume else _read_rows(args)
     if args.check:
         return _check(config, rows, stop, interrupts)
     return _run_training(args, stop, interrupts, lambda sink: training.run(
@@ -280,18 +279,25 @@ def _train_more(args: argparse.Namespace, stop: threading.Event, interrupts: Int
     if given := [flag for key, flag in _PARENT_SETTINGS if getattr(args, key, None)]:
         raise ValueError(f"--continue trains with the run's own settings: drop {', '.join(given)}")
     from loradesk.core import train_more
-    from loradesk.core.formats import read_dataset
 
-    rows = read_dataset(Path(args.data), conversations=_conversations(args)) if args.data else None
+    rows = _read_rows(args) if args.data else None
     parent = Path(args.continue_from).expanduser()
     print(f"Continuing {parent.name}" + (f" on {args.data}" if args.data else " on its own rows"), file=sys.stderr)
     return _run_training(args, stop, interrupts, lambda sink: train_more.continue_run(
         parent, sink, stop, epochs=args.epochs, max_steps=args.max_steps or 0, rows=rows, out_dir=_out_dir(args)))
 
 
-def _conversations(args: argparse.Namespace) -> Any:
-    """How ``train`` reads conversations: ``"pairs"`` with --split-pairs, else ``"whole"``."""
-    return "pairs" if args.split_pairs else "whole"
+def _read_rows(args: argparse.Namespace) -> list[Any]:
+    """The rows of ``args.data`` (conversations split into pairs with --split-pairs); what the read skipped or
+    left unused is printed to stderr."""
+    from loradesk.core.formats import read_dataset
+
+    path = Path(args.data)
+    notes: list[str] = []
+    rows = read_dataset(path, notes=notes, conversations="pairs" if args.split_pairs else "whole")
+    for note in notes:
+        print(f"{path.name}: {note}", file=sys.stderr)
+    return rows
 
 
 def _out_dir(args: argparse.Namespace) -> Path | None:

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loradesk.core import chat_formats
+from loradesk.core import chat_formats, screening
 from loradesk.core.chat_formats import Conversations
 from loradesk.core.conversation import ConversationError
 from loradesk.core.dataset import SPLITS, Example
@@ -156,33 +156,37 @@ def detect_format(path: str | os.PathLike[str]) -> str:
 
 
 def read_dataset(path: str | os.PathLike[str], fmt: str | None = None,
-                 mapping: dict[str, str] | None = None, *, conversations: Conversations = "whole") -> list[Example]:
+                 mapping: dict[str, str] | None = None, notes: list[str] | None = None, *,
+                 conversations: Conversations = "whole") -> list[Example]:
     """Read every row of ``path``; raises :class:`FormatError` on the first problem (nothing partial).
 
     ``fmt`` forces a format (``json``/``jsonl``/``csv`` pin the container, ``alpaca``/``sharegpt``/``openai``
     the record shape). ``mapping`` names the columns explicitly: ``{"prompt": "colA", "completion": "colB",
     "system": "colC"}`` (``system`` and ``split`` optional). ``conversations``: ``"whole"`` (one row per
-    conversation) or ``"pairs"`` (each user message and its reply one row).
+    conversation) or ``"pairs"`` (each user message and its reply one row). ``notes`` receives one line for
+    each thing the user should know about a read that succeeded (rows skipped, answers or images not used:
+    see :mod:`loradesk.core.screening`).
     """
     if fmt is not None and fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
     _check_mapping(mapping, fmt)
     chat_formats.check_mode(conversations)
     src = _load(Path(path), fmt if fmt in ("json", "jsonl", "csv") else None)
-    return _read_source(src, fmt, mapping, conversations)
+    return _read_source(src, fmt, mapping, notes, conversations)
 
 
 def read_records(records: Iterable[Mapping[str, Any]], columns: Sequence[str] | None = None,
                  mapping: dict[str, str] | None = None, *, source: str = "records",
-                 conversations: Conversations = "whole") -> list[Example]:
+                 notes: list[str] | None = None, conversations: Conversations = "whole") -> list[Example]:
     """Rows from records that are already parsed (e.g. a Hugging Face dataset), by the same rules as files.
 
     ``columns`` are all the columns (known even when there are no records; default: the records' keys).
-    ``source`` names the records in errors (``"tatsu-lab/alpaca (train), row 3: ..."``).
+    ``source`` names the records in errors (``"tatsu-lab/alpaca (train), row 3: ..."``); ``notes`` as in
+    :func:`read_dataset`.
     """
     _check_mapping(mapping, None)
     chat_formats.check_mode(conversations)
-    return _read_source(_records_source(records, columns, source), None, mapping, conversations)
+    return _read_source(_records_source(records, columns, source), None, mapping, notes, conversations)
 
 
 def columns_used(columns: Sequence[str], mapping: dict[str, str] | None = None, *,
@@ -190,12 +194,15 @@ def columns_used(columns: Sequence[str], mapping: dict[str, str] | None = None, 
     """The columns :func:`read_records` reads for these ``columns`` (raises :class:`FormatError` like it)."""
     _check_mapping(mapping, None)
     src = _records_source([], columns, source)
+    screened = screening.columns_needed(columns, mapping)
+    if screened.complete:
+        return screened.columns
     shape = "pairs" if mapping else _shape(columns)
     if shape in ("sharegpt", "openai"):
         wanted = [_find(columns, name) for name in (chat_formats.CHAT_KEYS[shape], "system", "tools", "split")]
     else:
         wanted = list(_resolve_columns(src, shape, mapping).values())
-    return [c for c in columns if c in wanted]
+    return [c for c in columns if c in wanted or c in screened.columns]
 
 
 def preview_records(path: str | os.PathLike[str], limit: int = PREVIEW_ROWS) -> tuple[list[str], list[dict[str, Any]]]:
@@ -271,10 +278,22 @@ def _records_source(records: Iterable[Mapping[str, Any]], columns: Sequence[str]
 
 
 def _read_source(src: _Source, fmt: str | None, mapping: dict[str, str] | None,
-                 conversations: Conversations = "whole") -> list[Example]:
-    """Rows from parsed records: decide the record shape (unless ``fmt`` names it), then read every record."""
+                 notes: list[str] | None = None, conversations: Conversations = "whole") -> list[Example]:
+    """Rows from parsed records: screen them (labels, preferences, images), decide the record shape (unless
+    ``fmt`` names it), then read every record."""
     if not src.records and src.header is None:
         return []
+    screened = screening.screen(src.records, src.columns(_SNIFF_RECORDS), mapping, src.error,
+                                reshape=fmt not in ("alpaca", "sharegpt", "openai"))
+    src.records, src.header = screened.records, screened.columns or src.header
+    rows = _read_shape(src, fmt, mapping, conversations)
+    if notes is not None:
+        notes.extend(screened.notes)
+    return rows
+
+
+def _read_shape(src: _Source, fmt: str | None, mapping: dict[str, str] | None,
+                conversations: Conversations) -> list[Example]:
     if fmt in ("alpaca", "sharegpt", "openai"):
         shape = fmt
     else:

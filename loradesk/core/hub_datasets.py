@@ -51,32 +51,36 @@ class HubDatasetError(FormatError):
 
 def load_hub_dataset(source: str, split: str = "train", name: str | None = None, revision: str | None = None,
                      mapping: dict[str, str] | None = None, limit: int | None = None,
-                     progress: Progress | None = None, conversations: Conversations = "whole") -> list[Example]:
+                     progress: Progress | None = None, notes: list[str] | None = None,
+                     conversations: Conversations = "whole") -> list[Example]:
     """Every row of ``split`` (the first ``limit`` rows when given) as :class:`Example` rows.
 
     ``source`` is a Hub dataset id, a local dataset folder, a folder written by ``save_to_disk`` or one
     data file (JSON/JSONL/CSV/Parquet/Arrow); ``name`` is the configuration, ``revision`` a branch, tag
-    or commit (Hub only). ``mapping`` and ``conversations`` as in :func:`~loradesk.core.formats.read_dataset`.
+    or commit (Hub only). ``mapping``, ``notes`` and ``conversations`` as in
+    :func:`~loradesk.core.formats.read_dataset`.
     """
     report = progress or _quiet
     ref = _Ref.of(source, split, name, revision)
     if limit is not None:
         columns, records = _stream_head(ref, max(limit, 0), report)
         report(f"Reading {plural(len(records), 'row')} from {ref.label}…", None)
-        return formats.read_records(records, columns, mapping, source=ref.label, conversations=conversations)
+        return formats.read_records(records, columns, mapping, source=ref.label, notes=notes,
+                                    conversations=conversations)
     ds = _load_split(ref, report)
     columns = list(ds.column_names)
     head = ds.select(range(min(len(ds), PREVIEW_ROWS))).to_list()
     formats.read_records(head, columns, mapping, source=ref.label,  # columns not recognised: fail now, with a preview
                          conversations=conversations)
     keep = formats.columns_used(columns, mapping, source=ref.label)
-    ds = ds.select_columns(keep)
+    ds = _images_as_flags(ds.select_columns(keep))
     records: list[dict[str, Any]] = []
     for start in range(0, len(ds), _BATCH):
         report(f"Reading rows from {ref.label}…", start / len(ds))
         records.extend(ds.select(range(start, min(start + _BATCH, len(ds)))).to_list())
     report(f"Checking {plural(len(records), 'row')} from {ref.label}…", 1.0)
-    return formats.read_records(records, keep, mapping, source=ref.label, conversations=conversations)
+    return formats.read_records(records, keep, mapping, source=ref.label, notes=notes,
+                                conversations=conversations)
 
 
 def hub_dataset_preview(source: str, split: str = "train", name: str | None = None, revision: str | None = None,
@@ -195,6 +199,29 @@ def _stream_head(ref: _Ref, limit: int, report: Progress) -> tuple[list[str], li
     for rec in records:
         columns.extend(c for c in rec if c not in columns)
     return columns, records
+
+
+def _images_as_flags(ds: Any) -> Any:
+    """``ds`` with each image column (``images``/``image``) as true/false: whether the row has one.
+
+    The rows only need to say that they reference images (for the import's note); the image data itself
+    is never read into memory.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from loradesk.core.screening import IMAGE_FIELDS
+
+    for column in [c for c in ds.column_names if c.strip().lower() in IMAGE_FIELDS]:
+        values = ds.with_format("arrow")[column]
+        present = pc.is_valid(values)
+        if pa.types.is_list(values.type) or pa.types.is_large_list(values.type):
+            present = pc.and_(present, pc.greater(pc.list_value_length(values), 0))
+        elif pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+            present = pc.and_(present, pc.greater(pc.utf8_length(values), 0))
+        flags = pc.fill_null(present, False).to_pylist()
+        ds = ds.remove_columns([column]).add_column(column, flags)
+    return ds
 
 
 def _no_split(ref: _Ref, splits: list[str]) -> HubDatasetError:

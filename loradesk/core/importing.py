@@ -64,10 +64,12 @@ class ImportRequest:
 
 @dataclass(frozen=True)
 class Imported:
-    """The rows read."""
+    """The rows read, and one line for each thing the user should know about them (rows skipped, answers
+    or images not used: :mod:`loradesk.core.screening`)."""
 
     request: ImportRequest
     rows: list[Example]
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -97,19 +99,21 @@ def read_import(request: ImportRequest, progress: Progress | None = None) -> Imp
     """Read ``request``; raises FormatError (or OSError) when it cannot be read and there is nothing to ask."""
     from loradesk.core import formats, hub_datasets
 
+    notes: list[str] = []
     try:
         if request.hub is not None:
             rows = hub_datasets.load_hub_dataset(**request.hub, mapping=request.mapping, progress=progress,
-                                                 conversations=request.conversations)
+                                                 notes=notes, conversations=request.conversations)
         else:
-            rows = formats.read_dataset(request.path, mapping=request.mapping, conversations=request.conversations)
+            rows = formats.read_dataset(request.path, mapping=request.mapping, notes=notes,
+                                        conversations=request.conversations)
     except formats.FormatError as exc:
         if exc.columns and request.mapping is None:
             return NeedsMapping(request, exc.columns, exc.message, exc.preview or [])
         if isinstance(exc, hub_datasets.HubDatasetError) and request.hub is not None and (exc.splits or exc.configs):
             return ChooseSplit(request, str(exc), exc.splits, exc.configs)
         raise
-    return Imported(request, list(rows))
+    return Imported(request, list(rows), tuple(notes))
 
 
 def import_mode(request: ImportRequest, current_rows: int) -> Mode | None:

@@ -153,9 +153,11 @@ def startup_project(paths: Sequence[str], restore: Callable[[RecoveryInfo], bool
             from loradesk.ui.window_state import import_conversations
 
             try:
-                project = Project(Dataset(read_dataset(path, conversations=import_conversations())))
+                notes: list[str] = []
+                project = Project(Dataset(read_dataset(path, notes=notes, conversations=import_conversations())))
                 project.mark_dirty()  # new rows, no project file yet
-                return project, f"Imported {plural(len(project.dataset), 'row')} from {path.name}"
+                return project, "; ".join([f"Imported {plural(len(project.dataset), 'row')} from {path.name}",
+                                           *notes])
             except (FormatError, OSError) as exc:
                 show_error(None, "Cannot import the dataset", str(exc))
         else:

@@ -32,6 +32,7 @@ from loradesk.core.wording import plural
 from loradesk.ui.dataset_model import COMPLETION, SPLIT, DatasetFilterProxy, DatasetTableModel
 from loradesk.ui.dataset_toolbar import DatasetToolbar
 from loradesk.ui.dataset_view import DatasetTableView
+from loradesk.ui.import_notes import ImportNotes
 from loradesk.ui.row_actions import RowActions
 from loradesk.ui.row_preview import RowPreview
 from loradesk.ui.token_counter import TokenCounter
@@ -74,10 +75,12 @@ class DatasetTab(QWidget):
     def _build(self) -> None:
         self.toolbar = DatasetToolbar()
         self.view = DatasetTableView(self.model, self.proxy)
+        self.import_notes = ImportNotes()  # what the last import skipped or did not use
         table = QWidget()
         table_layout = QVBoxLayout(table)
         table_layout.setContentsMargins(0, 0, 0, 0)
         table_layout.setSpacing(6)
+        table_layout.addWidget(self.import_notes)
         table_layout.addWidget(self.toolbar)
         table_layout.addWidget(self.view, 1)
         table_layout.addLayout(self._build_footer())
@@ -263,6 +266,7 @@ class DatasetTab(QWidget):
             self.preview.request()
         if isinstance(event, ProjectLoaded):
             self.filter_edit.clear()
+            self.import_notes.clear()
 
     def _update_lengths(self) -> None:
         """Redraw the histogram from the known counts; hand the counts to the checks."""

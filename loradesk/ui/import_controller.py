@@ -62,6 +62,8 @@ class ImportController(QObject):
     importing_changed = Signal(bool)
     #: A finished import or export, for the status bar.
     done = Signal(str)
+    #: After an import: its name and the notes about what it skipped or did not use (empty: nothing).
+    noted = Signal(str, list)
 
     def __init__(self, window: QWidget, project: Project, model: DatasetTableModel) -> None:
         super().__init__(window)
@@ -133,7 +135,7 @@ class ImportController(QObject):
         elif isinstance(answer, ChooseSplit):
             self._ask_hub(answer.request.hub or {}, answer.splits, answer.message)
         elif isinstance(answer, Imported):
-            self._put_rows(answer.request, answer.rows)
+            self._put_rows(answer.request, answer.rows, answer.notes)
 
     def _ask_mapping(self, answer: NeedsMapping) -> None:
         dialog = ColumnMappingDialog(answer.request.name, answer.columns, answer.message, self._window,
@@ -153,7 +155,7 @@ class ImportController(QObject):
             self._hub_values = chosen
             self.import_hub(**chosen)
 
-    def _put_rows(self, request: ImportRequest, rows: list[Example]) -> None:
+    def _put_rows(self, request: ImportRequest, rows: list[Example], notes: tuple[str, ...] = ()) -> None:
         mode = import_mode(request, len(self._project.dataset)) or self.ask_mode(request.name, len(rows))
         if mode == "replace":
             self._model.replace_examples(rows, f"Import {request.name}")
@@ -162,7 +164,9 @@ class ImportController(QObject):
         else:
             return
         settle_imported_rows(len(rows))
-        self.done.emit(f"Imported {len(rows):,} rows from {request.name}")
+        self.noted.emit(request.name, list(notes))
+        self.done.emit(f"Imported {len(rows):,} rows from {request.name}" + (" (see the note above the table)"
+                                                                            if notes else ""))
 
     def ask_mode(self, name: str, count: int) -> Mode | None:
         """Ask whether the imported rows replace the current ones or are added after them."""

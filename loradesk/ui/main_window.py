@@ -156,6 +156,7 @@ class MainWindow(QMainWindow):
         self.importer.busy.connect(self._set_busy)
         self.importer.progress.connect(self._on_progress)
         self.importer.done.connect(lambda text: self.statusBar().showMessage(text, 6000))
+        self.importer.noted.connect(self.dataset_tab.import_notes.show_notes)
         self.importer.importing_changed.connect(self._on_importing)
         self.autosaver.failed.connect(
             lambda message: self.statusBar().showMessage(f"Could not write the recovery file: {message}", 8000))

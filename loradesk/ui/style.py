@@ -17,6 +17,8 @@ QGroupBox QLabel, QGroupBox QCheckBox, QGroupBox QComboBox, QGroupBox QLineEdit,
 QGroupBox QPushButton { font-weight: normal; }
 QLabel#hintLabel, QLabel#summaryLabel { color: palette(placeholder-text); }
 QLabel#fieldMessage { color: #d64545; }
+QFrame#importNotes { background: #fff6d6; color: #3d3000; border: 1px solid #e0c060; border-radius: 4px; }
+QFrame#importNotes QLabel { color: #3d3000; }
 QTableView#datasetTable { gridline-color: palette(midlight); }
 QTableView#datasetTable::item { padding: 3px 4px; }
 QStatusBar QLabel { padding: 0 6px; }

@@ -296,6 +296,52 @@ def test_import_error_is_reported(qtbot: QtBot, tmp_path: Path, shown_errors: li
     assert len(window.project.dataset) == SAMPLE_ROWS
 
 
+def test_the_notes_of_an_import_show_above_the_table_until_dismissed(qtbot: QtBot, tmp_path: Path,
+                                                                    shown_errors: list[ErrorReport]) -> None:
+    window = make_window(qtbot, Project())
+    notes = window.dataset_tab.import_notes
+    assert not notes.isVisible()
+    kto = tmp_path / "kto.jsonl"
+    kto.write_text("".join(json.dumps({"prompt": f"Q{i}?", "completion": f"A{i}.", "label": i % 2 == 0}) + "\n"
+                           for i in range(4)), encoding="utf-8")
+    window.import_file(kto, mode="replace")
+    qtbot.waitUntil(lambda: not window.is_importing(), timeout=10_000)
+
+    assert [r.prompt for r in window.project.dataset.rows] == ["Q0?", "Q2?"]
+    assert notes.isVisible()
+    assert notes.text() == "kto.jsonl: Skipped 2 of 4 rows whose label marks an answer not to learn (field 'label')"
+    assert "see the note" in window.statusBar().currentMessage()
+    assert shown_errors == []  # a note, not an error
+
+    vision = tmp_path / "vision.json"
+    vision.write_text(json.dumps([{"image": "a.png", "prompt": "<image>\nWhat is it?", "completion": "A fox."}]),
+                      encoding="utf-8")
+    window.import_file(vision, mode="append")
+    qtbot.waitUntil(lambda: not window.is_importing(), timeout=10_000)
+    assert notes.text() == ("vision.json: 1 row references images ('<image>' tags, field 'image'); LoRA Desk trains "
+                            "on text only, the images are not used")  # shown as plain text: the tag is visible
+
+    notes.dismiss_button.click()
+    assert not notes.isVisible()
+
+    plain = tmp_path / "plain.csv"
+    plain.write_text("prompt,completion\nQ?,A.\n", encoding="utf-8")
+    window.dataset_tab.import_notes.show_notes("old.json", ["an earlier note"])
+    window.import_file(plain, mode="append")
+    qtbot.waitUntil(lambda: not window.is_importing(), timeout=10_000)
+    assert not notes.isVisible()  # a clean import clears the last one's notes
+
+
+def test_a_dataset_opened_at_start_says_what_it_skipped(tmp_path: Path) -> None:
+    kto = tmp_path / "kto.jsonl"
+    kto.write_text("".join(json.dumps({"prompt": f"Q{i}?", "completion": f"A{i}.", "label": i != 0}) + "\n"
+                           for i in range(3)), encoding="utf-8")
+    project, message = startup_project([str(kto)])
+    assert len(project.dataset) == 2
+    assert message == ("Imported 2 rows from kto.jsonl; Skipped 1 of 3 rows whose label marks an answer not to "
+                       "learn (field 'label')")
+
+
 def test_dropping_a_dataset_file_imports_it(qtbot: QtBot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     window = make_window(qtbot)
     data = tmp_path / "dropped.jsonl"
