@@ -107,8 +107,8 @@ def chat_record(row: Example, fmt: str) -> dict[str, Any]:
             if turn.tool_calls:
                 conv.append({"from": "function_call", "value": _calls_text(turn.tool_calls)})
     rec = {"conversations": conv}
-    if row.tools:
-        rec["tools"] = row.tools
+    if row.tools:  # JSON text with json.dumps' usual spacing, as LLaMA-Factory's files (and most tools) write it
+        rec["tools"] = json.dumps(tools_list(row.tools), ensure_ascii=False)
     return rec
 
 
