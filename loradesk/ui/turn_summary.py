@@ -112,7 +112,8 @@ def badge(row: Example) -> QIcon:
 
 def conversation_cell(row: Example, field: str, role: int) -> object:
     """A conversation's prompt or completion cell: its first user / last assistant message, the badge and
-    the turn list beside the prompt, and the red "empty" tint only when there is nothing to learn."""
+    the turn list beside the prompt, and the red "empty" tint on the completion only when no assistant turn
+    says or calls anything (what the Status column calls empty)."""
     if role == Qt.ItemDataRole.DisplayRole:
         return row.prompt if field == "prompt" else last_output_text(row)
     if role == Qt.ItemDataRole.EditRole:
@@ -120,15 +121,11 @@ def conversation_cell(row: Example, field: str, role: int) -> object:
     if field == "prompt":
         if role == Qt.ItemDataRole.DecorationRole:
             return badge(row)
-        if role == Qt.ItemDataRole.ToolTipRole:
-            return turns_tooltip(row)
-        blank = not row.prompt.strip()
-    else:
-        if role == Qt.ItemDataRole.ToolTipRole:
-            return f"The last assistant turn of {badge_text(row)}: {last_output_text(row)[:LINE_LIMIT * 8]}"
-        if role == Qt.ItemDataRole.ForegroundRole and not row.completion.strip() and has_output(row):
-            return QBrush(QColor("#2a5fa8"))  # a tool call, not text
-        blank = not has_output(row)
-    if role == Qt.ItemDataRole.BackgroundRole and blank:
+        return turns_tooltip(row) if role == Qt.ItemDataRole.ToolTipRole else None
+    if role == Qt.ItemDataRole.ToolTipRole:
+        return f"The last assistant turn of {badge_text(row)}: {last_output_text(row)[:LINE_LIMIT * 8]}"
+    if role == Qt.ItemDataRole.ForegroundRole and not row.completion.strip() and has_output(row):
+        return QBrush(QColor("#2a5fa8"))  # a tool call, not text
+    if role == Qt.ItemDataRole.BackgroundRole and not has_output(row):
         return QBrush(QColor(214, 69, 69, 40))
     return None
