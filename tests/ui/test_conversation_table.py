@@ -16,6 +16,7 @@ from loradesk.ui import checks_panel
 from loradesk.ui.conversation_editor import ConversationEditor
 from loradesk.ui.dataset_model import COMPLETION, PROMPT, SPLIT
 from loradesk.ui.dataset_tab import DatasetTab
+from loradesk.ui.errors import ErrorReport
 from loradesk.ui.find_replace import FindReplaceDialog
 
 
@@ -250,3 +251,19 @@ def test_the_checks_panel_lists_a_duplicate_conversation_and_removes_it(qtbot: Q
     assert tab.project.dataset.rows == tuple(rows[:3] + rows[4:])
     tab.undo_stack.undo()
     assert tab.project.dataset.rows == tuple(rows)
+
+
+def test_a_row_that_moved_or_went_while_the_editor_was_open(qtbot: QtBot, shown_errors: list[ErrorReport]) -> None:
+    tab = make_tab(qtbot, [Example("Hi", "Hello"), chat(), weather()])
+    dataset = tab.project.dataset
+    editor = open_editor(qtbot, tab, 2)
+    dataset.remove(0)  # e.g. a change that arrives while the dialog is open: the row is now row 1
+    editor.turns[0].text_edit.setPlainText("Snow in Oslo?")
+    editor.accept()
+    assert dataset[1].prompt == "Snow in Oslo?" and dataset[0] == chat() and not shown_errors
+    editor = open_editor(qtbot, tab, 1)
+    dataset.remove(1)
+    editor.turns[0].text_edit.setPlainText("Hail?")
+    editor.accept()
+    assert [e.title for e in shown_errors] == ["Conversation not changed"]
+    assert dataset.rows == (chat(),) and tab.undo_stack.count() == 1
