@@ -51,7 +51,7 @@ class RowActions(QObject):
         self.act_find = self._action("&Find…", toolbar.focus_filter, [QKeySequence(QKeySequence.StandardKey.Find)],
                                      "Filter the rows by text", local=False)
         keys = self.act_find.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
-        toolbar.filter_edit.setPlaceholderText(f"Filter prompts and completions ({keys})")
+        toolbar.filter_edit.setPlaceholderText(f"Filter rows by their text, every turn included ({keys})")
         self.act_replace = self._action("Find and &Replace…", self.show_find_replace, [QKeySequence("Ctrl+H")],
                                         "Replace text in every row (one undoable step)", local=False)
         separator = QAction(tab)

@@ -14,7 +14,7 @@ from loradesk.core.dataset import Dataset, Example
 from loradesk.core.project import Project
 from loradesk.ui import checks_panel
 from loradesk.ui.conversation_editor import ConversationEditor
-from loradesk.ui.dataset_model import COMPLETION, PROMPT, SPLIT
+from loradesk.ui.dataset_model import COMPLETION, PROMPT, SPLIT, TOKENS, token_key
 from loradesk.ui.dataset_tab import DatasetTab
 from loradesk.ui.errors import ErrorReport
 from loradesk.ui.find_replace import FindReplaceDialog
@@ -267,3 +267,16 @@ def test_a_row_that_moved_or_went_while_the_editor_was_open(qtbot: QtBot, shown_
     editor.accept()
     assert [e.title for e in shown_errors] == ["Conversation not changed"]
     assert dataset.rows == (chat(),) and tab.undo_stack.count() == 1
+
+
+def test_token_counts_of_conversations_follow_all_their_turns(qtbot: QtBot) -> None:
+    short, long = chat(), chat(middle="Tell me everything about her journeys. " * 20)
+    assert (short.prompt, short.completion) == (long.prompt, long.completion)
+    tab = make_tab(qtbot, [short, long, Example("Hi", "Hello")])
+    model = tab.model
+    model.set_max_length(512)
+    model.set_token_counts({token_key(short): 40, token_key(long): 900, token_key(Example("Hi", "Hello")): 5})
+    qtbot.waitUntil(lambda: model.counts_in_row_order() is not None)
+    assert (model.index(0, TOKENS).data(), model.index(2, TOKENS).data()) == ("40", "5")
+    assert model.rows_with_counts_between(500, 1000) == [1] and model.too_long_rows() == [1]
+    assert model.rows_without_token_count() == []
