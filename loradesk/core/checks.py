@@ -10,12 +10,14 @@ freed in slices), so the GUI thread stays responsive while the checks run on a w
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from loradesk.core.dataset import Example
+from loradesk.core.conversation import signature
+from loradesk.core.dataset import CompactRow, Example, expand_rows
 from loradesk.core.tokenize import COUNT_LIMIT, LONE_SURROGATE, count_text
 from loradesk.core.wording import plural, plural_word
 
@@ -40,7 +42,8 @@ TokenCounts = Callable[[Example], "int | None"] | Sequence["int | None"]
 
 @dataclass(frozen=True)
 class Fix:
-    """One way to fix a check: delete rows, rewrite cells, or set a new max length (exactly one).
+    """One way to fix a check: delete rows, rewrite cells (of pairs) and rows (conversations, whose turns
+    change), or set a new max length (exactly one of the three).
 
     ``label`` is both the button text and the name of the undo step, e.g. "Delete 3 duplicate rows".
     """
@@ -50,9 +53,10 @@ class Fix:
     remove_rows: tuple[int, ...] = ()
     changes: tuple[tuple[int, str, str], ...] = ()  # (row, field, new value)
     max_length: int | None = None
+    rows: tuple[tuple[int, Example], ...] = ()  # (row, new row): conversations
 
     def __post_init__(self) -> None:
-        kinds = bool(self.remove_rows) + bool(self.changes) + (self.max_length is not None)
+        kinds = bool(self.remove_rows) + bool(self.changes or self.rows) + (self.max_length is not None)
         if kinds != 1:
             raise ValueError("a fix removes rows, changes cells or sets a max length: exactly one of them")
 
@@ -204,9 +208,29 @@ def has_lone_surrogate(text: str) -> bool:
 
 
 def control_rows(rows: Sequence[Example]) -> list[int]:
-    """The rows (0-based) holding a control character in any text field."""
+    """The rows (0-based) holding a control character in any text field (any turn of a conversation)."""
     search = _CONTROL.search
-    return [i for i, row in enumerate(rows) if search(row.prompt) or search(row.completion) or search(row.system)]
+    return [i for i, row in enumerate(rows) if search(row.prompt) or search(row.completion) or search(row.system)
+            or (row.turns and any(search(t.content) for t in row.turns))]
+
+
+def _texts(row: Example) -> list[tuple[str, str]]:
+    """The texts the tidying checks look at, named: a pair's fields, a conversation's system prompt and turns."""
+    if not row.turns:
+        return [(name, getattr(row, name)) for name in TEXT_FIELDS]
+    return [("system", row.system), *((f"turn {n}", t.content) for n, t in enumerate(row.turns, 1))]
+
+
+def _fixed(i: int, row: Example, fixed: dict[str, str], changes: list[tuple[int, str, str]],
+           rows: list[tuple[int, Example]]) -> None:
+    """Add the ``fixed`` texts of row ``i`` (named as :func:`_texts` names them) to a fix's changes."""
+    if not fixed:
+        return
+    if not row.turns:
+        changes += [(i, name, text) for name, text in fixed.items()]
+        return
+    turns = [dataclasses.replace(t, content=fixed.get(f"turn {n}", t.content)) for n, t in enumerate(row.turns, 1)]
+    rows.append((i, Example.conversation(turns, fixed.get("system", row.system), row.split, row.tools)))
 
 
 # --- the checks ----------------------------------------------------------------------------------------------
@@ -214,7 +238,10 @@ def _check_empty(rows: Sequence[Example]) -> CheckResult | None:
     found: list[int] = []
     notes: list[str] = []
     for i, row in enumerate(rows):
-        blank = [name for name in ("prompt", "completion") if not getattr(row, name).strip()]
+        if row.turns:  # a conversation is empty when no assistant turn says or calls anything
+            blank = [] if any(t.has_output for t in row.turns) else ["completion"]
+        else:
+            blank = [name for name in ("prompt", "completion") if not getattr(row, name).strip()]
         if blank:
             found.append(i)
             notes.append(f"empty {' and '.join(blank)}")
@@ -235,11 +262,14 @@ def _check_duplicates(rows: Sequence[Example], norm: Sequence[tuple[str, str, st
     near: list[tuple[int, int]] = []
     for i, row in enumerate(rows):
         prompt, completion = row.prompt.strip(), row.completion.strip()
+        near_key = norm[i]
+        if row.turns:  # every turn counts: two conversations that share their first and last message differ
+            completion = signature(row.turns, row.tools)
+            near_key = (near_key[0], near_key[1], "\x1e".join(normalise(t) for t in row.texts()[1:]))
         if not prompt and not completion:
             continue  # an empty row is reported (and fixed) as empty
         key = (row.system.strip(), prompt, completion)
         first = exact_first.setdefault(key, i)
-        near_key = norm[i]
         near_of = near_first.setdefault(near_key, i)
         if first != i:
             exact.append((i, first))
@@ -292,19 +322,21 @@ def _check_control(rows: Sequence[Example]) -> CheckResult | None:
         return None
     notes: list[str] = []
     changes: list[tuple[int, str, str]] = []
+    new_rows: list[tuple[int, Example]] = []
     tally: dict[str, int] = {}
     broken = False
     for i in found:
         row_notes: list[str] = []
-        for name in TEXT_FIELDS:
-            text = getattr(rows[i], name)
+        fixed: dict[str, str] = {}
+        for name, text in _texts(rows[i]):
             names = control_characters(text)
             if names:
-                changes.append((i, name, remove_control_characters(text)))
+                fixed[name] = remove_control_characters(text)
                 row_notes.append(f"{name}: {', '.join(names)}")
                 broken |= has_lone_surrogate(text)
                 for kind in names:
                     tally[kind] = tally.get(kind, 0) + 1
+        _fixed(i, rows[i], fixed, changes, new_rows)
         notes.append("; ".join(row_notes))
     n = len(found)
     kinds = sorted(tally.items(), key=lambda kv: -kv[1])
@@ -315,7 +347,8 @@ def _check_control(rows: Sequence[Example]) -> CheckResult | None:
     if broken:
         message += " Lone surrogates cannot be tokenized or saved as UTF-8: training stops at them."
     fix = Fix(f"Remove control characters from {plural(n, 'row')}",
-              "Deletes the control characters; tabs and line breaks stay.", changes=tuple(changes))
+              "Deletes the control characters; tabs and line breaks stay.", changes=tuple(changes),
+              rows=tuple(new_rows))
     return CheckResult("control", "Control characters", "error" if broken else "warning", message, tuple(found),
                        (fix,), tuple(notes))
 
@@ -324,19 +357,21 @@ def _check_whitespace(rows: Sequence[Example]) -> CheckResult | None:
     found: list[int] = []
     notes: list[str] = []
     changes: list[tuple[int, str, str]] = []
+    new_rows: list[tuple[int, Example]] = []
     tally: dict[str, int] = {}
     for i, row in enumerate(rows):
         row_notes: list[str] = []
         row_kinds: set[str] = set()
-        for name in TEXT_FIELDS:
-            text = getattr(row, name)
+        fixed: dict[str, str] = {}
+        for name, text in _texts(row):
             if not text or not _suspect(text):
                 continue
             tidy, kinds = tidy_whitespace(text)
             if tidy != text and (tidy or name == "system"):  # a blank prompt/completion counts as empty
-                changes.append((i, name, tidy))
+                fixed[name] = tidy
                 row_notes.append(f"{name}: {', '.join(kinds)}")
                 row_kinds.update(kinds)
+        _fixed(i, row, fixed, changes, new_rows)
         if row_notes:
             found.append(i)
             notes.append("; ".join(row_notes))
@@ -351,7 +386,7 @@ def _check_whitespace(rows: Sequence[Example]) -> CheckResult | None:
     fix = Fix(f"Tidy whitespace in {plural(n, 'row')}",
               "Trims the ends, makes line breaks plain, turns tabs, odd and repeated spaces into one space and "
               "keeps at most one blank line. Line breaks, paragraphs and indentation stay.",
-              changes=tuple(changes))
+              changes=tuple(changes), rows=tuple(new_rows))
     return CheckResult("whitespace", "Stray whitespace", "warning", message, tuple(found), (fix,), tuple(notes))
 
 
@@ -448,9 +483,8 @@ def run_checks(rows: Sequence[Example], token_counts: TokenCounts | None = None,
     return results
 
 
-def check_records(records: Sequence[tuple[str, str, str]], token_counts: Sequence[int | None] | None = None,
+def check_records(records: Sequence[CompactRow], token_counts: Sequence[int | None] | None = None,
                   max_length: int | None = None) -> list[CheckResult]:
-    """:func:`run_checks` over rows given as ``(system, prompt, completion)`` tuples (the compact form the
-    worker process receives them in)."""
-    rows = [Example(prompt, completion, system) for system, prompt, completion in records]
-    return run_checks(rows, token_counts, max_length)
+    """:func:`run_checks` over rows in the compact form the worker process receives them in
+    (:func:`~loradesk.core.dataset.compact_row`)."""
+    return run_checks(expand_rows(records), token_counts, max_length)

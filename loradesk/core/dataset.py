@@ -150,6 +150,22 @@ def row_from_record(rec: Any) -> Example:
     return Example(rec["prompt"], rec["completion"], rec.get("system", ""), split)
 
 
+#: A row as it travels to the worker process: a pair as ``(system, prompt, completion)`` (cheap to pickle),
+#: a conversation as the :class:`Example` itself.
+CompactRow = tuple[str, str, str] | Example
+
+
+def compact_row(row: Example) -> CompactRow:
+    """``row`` in its :data:`CompactRow` form (:func:`expand_row` reads it back)."""
+    return row if row.turns else (row.system, row.prompt, row.completion)
+
+
+def expand_rows(items: Iterable[CompactRow]) -> list[Example]:
+    """The rows :func:`compact_row` gave as ``items`` (a pair costs one tuple unpacking, as before)."""
+    return [Example(item[1], item[2], item[0]) if type(item) is tuple else item  # type: ignore[misc]
+            for item in items]
+
+
 @dataclass(frozen=True)
 class DatasetEvent:
     """What changed, as one of the subclasses below: rows ``[start, start + count)``, or everything."""

@@ -1,7 +1,12 @@
 """Find and replace across the whole dataset: one compiled pattern, counted and previewed before anything changes.
 
 :func:`find_matches` never edits the dataset; it returns what a replacement would do, and
-:meth:`FindResult.changes` hands the new cell texts to ``Dataset.set_fields`` (through the undo stack).
+:meth:`FindResult.changes` hands the new cell texts to ``Dataset.set_fields`` (through the undo stack),
+:meth:`FindResult.row_changes` the new conversation rows to ``Dataset.set_rows``.
+
+In a conversation every turn is searched: "prompt" stands for its user and tool turns, "completion" for its
+assistant turns (their text and the arguments of their tool calls), "system" for its system prompt. A
+replacement that would turn a call's JSON arguments into text that is not JSON leaves that call as it is.
 
 Behaviour worth knowing:
 
@@ -16,11 +21,13 @@ Behaviour worth knowing:
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from loradesk.core.dataset import FIELDS, Example
+from loradesk.core.dataset import FIELDS, CompactRow, Example, expand_rows
 
 Progress = Callable[[str, "float | None"], None]
 
@@ -125,13 +132,28 @@ def _error_text(what: str, exc: re.error) -> str:
 
 @dataclass
 class Match:
-    """One cell with ``count`` matches: its text now (``before``) and after replacing them all."""
+    """One cell with ``count`` matches: its text now (``before``) and after replacing them all.
+
+    In a conversation, ``turn`` is the turn's index (``None``: the system prompt) and ``call`` the index of
+    the tool call whose arguments matched (``None``: the turn's text); ``role`` is the turn's role.
+    """
 
     row: int
     field: str
     count: int
     before: str
     after: str
+    turn: int | None = None
+    call: int | None = None
+    role: str = ""
+
+    @property
+    def where(self) -> str:
+        """Where the text is, for people: ``Prompt``, ``Turn 3 (assistant)``, ``Turn 2 call 1 (assistant)``."""
+        if self.turn is None:
+            return self.field.capitalize()
+        call = f" call {self.call + 1}" if self.call is not None else ""
+        return f"Turn {self.turn + 1}{call} ({self.role})"
 
 
 @dataclass
@@ -142,7 +164,9 @@ class FindResult:
     cells: list[Match] = field(default_factory=list)
     rows: list[int] = field(default_factory=list)  # rows with at least one match, ascending
     cell_count: int = 0  # matching cells, including those beyond ``cells``
+    turn_cells_changed: int = 0  # cells of conversations the replacement changes
     _changes: list[tuple[int, str, str]] = field(default_factory=list, repr=False)
+    _row_changes: list[tuple[int, Example]] = field(default_factory=list, repr=False)
 
     @property
     def more(self) -> int:
@@ -152,15 +176,21 @@ class FindResult:
     @property
     def change_count(self) -> int:
         """Cells the replacement changes (a match replaced by the same text changes nothing)."""
-        return len(self._changes)
+        return len(self._changes) + self.turn_cells_changed
 
     def changes(self) -> list[tuple[int, str, str]]:
-        """``(row, field, new text)`` for every cell the replacement changes (for ``Dataset.set_fields``)."""
+        """``(row, field, new text)`` for every pair cell the replacement changes (for ``Dataset.set_fields``)."""
         return list(self._changes)
 
-    def with_changes(self, changes: list[tuple[int, str, str]]) -> FindResult:
-        """This result holding ``changes`` (as :func:`search_records` hands them apart)."""
-        self._changes = changes
+    def row_changes(self) -> list[tuple[int, Example]]:
+        """``(row, new row)`` for every conversation the replacement changes (for ``Dataset.set_rows``)."""
+        return list(self._row_changes)
+
+    def with_changes(self, changes: Sequence[tuple[int, str, str] | tuple[int, Example]]) -> FindResult:
+        """This result holding ``changes``, cell and row changes in one list (as :func:`search_records` hands
+        them apart)."""
+        self._changes = [c for c in changes if len(c) == 3]  # type: ignore[misc]
+        self._row_changes = [c for c in changes if len(c) == 2]  # type: ignore[misc]
         return self
 
 
@@ -181,6 +211,9 @@ def find_matches(rows: Sequence[Example], spec: FindSpec, limit_preview: int | N
     for i, row in enumerate(rows):
         if progress is not None and i % 5000 == 0 and i:
             progress(f"Searching… {i:,} of {total:,} rows", i / total)
+        if row.turns:
+            _find_in_conversation(i, row, fields, subn, repl, result, limit_preview)
+            continue
         hit = False
         for name in fields:
             before = getattr(row, name)
@@ -201,16 +234,92 @@ def find_matches(rows: Sequence[Example], spec: FindSpec, limit_preview: int | N
     return result
 
 
-def search_records(records: Sequence[tuple[str, str, str]], spec: FindSpec, limit_preview: int | None = None
-                   ) -> tuple[tuple[FindResult, list[list[tuple[str, str]]]], list[tuple[int, str, str]]]:
-    """:func:`find_matches` over rows given as ``(system, prompt, completion)`` tuples, as ``((result,
-    previews), changes)``: the :func:`preview_segments` of the previewed cells, and the result's changes
-    apart from it (every changed cell's new text: the long part; :meth:`FindResult.with_changes` puts them
-    back). What the worker process answers a search with."""
-    rows = [Example(prompt, completion, system) for system, prompt, completion in records]
-    result = find_matches(rows, spec, limit_preview)
+def _find_in_conversation(i: int, row: Example, fields: Sequence[str], subn: Callable[..., tuple[str, int]],
+                          repl: str | Callable[[re.Match[str]], str], result: FindResult,
+                          limit_preview: int | None) -> None:
+    """:func:`find_matches` for conversation ``row`` (number ``i``): its system prompt and every turn."""
+    cells: list[Match] = []
+    system = row.system
+    if "system" in fields and system:
+        after, n = subn(repl, system)
+        if n:
+            cells.append(Match(i, "system", n, system, after))
+            system = after
+    turns = list(row.turns)
+    for t, turn in enumerate(row.turns):
+        name = "completion" if turn.role == "assistant" else "prompt"
+        if name not in fields:
+            continue
+        if turn.content:
+            after, n = subn(repl, turn.content)
+            if n:
+                cells.append(Match(i, name, n, turn.content, after, t, None, turn.role))
+                turns[t] = dataclasses.replace(turns[t], content=after)
+        calls = list(turn.tool_calls)
+        for c, call in enumerate(turn.tool_calls):
+            after, n = subn(repl, call.arguments)
+            if n:
+                if after != call.arguments and not _still_json(call.arguments, after):
+                    after = call.arguments  # a replacement must not break the call
+                cells.append(Match(i, name, n, call.arguments, after, t, c, turn.role))
+                calls[c] = dataclasses.replace(call, arguments=after)
+        if calls != list(turn.tool_calls):
+            turns[t] = dataclasses.replace(turns[t], tool_calls=tuple(calls))
+    if not cells:
+        return
+    result.rows.append(i)
+    for cell in cells:
+        result.matches += cell.count
+        result.cell_count += 1
+        if limit_preview is None or len(result.cells) < limit_preview:
+            result.cells.append(cell)
+    changed = sum(1 for cell in cells if cell.after != cell.before)
+    if changed:
+        result.turn_cells_changed += changed
+        result._row_changes.append((i, Example.conversation(turns, system, row.split, row.tools)))
+
+
+def _still_json(before: str, after: str) -> bool:
+    """False when ``before`` was JSON and ``after`` is not."""
+    try:
+        json.loads(after)
+    except json.JSONDecodeError:
+        try:
+            json.loads(before)
+        except json.JSONDecodeError:
+            return True
+        return False
+    return True
+
+
+def apply_cells(row: Example, cells: Sequence[Match]) -> Example:
+    """Conversation ``row`` with the replacements of some of its matched ``cells`` (Replace Selected)."""
+    system, turns = row.system, list(row.turns)
+    for cell in cells:
+        if cell.turn is None:
+            system = cell.after
+        elif cell.call is None:
+            turns[cell.turn] = dataclasses.replace(turns[cell.turn], content=cell.after)
+        else:
+            calls = list(turns[cell.turn].tool_calls)
+            calls[cell.call] = dataclasses.replace(calls[cell.call], arguments=cell.after)
+            turns[cell.turn] = dataclasses.replace(turns[cell.turn], tool_calls=tuple(calls))
+    return Example.conversation(turns, system, row.split, row.tools)
+
+
+Change = tuple[int, str, str] | tuple[int, Example]
+
+
+def search_records(records: Sequence[CompactRow], spec: FindSpec, limit_preview: int | None = None
+                   ) -> tuple[tuple[FindResult, list[list[tuple[str, str]]]], list[Change]]:
+    """:func:`find_matches` over rows in their compact form (:func:`~loradesk.core.dataset.compact_row`), as
+    ``((result, previews), changes)``: the :func:`preview_segments` of the previewed cells, and the result's
+    cell and row changes apart from it (the long part; :meth:`FindResult.with_changes` puts them back).
+    What the worker process answers a search with."""
+    result = find_matches(expand_rows(records), spec, limit_preview)
     pattern = spec.compile()
-    changes, result._changes = result._changes, []
+    changes: list[Change] = [*result._changes, *result._row_changes]
+    result._changes, result._row_changes = [], []
     return (result, [preview_segments(cell.before, spec, pattern=pattern) for cell in result.cells]), changes
 
 

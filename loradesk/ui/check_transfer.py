@@ -13,10 +13,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from loradesk.core.checks import CheckResult, Fix, check_records
+from loradesk.core.dataset import CompactRow
 
 #: A result's head: key, title, severity, message, how many rows and notes, and per fix its label,
-#: description, how many rows it removes and cells it changes, and its max length.
-Head = tuple[str, str, str, str, int, int, tuple[tuple[str, str, int, int, int | None], ...]]
+#: description, how many rows it removes, cells it changes and rows it rewrites, and its max length.
+Head = tuple[str, str, str, str, int, int, tuple[tuple[str, str, int, int, int, int | None], ...]]
 
 
 def known_counts(in_order: Any) -> list[int | None]:
@@ -30,7 +31,7 @@ def split_results(results: Sequence[CheckResult]) -> tuple[list[Head], list[Any]
     heads: list[Head] = []
     items: list[Any] = []
     for result in results:
-        fixes = tuple((f.label, f.description, len(f.remove_rows), len(f.changes), f.max_length)
+        fixes = tuple((f.label, f.description, len(f.remove_rows), len(f.changes), len(f.rows), f.max_length)
                       for f in result.fixes)
         heads.append((result.key, result.title, result.severity, result.message, len(result.rows),
                       len(result.notes), fixes))
@@ -39,6 +40,7 @@ def split_results(results: Sequence[CheckResult]) -> tuple[list[Head], list[Any]
         for fix in result.fixes:
             items += fix.remove_rows
             items += fix.changes
+            items += fix.rows
     return heads, items
 
 
@@ -54,20 +56,20 @@ def join_results(heads: Sequence[Head], items: Sequence[Any]) -> list[CheckResul
 
     for key, title, severity, message, rows, notes, fix_heads in heads:
         row_items, note_items = take(rows), take(notes)
-        fixes = tuple(Fix(label, description, take(removed), take(changed), max_length)
-                      for label, description, removed, changed, max_length in fix_heads)
+        fixes = tuple(Fix(label, description, take(removed), take(changed), max_length, take(rewritten))
+                      for label, description, removed, changed, rewritten, max_length in fix_heads)
         out.append(CheckResult(key, title, severity, message, row_items, fixes, note_items))
     return out
 
 
-def check_counted_records(records: list[tuple[str, str, str]], in_order: Any,
+def check_counted_records(records: list[CompactRow], in_order: Any,
                           max_length: int) -> tuple[list[Head], list[Any]]:
     """:func:`loradesk.core.checks.check_records` with every row's token count in ``in_order``, split for the
     way back (runs in the worker process)."""
     return split_results(check_records(records, known_counts(in_order), max_length))
 
 
-def check_records_split(records: list[tuple[str, str, str]], token_counts: Sequence[int | None] | None,
+def check_records_split(records: list[CompactRow], token_counts: Sequence[int | None] | None,
                         max_length: int | None) -> tuple[list[Head], list[Any]]:
     """:func:`loradesk.core.checks.check_records`, split for the way back (runs in the worker process)."""
     return split_results(check_records(records, token_counts, max_length))

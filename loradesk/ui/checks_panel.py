@@ -44,13 +44,13 @@ from PySide6.QtWidgets import (
 )
 
 from loradesk.core.checks import CheckResult, Fix, run_checks
-from loradesk.core.dataset import DatasetEvent, Example
+from loradesk.core.dataset import DatasetEvent, Example, compact_row
 from loradesk.core.project import ConfigChanged, Project, ProjectEvent, ProjectLoaded
 from loradesk.core.wording import plural
 from loradesk.ui.check_transfer import check_counted_records, check_records_split, join_results, known_counts
 from loradesk.ui.jobs import Jobs, TaskState
-from loradesk.ui.undo import ConfigCommand, RemoveRowsCommand, SetFieldsCommand
-from loradesk.ui.worker_process import ROWS_CHANNEL, row_record
+from loradesk.ui.undo import ConfigCommand, RemoveRowsCommand, push_edits
+from loradesk.ui.worker_process import ROWS_CHANNEL
 
 TokenLookup = Callable[[Example], int | None]
 #: Every row's token count in row order (-1: unknown), or None when that is not ready (then ``lookup`` serves).
@@ -74,7 +74,7 @@ def check_job(rows: Sequence[Example], lookup: TokenLookup | None, max_length: i
     if in_order is not None and lookup is not None:  # no pass over the rows in the window's process
         if not in_process:
             return run_checks(rows, known_counts(in_order), max_length)
-        uploaded = state.upload(rows, row_record, channel=ROWS_CHANNEL)
+        uploaded = state.upload(rows, compact_row, channel=ROWS_CHANNEL)
         return join_results(*state.in_process_parts(check_counted_records, uploaded, in_order, max_length))
     counts: list[int | None] | None = None
     if lookup is not None:
@@ -84,7 +84,7 @@ def check_job(rows: Sequence[Example], lookup: TokenLookup | None, max_length: i
             counts.extend(lookup(row) for row in rows[start:start + LOOKUP_CHUNK])
     if not in_process:
         return run_checks(rows, counts, max_length if counts is not None else None)
-    uploaded = state.upload(rows, row_record, channel=ROWS_CHANNEL)
+    uploaded = state.upload(rows, compact_row, channel=ROWS_CHANNEL)
     return join_results(*state.in_process_parts(check_records_split, uploaded, counts,
                                                  max_length if counts is not None else None))
 
@@ -543,8 +543,7 @@ class ChecksPanel(QWidget):
         project, dataset = self.project, self.project.dataset
         self.undo_stack.beginMacro(fix.label)
         try:
-            if fix.changes:
-                self.undo_stack.push(SetFieldsCommand(dataset, fix.changes, fix.label))
+            push_edits(self.undo_stack, dataset, fix.changes, fix.rows, fix.label)
             if fix.remove_rows:
                 self.undo_stack.push(RemoveRowsCommand(dataset, fix.remove_rows))
             if fix.max_length is not None:

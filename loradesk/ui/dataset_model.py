@@ -11,7 +11,7 @@ Edits from the view go through a ``QUndoStack`` (:mod:`loradesk.ui.undo`), so ev
 from __future__ import annotations
 
 import bisect
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -47,8 +47,9 @@ from loradesk.core.dataset import (
     draw_split,
 )
 from loradesk.core.tokenize import count_text
-from loradesk.ui.row_lengths import RowLengths
-from loradesk.ui.text_filter import TextFilter
+from loradesk.ui.row_lengths import RowLengths, token_key
+from loradesk.ui.text_filter import TextFilter, row_text
+from loradesk.ui.turn_summary import conversation_cell
 from loradesk.ui.undo import EditCellCommand, InsertRowsCommand, RemoveRowsCommand, ReplaceAllCommand, row_runs
 
 PROMPT, COMPLETION, SPLIT, TOKENS, STATUS = range(5)
@@ -64,12 +65,8 @@ _EDITABLE = _READ_ONLY | Qt.ItemFlag.ItemIsEditable
 _PROBLEM_CACHE_ROWS = 4096
 
 Index = QModelIndex | QPersistentModelIndex
-TokenKey = tuple[str, str, str]
-
-
-def token_key(example: Example) -> TokenKey:
-    """What a token count depends on (besides the tokenizer): the row's texts."""
-    return (example.system, example.prompt, example.completion)
+#: A row's key in the token counts: :func:`~loradesk.ui.row_lengths.token_key`.
+TokenKey = Hashable
 
 
 def _dot(colour: str) -> QIcon:
@@ -222,6 +219,8 @@ class DatasetTableModel(QAbstractTableModel):
 
     @staticmethod
     def _text_data(example: Example, field: str, role: int) -> Any:
+        if example.turns:
+            return conversation_cell(example, field, role)
         text: str = getattr(example, field)
         if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.EditRole):
             return text
@@ -418,7 +417,8 @@ class DatasetTableModel(QAbstractTableModel):
     def rows_without_token_count(self) -> list[Example]:
         """Distinct rows whose token count is not known yet."""
         tokens = self._tokens
-        missing = {key: r for r in self._dataset.rows if (key := (r.system, r.prompt, r.completion)) not in tokens}
+        missing = {key: r for r in self._dataset.rows
+                   if (key := (r.system, r.prompt, r.completion) if not r.turns else token_key(r)) not in tokens}
         return list(missing.values())
 
     @Slot()
@@ -596,8 +596,7 @@ class DatasetFilterProxy(QAbstractProxyModel):
 
     def _text_of(self, row: int) -> str:
         model = self._dataset_model()
-        example = model.dataset[row] if model is not None else Example("", "")
-        return f"{example.prompt}\0{example.completion}".casefold()
+        return row_text(model.dataset[row]) if model is not None else ""
 
     def _accepts(self, model: DatasetTableModel, row: int) -> bool:
         if self._problems_only and not model.has_problem(row):

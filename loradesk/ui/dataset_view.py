@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import QItemSelection, QItemSelectionModel, QModelIndex, Qt, QTimer, Slot
+from PySide6.QtCore import (
+    QEvent,
+    QItemSelection,
+    QItemSelectionModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    QSize,
+    Qt,
+    QTimer,
+    Signal,
+    Slot,
+)
+from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView, QWidget
 
 from loradesk.ui.dataset_model import (
@@ -26,7 +38,14 @@ FIT_ROWS_LIMIT = 300  # fitting costs ~0.2 ms a row on the GUI thread: keep one 
 
 
 class DatasetTableView(QTableView):
-    """The table of the Dataset tab over ``proxy`` (which filters ``model``); rows are selected whole."""
+    """The table of the Dataset tab over ``proxy`` (which filters ``model``); rows are selected whole.
+
+    A pair's prompt and completion are edited in place. A conversation's are not: double-clicking them,
+    F2, or Enter anywhere on the row asks for the conversation editor (:attr:`conversation_requested`).
+    """
+
+    #: The dataset row of a conversation the user wants to edit.
+    conversation_requested = Signal(int)
 
     def __init__(self, model: DatasetTableModel, proxy: DatasetFilterProxy, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -44,6 +63,7 @@ class DatasetTableView(QTableView):
         self.setAlternatingRowColors(True)
         self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
         self.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
+        self.setIconSize(QSize(120, 24))  # room for a conversation's "6 turns · 2 calls" badge (icons keep their size)
         self._build_headers()
         self._fit_timer = QTimer(self)
         self._fit_timer.setSingleShot(True)
@@ -110,6 +130,37 @@ class DatasetTableView(QTableView):
     def shows_row(self, row: int) -> bool:
         """Whether dataset row ``row`` passes the filter (is in the table)."""
         return self.proxy.mapFromSource(self.source_model.index(row, PROMPT)).isValid()
+
+    # --- conversations ---------------------------------------------------------------------------------
+    def conversation_at(self, index: QModelIndex | QPersistentModelIndex) -> int | None:
+        """The dataset row at view ``index`` when it is a conversation."""
+        source = self.proxy.mapToSource(index)
+        if not source.isValid():
+            return None
+        row = source.row()
+        return row if self.source_model.dataset[row].turns else None
+
+    def edit(self, index: QModelIndex | QPersistentModelIndex,
+             trigger: QAbstractItemView.EditTrigger = QAbstractItemView.EditTrigger.AllEditTriggers,
+             event: QEvent | None = None) -> bool:
+        """Edit a cell in place, except a conversation's text: that opens the conversation editor."""
+        wanted = trigger == QAbstractItemView.EditTrigger.AllEditTriggers or bool(self.editTriggers() & trigger)
+        if wanted and index.column() in (PROMPT, COMPLETION):
+            row = self.conversation_at(index)
+            if row is not None:
+                self.conversation_requested.emit(row)
+                return True
+        return super().edit(index, trigger, event)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        if (event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and self.state() != self.State.EditingState
+                and not event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier):
+            row = self.conversation_at(self.currentIndex())
+            if row is not None:
+                self.conversation_requested.emit(row)
+                event.accept()
+                return
+        super().keyPressEvent(event)
 
     # --- row heights -----------------------------------------------------------------------------------
     @Slot()

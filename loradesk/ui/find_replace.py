@@ -57,21 +57,22 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from loradesk.core.dataset import FIELDS, Dataset, DatasetEvent, Example
+from loradesk.core.dataset import FIELDS, Dataset, DatasetEvent, Example, compact_row
 from loradesk.core.find_replace import (
     NEW,
     OLD,
     FindResult,
     FindSpec,
     Match,
+    apply_cells,
     find_matches,
     preview_segments,
     search_records,
 )
 from loradesk.core.wording import plural
 from loradesk.ui.jobs import Jobs, TaskState
-from loradesk.ui.undo import SetFieldsCommand
-from loradesk.ui.worker_process import ROWS_CHANNEL, row_record
+from loradesk.ui.undo import push_edits
+from loradesk.ui.worker_process import ROWS_CHANNEL
 
 Index = QModelIndex | QPersistentModelIndex
 
@@ -83,6 +84,12 @@ _FIND_STYLE = "background-color:#fbe7a1; color:#4d3b00;"  # a match the replacem
 _NEW_STYLE = "background-color:#cdeecb; color:#12501a; font-weight:600;"
 _ERROR_STYLE = "color:#d64545;"
 
+
+
+FIELD_TIPS = {"prompt": "Find and replace in the prompt column, and in the user and tool turns of conversations",
+              "completion": "Find and replace in the completion column, and in the assistant turns of "
+                            "conversations (their text and tool-call arguments)",
+              "system": "Find and replace in the system prompts"}
 
 
 def _quote(text: str, limit: int = 30) -> str:
@@ -109,7 +116,7 @@ def search(rows: Sequence[Example], spec: FindSpec, limit: int = PREVIEW_LIMIT) 
 def search_in_process(rows: Sequence[Example], spec: FindSpec, limit: int = PREVIEW_LIMIT, *,
                       state: TaskState) -> SearchOutcome:
     """:func:`search` in the worker process (a job: the rows go over in chunks, the changed ones only)."""
-    uploaded = state.upload(rows, row_record, channel=ROWS_CHANNEL)
+    uploaded = state.upload(rows, compact_row, channel=ROWS_CHANNEL)
     (result, previews), changes = state.in_process_parts(search_records, uploaded, spec, limit)
     return SearchOutcome(spec, result.with_changes(changes), previews)
 
@@ -204,7 +211,7 @@ class PreviewModel(QAbstractTableModel):
             cell = self._cells[row]
             if column == self.ROW:
                 return str(cell.row + 1)
-            return cell.field.capitalize() if column == self.FIELD else self._plain[row]
+            return cell.where if column == self.FIELD else self._plain[row]
         if role == _HTML:
             return self._html[row] if column == self.CHANGE else None
         if role == _ALIGN:
@@ -231,7 +238,8 @@ def _tooltip(cell: Match, limit: int = 600) -> str:
         return html.escape(text if len(text) <= limit else text[:limit] + "…").replace("\n", "<br>")
 
     matches = plural(cell.count, "match", "matches")
-    return (f"<b>Row {cell.row + 1}, {cell.field}</b> · {matches}<br><br><b>Before</b><br>{cut(cell.before)}"
+    where = cell.where if cell.turn is not None else cell.field
+    return (f"<b>Row {cell.row + 1}, {where}</b> · {matches}<br><br><b>Before</b><br>{cut(cell.before)}"
             f"<br><br><b>After</b><br>{cut(cell.after)}<br><br><i>Double-click to show the row</i>")
 
 
@@ -426,7 +434,7 @@ class FindReplaceDialog(QDialog):
         for name in FIELDS:
             box = QCheckBox(name.capitalize())
             box.setChecked(True)
-            box.setToolTip(f"Find and replace in the {name} column")
+            box.setToolTip(FIELD_TIPS[name])
             self.field_boxes[name] = box
             fields.addWidget(box)
         fields.addStretch(1)
@@ -563,12 +571,12 @@ class FindReplaceDialog(QDialog):
         outcome = self._current()
         if outcome is None:
             return
-        changes = outcome.result.changes()
-        if not changes:
+        changes, row_changes = outcome.result.changes(), outcome.result.row_changes()
+        if not changes and not row_changes:
             return
         spec, result = outcome.spec, outcome.result
-        self.undo_stack.push(SetFieldsCommand(self.dataset, changes, f"{self._action(spec)} ({result.matches:,})"))
-        rows = len({row for row, _, _ in changes})
+        push_edits(self.undo_stack, self.dataset, changes, row_changes, f"{self._action(spec)} ({result.matches:,})")
+        rows = len({row for row, _, _ in changes}) + len(row_changes)
         self._show_status(f"Replaced {plural(result.matches, 'match', 'matches')} in {plural(rows, 'row')}. "
                           "Undo (Ctrl+Z) brings them back.")
 
@@ -585,8 +593,13 @@ class FindReplaceDialog(QDialog):
         cells.sort(key=lambda c: (c.row, FIELDS.index(c.field)))
         where = f"in row {cells[0].row + 1}" if len(cells) == 1 else f"in {len(cells)} cells"
         matches = sum(c.count for c in cells)
-        self.undo_stack.push(SetFieldsCommand(self.dataset, [(c.row, c.field, c.after) for c in cells],
-                                              f"{self._action(outcome.spec)} {where} ({matches:,})"))
+        in_turns: dict[int, list[Match]] = {}
+        for c in cells:
+            if self.dataset[c.row].turns:
+                in_turns.setdefault(c.row, []).append(c)
+        push_edits(self.undo_stack, self.dataset, [(c.row, c.field, c.after) for c in cells if c.row not in in_turns],
+                   [(row, apply_cells(self.dataset[row], found)) for row, found in in_turns.items()],
+                   f"{self._action(outcome.spec)} {where} ({matches:,})")
         self._show_status(f"Replaced {plural(matches, 'match', 'matches')} {where}.")
 
     # --- events ----------------------------------------------------------------------------------------
@@ -651,6 +664,9 @@ class FindReplaceDialog(QDialog):
         self.more_label.setVisible(more > 0)
         self._show_message(message, hint=hint, error=error)
         self._fit_row_column(outcome.result.cells[-1].row + 1 if outcome.result.cells else 1)
+        widest = "Turn 10 (assistant)" if any(c.turn is not None for c in outcome.result.cells) else "Completion"
+        self.preview.horizontalHeader().resizeSection(
+            PreviewModel.FIELD, self.preview.fontMetrics().horizontalAdvance(widest) + 16)
         self.empty_label.setText(_empty_text(outcome.spec, error))
         self.preview_stack.setCurrentWidget(self.preview if outcome.result.cells else self.empty_label)
         self._update_buttons()

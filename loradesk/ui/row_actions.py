@@ -13,7 +13,7 @@ from PySide6.QtWidgets import QPushButton
 from loradesk.core.dataset import Example
 from loradesk.core.wording import plural
 from loradesk.ui.dataset_model import PROMPT
-from loradesk.ui.undo import InsertRowsCommand, SetFieldsCommand, row_runs
+from loradesk.ui.undo import InsertRowsCommand, SetFieldsCommand, SetRowsCommand, row_runs
 
 if TYPE_CHECKING:
     from loradesk.ui.dataset_tab import DatasetTab
@@ -51,7 +51,7 @@ class RowActions(QObject):
         self.act_find = self._action("&Find…", toolbar.focus_filter, [QKeySequence(QKeySequence.StandardKey.Find)],
                                      "Filter the rows by text", local=False)
         keys = self.act_find.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
-        toolbar.filter_edit.setPlaceholderText(f"Filter prompts and completions ({keys})")
+        toolbar.filter_edit.setPlaceholderText(f"Filter rows by their text, every turn included ({keys})")
         self.act_replace = self._action("Find and &Replace…", self.show_find_replace, [QKeySequence("Ctrl+H")],
                                         "Replace text in every row (one undoable step)", local=False)
         separator = QAction(tab)
@@ -64,8 +64,23 @@ class RowActions(QObject):
                                            [QKeySequence("Ctrl+Shift+T")], "Always train on the selected rows")
         self.act_mark_auto = self._action("&Draw Split at Random", lambda: self.mark_split("auto"), [],
                                           "Let the validation share in Settings decide for the selected rows")
+        self._conversation_actions(tab)
         tab.view.selectionModel().selectionChanged.connect(self.update_enabled)
         self.update_enabled()
+
+    def _conversation_actions(self, tab: DatasetTab) -> None:
+        separator = QAction(tab)
+        separator.setSeparator(True)
+        tab.view.addAction(separator)
+        self.act_edit_conversation = self._action(
+            "Edit &Conversation…", self.edit_conversation, [],
+            "Edit the current row turn by turn (on a conversation, Enter or a double-click does too); a "
+            "prompt/completion row becomes a conversation when its edit is kept")
+        self.act_convert = self._action("Con&vert to Conversation", self.convert_to_conversations, [],
+                                        "Turn the selected prompt/completion rows into two-turn conversations "
+                                        "that can be extended with more turns and tool calls")
+        tab.view.conversation_requested.connect(self.edit_conversation)
+        self.conversation_editor: Any = None  # the open editor, if any
 
     def _action(self, text: str, slot: Callable[[], None], keys: list[QKeySequence], tip: str,
                 button: QPushButton | None = None, local: bool = True) -> QAction:
@@ -88,6 +103,8 @@ class RowActions(QObject):
         has_selection = self.tab.view.selectionModel().hasSelection()
         self.act_duplicate.setEnabled(has_selection)
         self.act_delete.setEnabled(has_selection)
+        self.act_convert.setEnabled(has_selection)
+        self.act_edit_conversation.setEnabled(has_selection)
 
     # --- the actions -----------------------------------------------------------------------------------
     @Slot()
@@ -137,6 +154,29 @@ class RowActions(QObject):
         if changes:
             text = f"Mark {plural(len(changes), 'row')} {SPLIT_WORDING[split]}"
             self.tab.undo_stack.push(SetFieldsCommand(dataset, changes, text))
+
+    @Slot()
+    @Slot(int)
+    def edit_conversation(self, row: int | None = None) -> None:
+        """Open the conversation editor on ``row`` (the current row by default)."""
+        from loradesk.ui.conversation_editor import open_editor
+
+        tab = self.tab
+        row = tab.view.current_row() if row is None else row
+        if row is not None:
+            self.conversation_editor = open_editor(tab, tab.project.dataset, tab.undo_stack, row)
+
+    @Slot()
+    def convert_to_conversations(self) -> None:
+        """Turn the selected pairs into two-turn conversations (one undo step)."""
+        from loradesk.ui.conversation_editor import as_conversation
+
+        dataset = self.tab.project.dataset
+        changes = [(r, as_conversation(dataset[r])) for r in self.tab.view.selected_rows() if not dataset[r].turns]
+        if changes:
+            self.tab.undo_stack.push(SetRowsCommand(dataset, changes,
+                                                    f"Convert {plural(len(changes), 'row')} to conversations"))
+            self.update_enabled()
 
     @Slot()
     def show_find_replace(self) -> None:

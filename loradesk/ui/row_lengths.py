@@ -12,11 +12,19 @@ over the event loop.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 
 import numpy as np
 
-from loradesk.core.dataset import Dataset, DatasetEvent, DatasetReset, RowsChanged, RowsInserted, RowsRemoved
+from loradesk.core.dataset import (
+    Dataset,
+    DatasetEvent,
+    DatasetReset,
+    Example,
+    RowsChanged,
+    RowsInserted,
+    RowsRemoved,
+)
 
 #: Rows read per :meth:`RowLengths.fill` call when every row is read again (a few milliseconds).
 FILL_SLICE = 5_000
@@ -24,15 +32,23 @@ FILL_SLICE = 5_000
 UNKNOWN = -1
 
 
+def token_key(example: Example) -> Hashable:
+    """What a row's token count depends on (besides the tokenizer): a pair's texts, a conversation's
+    system prompt, tools and turns (two conversations that share their first and last message differ)."""
+    if example.turns:
+        return (example.system, example.tools, example.turns)
+    return (example.system, example.prompt, example.completion)
+
+
 class RowLengths:
     """The token count of each row of ``dataset`` as ``tokens`` knows it (keyed by
-    :func:`~loradesk.ui.dataset_model.token_key`; :data:`UNKNOWN` for a row it does not know).
+    :func:`token_key`; :data:`UNKNOWN` for a row it does not know).
 
     Follow the rows with :meth:`apply`; after :meth:`refill` (the counts changed for any row) call
     :meth:`fill` until it returns True. While a refill is under way, rows not read yet count as unknown.
     """
 
-    def __init__(self, dataset: Dataset, tokens: Mapping[tuple[str, str, str], int]) -> None:
+    def __init__(self, dataset: Dataset, tokens: Mapping[Hashable, int]) -> None:
         self._dataset = dataset
         self._tokens = tokens  # read, never changed here: the owner changes it and calls refill()
         self._counts = np.full(len(dataset), UNKNOWN, dtype=np.int64)
@@ -94,7 +110,7 @@ class RowLengths:
         get, dataset = self._tokens.get, self._dataset
         rows = ([dataset[i] for i in range(start, stop)] if stop - start < 100  # an edit: no walk to the row
                 else itertools.islice(iter(dataset), start, stop))
-        return [get((r.system, r.prompt, r.completion), UNKNOWN) for r in rows]
+        return [get((r.system, r.prompt, r.completion) if not r.turns else token_key(r), UNKNOWN) for r in rows]
 
     # --- answers -------------------------------------------------------------------------------------------
     def counts(self) -> np.ndarray:

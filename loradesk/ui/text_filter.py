@@ -10,10 +10,20 @@ from __future__ import annotations
 from array import array
 from collections.abc import Callable, Iterable, Sequence
 
+from loradesk.core.dataset import Example
+
 #: Remembered filters (each costs 4 bytes a matching row): a typed word and its prefixes, and the previous one.
 MEMO_SIZE = 16
 #: Rows whose text is cached at once when they change; a bigger change is cached lazily (see :meth:`fill`).
 EAGER_LIMIT = 1000
+
+
+def row_text(row: Example) -> str:
+    """What the filter searches in a row, casefolded: its prompt and completion, or for a conversation every
+    text it has (system prompt, tools, each turn and tool call)."""
+    if row.turns:
+        return "\0".join(row.texts()).casefold()
+    return f"{row.prompt}\0{row.completion}".casefold()
 
 
 class TextFilter:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from PySide6.QtGui import QUndoCommand
+from PySide6.QtGui import QUndoCommand, QUndoStack
 
 from loradesk.core.config import RunConfig
 from loradesk.core.dataset import Dataset, Example
@@ -114,6 +114,37 @@ class SetFieldsCommand(QUndoCommand):
 
     def undo(self) -> None:
         self._dataset.set_fields(list(reversed(self._old)))
+
+
+class SetRowsCommand(QUndoCommand):
+    """Replace whole rows ``(row, new Example)`` in one step: a conversation's edited turns, a replacement
+    inside turns. Undo puts the old rows back."""
+
+    def __init__(self, dataset: Dataset, changes: Sequence[tuple[int, Example]], text: str) -> None:
+        super().__init__(text)
+        self._dataset = dataset
+        self._new = list(changes)
+        self._old = [(i, dataset[i]) for i, _ in self._new]
+
+    def redo(self) -> None:
+        self._dataset.set_rows(self._new)
+
+    def undo(self) -> None:
+        self._dataset.set_rows(self._old)
+
+
+def push_edits(stack: QUndoStack, dataset: Dataset, changes: Sequence[tuple[int, str, str]],
+               row_changes: Sequence[tuple[int, Example]], text: str) -> None:
+    """Push cell changes (of pairs) and whole-row changes (of conversations) as one undo step named ``text``."""
+    if changes and row_changes:
+        stack.beginMacro(text)
+        stack.push(SetFieldsCommand(dataset, changes, text))
+        stack.push(SetRowsCommand(dataset, row_changes, text))
+        stack.endMacro()
+    elif row_changes:
+        stack.push(SetRowsCommand(dataset, row_changes, text))
+    elif changes:
+        stack.push(SetFieldsCommand(dataset, changes, text))
 
 
 class ReplaceAllCommand(QUndoCommand):

@@ -82,6 +82,7 @@ def add_menus(window: MainWindow) -> QMenu:
     edit.addSeparator()
     tab = w.dataset_tab
     edit.addActions([tab.act_add, tab.act_duplicate, tab.act_delete])
+    edit.addActions([tab.row_actions.act_edit_conversation, tab.row_actions.act_convert])
     edit.addSeparator()
     edit.addActions([tab.act_find, tab.act_replace])
     split = edit.addMenu("S&plit")

@@ -152,7 +152,8 @@ def call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], 
             forget(channel)
 
 
-#: The channel dataset rows are uploaded on (by checks, counts and searches alike, all as :func:`row_record`).
+#: The channel dataset rows are uploaded on (by checks and searches alike, all as
+#: :func:`loradesk.core.dataset.compact_row`: conversations keep their turns).
 ROWS_CHANNEL = "dataset-rows"
 
 

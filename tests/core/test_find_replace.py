@@ -6,8 +6,18 @@ from pathlib import Path
 
 import pytest
 
-from loradesk.core.dataset import Dataset, Example
-from loradesk.core.find_replace import NEW, OLD, TEXT, FindSpec, find_matches, preview_segments, search_records
+from loradesk.core.conversation import ToolCall, Turn
+from loradesk.core.dataset import Dataset, Example, compact_row
+from loradesk.core.find_replace import (
+    NEW,
+    OLD,
+    TEXT,
+    FindSpec,
+    apply_cells,
+    find_matches,
+    preview_segments,
+    search_records,
+)
 from loradesk.core.formats import read_dataset
 
 ROWS = [
@@ -183,3 +193,69 @@ def test_search_records_answers_as_find_matches_with_the_previews() -> None:
     assert result.changes() == [] and changes == expected.changes()  # handed apart: the long part
     assert result.with_changes(changes) == expected and len(result.cells) == 2 and result.matches > 2
     assert previews == [preview_segments(cell.before, spec) for cell in expected.cells]
+
+
+def weather_chat() -> Example:
+    return Example.conversation([
+        Turn("user", "Is it raining in Oslo?"),
+        Turn("assistant", "", (ToolCall("get_weather", '{"city": "Oslo"}', "c1"),)),
+        Turn("tool", '{"sky": "rain over Oslo"}', name="get_weather", tool_call_id="c1"),
+        Turn("user", "And in Bergen?"),
+        Turn("assistant", "Oslo has rain; Bergen too."),
+    ], system="You report the weather in Oslo.", split="validation", tools='[{"type":"function"}]')
+
+
+def test_every_turn_of_a_conversation_is_searched_and_replaced_as_a_new_row() -> None:
+    rows = [Example("Oslo?", "Oslo."), weather_chat()]
+    result = find_matches(rows, FindSpec("oslo", "Tromsø", preserve_case=True))
+    assert result.rows == [0, 1] and result.matches == 2 + 5
+    places = [(c.row, c.where) for c in result.cells]
+    assert places == [(0, "Prompt"), (0, "Completion"), (1, "System"), (1, "Turn 1 (user)"),
+                      (1, "Turn 2 call 1 (assistant)"), (1, "Turn 3 (tool)"), (1, "Turn 5 (assistant)")]
+    assert result.changes() == [(0, "prompt", "Tromsø?"), (0, "completion", "Tromsø.")]
+    assert result.change_count == 2 + 5
+    [(index, new)] = result.row_changes()
+    assert index == 1 and new.is_conversation and (new.split, new.tools) == ("validation", rows[1].tools)
+    assert new.system == "You report the weather in Tromsø."
+    assert [t.content for t in new.turns] == ["Is it raining in Tromsø?", "", '{"sky": "rain over Tromsø"}',
+                                              "And in Bergen?", "Tromsø has rain; Bergen too."]
+    assert new.turns[1].tool_calls == (ToolCall("get_weather", '{"city": "Tromsø"}', "c1"),)
+    assert (new.prompt, new.completion) == ("Is it raining in Tromsø?", "Tromsø has rain; Bergen too.")
+    assert (new.turns[2].name, new.turns[2].tool_call_id) == ("get_weather", "c1")  # the rest is kept
+
+
+def test_prompt_means_user_and_tool_turns_completion_means_assistant_turns() -> None:
+    rows = [weather_chat()]
+    user_side = find_matches(rows, FindSpec("oslo", fields=("prompt",)))
+    assert [c.where for c in user_side.cells] == ["Turn 1 (user)", "Turn 3 (tool)"]
+    answers = find_matches(rows, FindSpec("oslo", fields=("completion",)))
+    assert [c.where for c in answers.cells] == ["Turn 2 call 1 (assistant)", "Turn 5 (assistant)"]
+    # a word only in a middle turn is found there
+    middle = find_matches(rows, FindSpec("bergen", "Molde"))
+    assert [c.where for c in middle.cells] == ["Turn 4 (user)", "Turn 5 (assistant)"]
+
+
+def test_a_replacement_never_breaks_the_json_of_call_arguments() -> None:
+    result = find_matches([weather_chat()], FindSpec('"', "'", fields=("completion",)))
+    [cell] = [c for c in result.cells if c.call is not None]
+    assert cell.count == 4 and cell.after == cell.before  # listed, but left as it is
+    assert result.change_count == 0 and result.row_changes() == []
+
+
+def test_apply_cells_replaces_only_the_chosen_places() -> None:
+    row = weather_chat()
+    result = find_matches([row], FindSpec("oslo", "Tromsø"))
+    chosen = [c for c in result.cells if c.where in ("System", "Turn 2 call 1 (assistant)")]
+    new = apply_cells(row, chosen)
+    assert new.system == "You report the weather in Tromsø."
+    assert new.turns[1].tool_calls[0].arguments == '{"city": "Tromsø"}'
+    assert new.turns[0].content == "Is it raining in Oslo?" and new.split == "validation"
+
+
+def test_search_records_carries_conversations_to_the_worker_and_back() -> None:
+    rows = [*ROWS, weather_chat()]
+    spec = FindSpec("oslo", "Tromsø")
+    (result, previews), changes = search_records([compact_row(r) for r in rows], spec, 50)
+    expected = find_matches(rows, spec, 50)
+    assert result.with_changes(changes) == expected and expected.row_changes()
+    assert result.row_changes() == expected.row_changes() and len(previews) == len(expected.cells)
