@@ -18,12 +18,13 @@ from dataclasses import dataclass
 
 from loradesk.core.conversation import signature
 from loradesk.core.dataset import CompactRow, Example, expand_rows
-from loradesk.core.tokenize import COUNT_LIMIT, LONE_SURROGATE, count_text
+from loradesk.core.tokenize import COUNT_LIMIT, LONE_SURROGATE, NO_ANSWER, count_text
 from loradesk.core.wording import plural, plural_word
 
 SEVERITIES = ("error", "warning", "info")
 #: Check keys in the order they are shown within one severity.
-CHECK_ORDER = ("control", "empty", "duplicate", "near_duplicate", "echo", "too_long", "whitespace", "same_answer")
+CHECK_ORDER = ("control", "empty", "duplicate", "near_duplicate", "echo", "untrained", "too_long", "whitespace",
+               "same_answer")
 TEXT_FIELDS = ("prompt", "completion", "system")
 
 #: An answer given to this many different prompts (or to this share of all rows) is reported.
@@ -415,6 +416,28 @@ def _check_too_long(rows: Sequence[Example], token_counts: TokenCounts, max_leng
     return CheckResult("too_long", "Longer than the max length", "warning", message, found, tuple(fixes), notes)
 
 
+def _check_untrained(rows: Sequence[Example], answer_starts: TokenCounts, max_length: int) -> CheckResult | None:
+    """Rows whose first trained token lies beyond the max length: the cut leaves them nothing to learn."""
+    starts = (answer_starts(row) for row in rows) if callable(answer_starts) else answer_starts
+    over = [(i, start) for i, start in enumerate(starts) if start is not None and max_length <= start < NO_ANSWER]
+    if not over:
+        return None
+    found = tuple(i for i, _ in over)
+    n = len(found)
+    latest = max(start for _, start in over)
+    message = (f"In {_rows_text(found)} every trained token lies beyond the max length of {max_length:,} tokens "
+               f"(the first one at token {latest + 1:,} at the latest), so the cut leaves "
+               f"{plural_word(n, 'it', 'them')} nothing to learn: training skips {plural_word(n, 'it', 'them')}.")
+    notes = tuple(f"answer starts at token {start + 1:,}" for _, start in over)
+    fixes: list[Fix] = []
+    target = math.ceil((latest + LENGTH_STEP // 2) / LENGTH_STEP) * LENGTH_STEP
+    if target <= COUNT_LIMIT:
+        fixes.append(Fix(f"Raise max length to {target:,}", f"Sets the max length to {target:,} tokens so every "
+                         "answer starts within it. Memory and time per step grow with it.", max_length=target))
+    fixes.append(Fix(f"Delete {plural(n, 'row')}", "Deletes the rows with nothing to train.", remove_rows=found))
+    return CheckResult("untrained", "Nothing left to train", "warning", message, found, tuple(fixes), notes)
+
+
 def _check_same_answer(norm: Sequence[tuple[str, str, str]], rows: Sequence[Example]) -> CheckResult | None:
     # For each answer given more than once, its prompts with their number of rows, in small dicts of strings
     # and ints that the garbage collector does not track. 100,000 lists of rows (one per answer) would outlive
@@ -459,12 +482,13 @@ def _check_same_answer(norm: Sequence[tuple[str, str, str]], rows: Sequence[Exam
 
 
 def run_checks(rows: Sequence[Example], token_counts: TokenCounts | None = None,
-               max_length: int | None = None) -> list[CheckResult]:
+               max_length: int | None = None, answer_starts: TokenCounts | None = None) -> list[CheckResult]:
     """Run every check over ``rows``; returns the ones that found something, errors first.
 
     ``token_counts`` gives each row's length in tokens (``None`` when unknown): a function of the row, or
-    a sequence parallel to ``rows``; with ``max_length`` it enables the "too long" check. ``rows`` are
-    only read.
+    a sequence parallel to ``rows``; with ``max_length`` it enables the "too long" check. ``answer_starts``
+    (the same kinds) gives where each row's first trained token lies (:func:`loradesk.core.tokenize.answer_start`)
+    and enables the "nothing left to train" check. ``rows`` are only read.
     """
     norm = [(normalise(r.system) if r.system else "", normalise(r.prompt), normalise(r.completion)) for r in rows]
     found: list[CheckResult | None] = [
@@ -478,6 +502,8 @@ def run_checks(rows: Sequence[Example], token_counts: TokenCounts | None = None,
     _release(norm)
     if token_counts is not None and max_length is not None:
         found.append(_check_too_long(rows, token_counts, max_length))
+    if answer_starts is not None and max_length is not None:
+        found.append(_check_untrained(rows, answer_starts, max_length))
     results = [r for r in found if r is not None]
     results.sort(key=lambda r: (SEVERITIES.index(r.severity), CHECK_ORDER.index(r.key)))
     return results

@@ -21,6 +21,7 @@ PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 BIASES = ("none", "all", "lora_only")
 MODEL_KINDS = ("default", "hub", "local", "gguf")
+ASSISTANT_TURNS = ("all", "last")
 
 
 class ConfigError(ValueError):
@@ -215,6 +216,15 @@ class TrainingSettings(_Settings):
     use_chat_template: bool = _f(True, "Format rows with the model's chat template (user = prompt, "
                                  "assistant = completion). Off: prompt + newline + completion + EOS.",
                                  label="Use chat template")
+    assistant_turns: str = _f("all", "Which assistant turns of a conversation row carry loss: all of them, or "
+                              "only the last (earlier answers are then context, like the user's turns). "
+                              "User, tool and system text never do.", choices=ASSISTANT_TURNS,
+                              label="Train assistant turns")
+    tools_as_text: bool = _f(False, "Write tool calls, tool results and the tools list as plain text "
+                             "(<tool_call>{\"name\": ..., \"arguments\": ...}</tool_call>, <tool_response>, a "
+                             "<tools> block after the system prompt) instead of leaving them to the chat "
+                             "template. Needed for models whose template has no tool support.",
+                             label="Tool calls as text")
     group_by_length: bool = _f(True, "Batch rows of similar length together to waste less on padding.",
                                label="Group by length")
     threads: int = _f(0, "CPU threads for training (0: let torch decide).", min=0, max=512,

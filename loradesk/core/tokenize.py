@@ -1,8 +1,10 @@
 """Turn rows into training tensors: chat template (or plain text), completion-only labels, dynamic padding.
 
-A row is rendered as two strings whose concatenation is the full training text: the *prompt part*
+A pair is rendered as two strings whose concatenation is the full training text: the *prompt part*
 (system + user turn + the assistant header) and the *completion part* (the answer and the end-of-turn /
-EOS token). They are tokenized separately, so the boundary between "no loss" and "loss" is exact.
+EOS token). They are tokenized separately, so the boundary between "no loss" and "loss" is exact. A
+conversation row is rendered whole and cut into one segment per turn the same way
+(:mod:`loradesk.core.chat_render`): the loss goes on its assistant turns, never on user, tool or system text.
 
 Very long fields are cut *before* tokenizing (a 50 MB cell took minutes and gigabytes in the tokenizer):
 no token spans more characters than the tokenizer's longest vocabulary entry (81 for the built-in model),
@@ -19,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from loradesk.core import chat_render
 from loradesk.core.config import describe_fields
 from loradesk.core.dataset import Example
 
@@ -38,6 +41,7 @@ class Encoded:
     labels: list[int]
     cut: int = 0  # at least this many when ``clipped``
     clipped: bool = False  # a field was so long that it was cut before tokenizing
+    note: str = ""  # how the chat template made the row fall back (chat_render.TEMPLATE_FALLBACK_NOTE)
 
     @property
     def trained_tokens(self) -> int:
@@ -57,8 +61,13 @@ def chat_messages(example: Example | str, system: str = "") -> list[dict[str, st
     return msgs
 
 
-def render_prompt(tokenizer: Any, example: Example | str, use_chat_template: bool = True) -> str:
-    """The text the model sees before it answers (what generation feeds it too)."""
+def render_prompt(tokenizer: Any, example: Example | str, use_chat_template: bool = True,
+                  tools_as_text: bool = False) -> str:
+    """The text the model sees before it answers (what generation feeds it too); for a conversation row,
+    its turns before the last assistant turn (:func:`loradesk.core.chat_render.prompt_text`)."""
+    if isinstance(example, Example) and example.turns:
+        return chat_render.prompt_text(tokenizer, example, use_chat_template and has_chat_template(tokenizer),
+                                       tools_as_text)
     if use_chat_template and has_chat_template(tokenizer):
         return tokenizer.apply_chat_template(chat_messages(example), tokenize=False, add_generation_prompt=True)
     prompt = example.prompt if isinstance(example, Example) else example
@@ -114,6 +123,8 @@ def clip(tokenizer: Any, example: Example, max_tokens: int) -> tuple[Example, bo
     ``True`` when something was cut (the row is then longer than ``max_tokens`` tokens). Lone surrogates
     become U+FFFD, which tokenizers can read."""
     limit = (max(0, max_tokens) + 1) * longest_token_chars(tokenizer)
+    if example.turns:
+        return chat_render.clip_turns(example, limit, _readable)
     clipped = len(example.prompt) > limit or len(example.completion) > limit or len(example.system) > limit
     if clipped:
         example = replace(example, prompt=example.prompt[:limit], completion=example.completion[:limit],
@@ -127,6 +138,30 @@ def clip(tokenizer: Any, example: Example, max_tokens: int) -> tuple[Example, bo
     return example, clipped
 
 
+def _readable(text: str) -> str:
+    """``text`` with lone surrogates as U+FFFD (which tokenizers can read)."""
+    return LONE_SURROGATE.sub("\ufffd", text) if LONE_SURROGATE.search(text) else text
+
+
+def segments(tokenizer: Any, example: Example, completion_only: bool = True, use_chat_template: bool = True,
+             assistant_turns: str = "all", tools_as_text: bool = False) -> chat_render.Rendered:
+    """A row's training text as segments with their loss flag: a pair's two parts (the completion part is
+    turn 1, the rest turn 0), or a conversation's turns (:func:`loradesk.core.chat_render.segments`)."""
+    templated = use_chat_template and has_chat_template(tokenizer)
+    if example.turns:
+        return chat_render.segments(tokenizer, example, templated, completion_only, assistant_turns, tools_as_text)
+    prompt_part, completion_part = render(tokenizer, example, use_chat_template)
+    return chat_render.Rendered([chat_render.Segment(prompt_part, not completion_only),
+                                 chat_render.Segment(completion_part, True)])
+
+
+def _segment_ids(tokenizer: Any, rendered: chat_render.Rendered, templated: bool) -> list[list[int]]:
+    """Each segment's token ids, tokenized on its own (the first with the tokenizer's usual special tokens
+    in the plain format: a chat template writes its own BOS)."""
+    return [tokenizer(seg.text, add_special_tokens=not templated and n == 0)["input_ids"]
+            for n, seg in enumerate(rendered.segments)]
+
+
 def count_text(count: int, minus: int = 0) -> str:
     """``count - minus`` tokens for people: ``"1,234"``, or ``"over 130,816"`` when ``count`` is beyond
     :data:`COUNT_LIMIT`, where :func:`token_count` stops counting a long row exactly."""
@@ -134,9 +169,20 @@ def count_text(count: int, minus: int = 0) -> str:
 
 
 def encode(tokenizer: Any, example: Example, max_length: int, completion_only: bool = True,
-           use_chat_template: bool = True) -> Encoded:
-    """Token ids and labels for one row, cut to ``max_length`` from the end."""
+           use_chat_template: bool = True, assistant_turns: str = "all", tools_as_text: bool = False) -> Encoded:
+    """Token ids and labels for one row, cut to ``max_length`` from the end. ``assistant_turns`` and
+    ``tools_as_text`` matter for conversation rows only (see :mod:`loradesk.core.chat_render`)."""
     example, clipped = clip(tokenizer, example, max_length)
+    if example.turns:
+        templated = use_chat_template and has_chat_template(tokenizer)
+        rendered = chat_render.segments(tokenizer, example, templated, completion_only, assistant_turns,
+                                        tools_as_text)
+        input_ids, labels = [], []
+        for seg, ids in zip(rendered.segments, _segment_ids(tokenizer, rendered, templated), strict=True):
+            input_ids += ids
+            labels += ids if seg.trained else [IGNORE_INDEX] * len(ids)
+        cut = max(0, len(input_ids) - max_length)
+        return Encoded(input_ids[:max_length], labels[:max_length], cut, clipped, rendered.note)
     prompt_part, completion_part = render(tokenizer, example, use_chat_template)
     templated = use_chat_template and has_chat_template(tokenizer)
     # A chat template writes its own BOS; the plain format gets the tokenizer's usual special tokens.
@@ -151,10 +197,27 @@ def encode(tokenizer: Any, example: Example, max_length: int, completion_only: b
     return Encoded(input_ids, labels, cut, clipped)
 
 
-def token_count(tokenizer: Any, example: Example, use_chat_template: bool = True) -> int:
+#: :func:`answer_start` of a row with no token to train at all (the "empty" check reports such rows).
+NO_ANSWER = 1 << 62
+
+
+def answer_start(tokenizer: Any, example: Example, completion_only: bool = True, use_chat_template: bool = True,
+                 assistant_turns: str = "all", tools_as_text: bool = False) -> int:
+    """How many tokens come before a row's first trained token (:data:`NO_ANSWER` when none is trained): a
+    row whose answer starts at or beyond the max length has nothing left to train once cut."""
+    enc = encode(tokenizer, example, COUNT_LIMIT, completion_only, use_chat_template, assistant_turns, tools_as_text)
+    return next((n for n, label in enumerate(enc.labels) if label != IGNORE_INDEX), NO_ANSWER)
+
+
+def token_count(tokenizer: Any, example: Example, use_chat_template: bool = True,
+                tools_as_text: bool = False) -> int:
     """How many tokens the full training text of a row takes, before any cut: exact up to
     :data:`COUNT_LIMIT`; beyond it, some number over it (see :func:`count_text`)."""
     example, _ = clip(tokenizer, example, COUNT_LIMIT)
+    if example.turns:
+        templated = use_chat_template and has_chat_template(tokenizer)
+        rendered = chat_render.segments(tokenizer, example, templated, tools_as_text=tools_as_text)
+        return sum(map(len, _segment_ids(tokenizer, rendered, templated)))
     prompt_part, completion_part = render(tokenizer, example, use_chat_template)
     templated = use_chat_template and has_chat_template(tokenizer)
     return (len(tokenizer(prompt_part, add_special_tokens=not templated)["input_ids"])
@@ -169,24 +232,22 @@ def _process_tokenizer(model_dir: str, trust_remote_code: bool) -> tuple[Any, th
     return models.shared_tokenizer(Path(model_dir), trust_remote_code)
 
 
-def count_records(model_dir: str, trust_remote_code: bool, use_chat_template: bool,
-                  records: Sequence[tuple[str, str, str]]) -> list[int]:
-    """:func:`token_count` of rows given as ``(system, prompt, completion)`` tuples, with the process's shared
-    tokenizer of ``model_dir`` (loaded once per process and kept: the worker process counts chunk by chunk)."""
+def count_records(model_dir: str, trust_remote_code: bool, use_chat_template: bool, rows: Sequence[Example],
+                  tools_as_text: bool = False) -> list[int]:
+    """:func:`token_count` of ``rows``, with the process's shared tokenizer of ``model_dir`` (loaded once per
+    process and kept: the worker process counts chunk by chunk)."""
     tokenizer, lock = _process_tokenizer(model_dir, trust_remote_code)
     with lock:
-        return [token_count(tokenizer, Example(prompt, completion, system), use_chat_template)
-                for system, prompt, completion in records]
+        return [token_count(tokenizer, row, use_chat_template, tools_as_text) for row in rows]
 
 
-def explain_record(model_dir: str, trust_remote_code: bool, use_chat_template: bool, completion_only: bool,
-                   max_length: int, record: tuple[str, str, str]) -> Explained:
-    """:func:`explain` of a row given as ``(system, prompt, completion)``, with the process's shared tokenizer."""
+def explain_record(model_dir: str, trust_remote_code: bool, row: Example, max_length: int,
+                   **settings: Any) -> Explained:
+    """:func:`explain` of ``row`` with the process's shared tokenizer; ``settings`` are :func:`explain`'s
+    keyword arguments (``completion_only``, ``use_chat_template``, ``assistant_turns``, ``tools_as_text``)."""
     tokenizer, lock = _process_tokenizer(model_dir, trust_remote_code)
-    system, prompt, completion = record
     with lock:
-        return explain(tokenizer, Example(prompt, completion, system), max_length, completion_only=completion_only,
-                       use_chat_template=use_chat_template)
+        return explain(tokenizer, row, max_length, **settings)
 
 
 @dataclass
@@ -197,6 +258,8 @@ class TokenPiece:
     the tokenizer splits over several tokens; the decoded token for a token the tokenizer adds itself, such
     as a BOS). ``trained``: the token carries loss (for a cut token: it would, were it kept). ``cut``: it
     lies beyond ``max_length`` and is dropped. ``special``: one of the tokenizer's special tokens.
+    ``turn``/``role``: the conversation turn the token belongs to (-1 and ``"system"`` for the system
+    prompt, -1 and ``""`` for template text of no turn, and for every token of a pair).
     """
 
     text: str
@@ -204,6 +267,8 @@ class TokenPiece:
     trained: bool
     cut: bool
     special: bool
+    turn: int = -1
+    role: str = ""
 
 
 @dataclass
@@ -213,6 +278,8 @@ class Explained:
     pieces: list[TokenPiece]
     max_length: int
     clipped: bool = False  # the row was too long to tokenize whole: more tokens are cut than ``pieces`` hold
+    conversation: bool = False  # the pieces know their turns (a conversation row)
+    note: str = ""  # something the row's text does not show (a template fallback, tool calls it drops)
 
     @property
     def total(self) -> int:
@@ -288,21 +355,30 @@ def _token_texts(tokenizer: Any, text: str, add_special_tokens: bool) -> tuple[l
 
 
 def explain(tokenizer: Any, example: Example, max_length: int, completion_only: bool = True,
-            use_chat_template: bool = True) -> Explained:
+            use_chat_template: bool = True, assistant_turns: str = "all", tools_as_text: bool = False) -> Explained:
     """What the model sees of one row, token by token, exactly as :func:`encode` tokenizes and labels it
     (a row too long to tokenize whole: its first ``max_length`` tokens and some of the cut ones)."""
     example, clipped = clip(tokenizer, example, max_length)
-    prompt_part, completion_part = render(tokenizer, example, use_chat_template)
     templated = use_chat_template and has_chat_template(tokenizer)
+    rendered = segments(tokenizer, example, completion_only, use_chat_template, assistant_turns, tools_as_text)
     specials = special_token_ids(tokenizer)
     pieces: list[TokenPiece] = []
-    for part, add_special, trained in ((prompt_part, not templated, not completion_only),
-                                       (completion_part, False, True)):
-        ids, texts = _token_texts(tokenizer, part, add_special)
-        pieces.extend(TokenPiece(t, i, trained, False, i in specials) for i, t in zip(ids, texts, strict=True))
+    for n, seg in enumerate(rendered.segments):
+        ids, texts = _token_texts(tokenizer, seg.text, not templated and n == 0)
+        pieces.extend(TokenPiece(t, i, seg.trained, False, i in specials, seg.turn, seg.role)
+                      for i, t in zip(ids, texts, strict=True))
     for piece in pieces[max(0, max_length):]:
         piece.cut = True
-    return Explained(pieces, max_length, clipped)
+    note = rendered.note
+    if (example.turns and templated and not tools_as_text and chat_render.has_tool_parts(example)
+            and not chat_render.supports_tools(tokenizer)):
+        note = TOOLS_DROPPED
+    return Explained(pieces, max_length, clipped, bool(example.turns), note)
+
+
+#: What the preview says of a tool row whose model's chat template ignores tool calls.
+TOOLS_DROPPED = ("this model's chat template leaves out tool calls and results, so training refuses this row "
+                 "unless 'Tool calls as text' is on")
 
 
 class DataCollator:

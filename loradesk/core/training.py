@@ -34,6 +34,10 @@ class TrainingError(RuntimeError):
     """Training cannot start or failed; the message says what to fix."""
 
 
+class ToolsUnsupported(TrainingError):
+    """Rows with tool calls meet a chat template that leaves them out; the ``tools_as_text`` setting helps."""
+
+
 class TrainingStopped(TrainingError):
     """The stop flag was set before training started: nothing was written (a resumed run is unchanged)."""
 
@@ -112,6 +116,7 @@ class Prepared:
     train_data: Any
     eval_data: Any
     cut_rows: int
+    skipped_rows: int = 0  # training rows left out: no token of theirs carries loss (within max_length)
 
 
 @dataclass
@@ -125,6 +130,7 @@ class RunResult:
     seconds: float
     device: str
     cut_rows: int = 0
+    skipped_rows: int = 0
     precision: str = ""
     train_rows: int = 0
     eval_rows: int = 0
@@ -219,6 +225,7 @@ class TrainingJob:
         self.step_offset = start.step_offset if start else 0
         self.run_dir: Path | None = None  # the run folder, once there is one
         self.preflight: dict[str, Any] | None = None  # a pre-flight check's report, recorded in the run file
+        self.skipped, self.skipped_why, self.skipped_first = 0, "", 0  # rows the last encode() left out
 
     def run(self, runs_dir: Path, run_dir: Path | None, checkpoint: Path | None) -> RunResult:
         from loradesk.core import models
@@ -230,6 +237,7 @@ class TrainingJob:
         model_dir, device, precision = prep.model_dir, prep.device, prep.precision
         tokenizer, tokenizer_lock = prep.tokenizer, prep.tokenizer_lock
         train_rows, eval_rows, cut_rows = prep.train_rows, prep.eval_rows, prep.cut_rows
+        skipped_rows = prep.skipped_rows
         train_data, eval_data = prep.train_data, prep.eval_data
         self._check_stop()
         model = self.build_model(prep)
@@ -290,7 +298,7 @@ class TrainingJob:
         result = RunResult(
             run_dir=run_dir, status=status, steps=trainer.state.global_step, final_loss=callback.last_loss,
             seconds=seconds, device=models.device_description(device), cut_rows=cut_rows,
-            precision=precision, train_rows=len(train_rows), eval_rows=len(eval_rows),
+            skipped_rows=skipped_rows, precision=precision, train_rows=len(train_rows), eval_rows=len(eval_rows),
             tokens_per_second=callback.tokens_per_second(), warnings=self.health.warnings,
         )
         record = {**base_record, "result": {k: (str(v) if isinstance(v, Path) else v)
@@ -352,15 +360,38 @@ class TrainingJob:
                                     "tokenizer can read: remove the control characters (Checks panel) first")
             sink.log(f"{plural(len(odd), 'row')} (row {odd[0] + 1} first) {plural_word(len(odd), 'holds', 'hold')} "
                      "control characters such as NUL; they are trained as they are (the Checks panel removes them)")
+        self._check_tool_template(tokenizer, model_dir)
         with tokenizer_lock:  # shared with the Dataset tab's token counts
             train_data, cut_rows = self.encode(tokenizer, train_rows)
-            eval_data, _ = self.encode(tokenizer, eval_rows) if eval_rows else (None, 0)
+            skipped_rows = self.skipped
+            if not len(train_data):
+                raise TrainingError(f"No training row is left to train: all {plural(len(train_rows), 'row')} "
+                                    f"{self.skipped_why} (row {self.skipped_first} first)")
+            eval_data, _ = self.encode(tokenizer, eval_rows, "validation row") if eval_rows else (None, 0)
+            if eval_data is not None and not len(eval_data):
+                eval_data = None
         if cut_rows:
             sink.log(f"{plural(cut_rows, 'training row is', 'training rows are')} longer than max length "
                      f"{t.max_length} and {plural_word(cut_rows, 'was', 'were')} cut")
         sink.log(f"{plural(len(train_rows), 'training row')}, {plural(len(eval_rows), 'validation row')}")
         return Prepared(model_dir, device, precision, tokenizer, tokenizer_lock, train_rows, eval_rows,
-                        train_data, eval_data, cut_rows)
+                        train_data, eval_data, cut_rows, skipped_rows)
+
+    def _check_tool_template(self, tokenizer: Any, model_dir: Path) -> None:
+        """Refuse rows with tool calls that the model's chat template would silently leave out."""
+        from loradesk.core.chat_render import has_tool_parts, supports_tools
+        from loradesk.core.tokenize import has_chat_template
+
+        t = self.config.training
+        if not t.use_chat_template or t.tools_as_text or not has_chat_template(tokenizer):
+            return
+        tool_rows = [i for i, row in enumerate(self.rows) if row.turns and has_tool_parts(row)]
+        if tool_rows and not supports_tools(tokenizer):
+            n = len(tool_rows)
+            raise ToolsUnsupported(
+                f"The chat template of {self._model_label(model_dir)} leaves out tool calls and results: "
+                f"{plural(n, 'row')} (row {tool_rows[0] + 1} first) {plural_word(n, 'has', 'have')} them; turn "
+                "on 'Tool calls as text' to train them written as <tool_call> text")
 
     def build_model(self, prep: Prepared) -> Any:
         """The base model on the run's device in the run's dtype, wrapped with a fresh LoRA adapter."""
@@ -375,21 +406,54 @@ class TrainingJob:
         if self.stop.is_set():
             raise TrainingStopped("Stopped before training started: nothing was saved")
 
-    def encode(self, tokenizer: Any, rows: list[Example]) -> tuple[Any, int]:
-        """Rows as a tokenized datasets.Dataset (input_ids, labels, length) and how many were cut."""
+    def encode(self, tokenizer: Any, rows: list[Example], kind: str = "training row") -> tuple[Any, int]:
+        """Rows as a tokenized datasets.Dataset (input_ids, labels, length) and how many were cut. Rows with no
+        token to train (every answer beyond the max length, or none at all) are left out and logged;
+        ``self.skipped`` counts them."""
         from datasets import Dataset as HFDataset
 
+        from loradesk.core.chat_render import TemplateError
         from loradesk.core.tokenize import encode
 
         t = self.config.training
-        encoded = [encode(tokenizer, r, t.max_length, t.completion_only_loss, t.use_chat_template) for r in rows]
+        encoded = []
+        for row in rows:
+            try:
+                encoded.append(encode(tokenizer, row, t.max_length, t.completion_only_loss, t.use_chat_template,
+                                      t.assistant_turns, t.tools_as_text))
+            except TemplateError as exc:
+                raise TrainingError(f"Row {self._row_number(row)}: {exc}") from None
         cut = sum(1 for e in encoded if e.cut)
+        self._report_notes(rows, encoded, kind)
+        empty = [n for n, e in enumerate(encoded) if not e.trained_tokens]
+        self.skipped = len(empty)
+        if empty:
+            beyond = f"the max length of {t.max_length} tokens"
+            self.skipped_why = (f"whose answers lie beyond {beyond}" if all(encoded[n].cut for n in empty)
+                                else f"with no token to train (no answer, or answers beyond {beyond})")
+            self.skipped_first = self._row_number(rows[empty[0]])
+            if len(empty) < len(rows):
+                self.sink.log(f"Skipped {plural(len(empty), kind)} {self.skipped_why} "
+                              f"(row {self.skipped_first} first)")
+            dropped = set(empty)
+            encoded = [e for n, e in enumerate(encoded) if n not in dropped]
         data = HFDataset.from_dict({
             "input_ids": [e.input_ids for e in encoded],
             "labels": [e.labels for e in encoded],
             "length": [len(e.input_ids) for e in encoded],
         })
         return data, cut
+
+    def _row_number(self, row: Example) -> int:
+        """The 1-based number of ``row`` in the run's rows (found by identity: rows are not copied by the split)."""
+        return next((n + 1 for n, r in enumerate(self.rows) if r is row), 0)
+
+    def _report_notes(self, rows: list[Example], encoded: list[Any], kind: str) -> None:
+        """Log the rows whose chat template made them fall back (see ``chat_render``), with the first one."""
+        noted = [n for n, e in enumerate(encoded) if e.note]
+        if noted:
+            self.sink.log(f"{plural(len(noted), kind)} (row {self._row_number(rows[noted[0]])} first): "
+                          f"{encoded[noted[0]].note}")
 
     def wrap_lora(self, model: Any) -> Any:
         """The model with a fresh LoRA adapter from the config ('auto' targets every block Linear layer)."""
