@@ -226,7 +226,8 @@ class DatasetTab(QWidget):
     # --- token counts ----------------------------------------------------------------------------------
     def _token_setup_key(self) -> str:
         config = self.project.config
-        return repr((sorted(config.model.to_dict().items()), config.training.use_chat_template))
+        return repr((sorted(config.model.to_dict().items()), config.training.use_chat_template,
+                     config.training.tools_as_text))
 
     @Slot()
     def count_tokens(self) -> None:

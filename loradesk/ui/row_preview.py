@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, QTimer, Slot
 
-from loradesk.core.config import ModelSettings
+from loradesk.core.config import ModelSettings, TrainingSettings
 from loradesk.core.dataset import Example
 from loradesk.core.project import Project
 from loradesk.core.tokenize import Explained
@@ -21,12 +21,13 @@ SELECT_A_ROW = ("Select a row to see exactly what the model is trained on: the t
 COUNT_FIRST = "Click “Count tokens” to load the model's tokenizer and see this row token by token."
 
 
-def explain_current(settings: ModelSettings, use_chat_template: bool, completion_only: bool, max_length: int,
-                    example: Example, *, state: TaskState) -> Explained:
+def explain_current(settings: ModelSettings, training: TrainingSettings, example: Example, *,
+                    state: TaskState) -> Explained:
     """:func:`~loradesk.ui.token_view.explain_row` as a background job (progress and stop through ``state``)."""
     from loradesk.ui.token_view import explain_row
 
-    return explain_row(settings, use_chat_template, completion_only, max_length, example, state.progress)
+    return explain_row(settings, training.use_chat_template, training.completion_only_loss, training.max_length,
+                       example, state.progress, training.assistant_turns, training.tools_as_text)
 
 
 class RowPreview(QObject):
@@ -78,8 +79,8 @@ class RowPreview(QObject):
         # (or converting the model) that the newer one is about to use. A failure (no tokenizer for this
         # model) is shown in the panel in place of the tokens: "Count tokens" reports the same failure as an
         # error, so the preview does not open a dialog per row.
-        self.jobs.start(explain_current, settings, training.use_chat_template, training.completion_only_loss,
-                        training.max_length, dataset[row], key="preview", state=True,
+        self.jobs.start(explain_current, settings, TrainingSettings.from_dict(training.to_dict()), dataset[row],
+                        key="preview", state=True,
                         interrupt=False,
                         on_result=lambda explained: self.panel.show_explained(explained, row),
                         on_error=self._on_failed, on_progress=self._on_progress)

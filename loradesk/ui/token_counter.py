@@ -1,7 +1,7 @@
 """Token statistics for the Dataset tab: counts the tokens of every row in the worker process.
 
 The model is resolved (converted or downloaded the first time) on a background thread; the rows then go to
-the worker process a chunk at a time as tuples of strings, and come back as one count per row. The process
+the worker process a chunk at a time (the frozen rows themselves), and come back as one count per row. The process
 keeps the tokenizer loaded (one per model folder), so a recount after an edit starts at once, and
 tokenizing (chat templates are rendered in Python) never competes with the GUI thread for the interpreter.
 """
@@ -18,7 +18,6 @@ from loradesk.core.config import ModelSettings
 from loradesk.core.dataset import Example
 from loradesk.ui.dataset_model import TokenKey, token_key
 from loradesk.ui.jobs import Jobs, TaskState, show_fraction
-from loradesk.ui.worker_process import row_record
 
 if TYPE_CHECKING:
     from loradesk.ui.dataset_tab import DatasetTab
@@ -29,8 +28,8 @@ COUNT_CHUNK = 500
 
 
 def count_tokens(settings: ModelSettings, use_chat_template: bool, rows: Sequence[Example],
-                 known: Callable[[Example], int | None] | None = None, in_order: np.ndarray | None = None, *,
-                 state: TaskState) -> dict[TokenKey, int]:
+                 known: Callable[[Example], int | None] | None = None, in_order: np.ndarray | None = None,
+                 tools_as_text: bool = False, *, state: TaskState) -> dict[TokenKey, int]:
     """Token counts of ``rows`` as the model will see them, each distinct row once, leaving out those whose
     count is known: ``in_order[i]`` for row ``i`` when given (-1: unknown), else ``known(row)`` (a job; the
     counting runs in the worker process)."""
@@ -54,7 +53,7 @@ def count_tokens(settings: ModelSettings, use_chat_template: bool, rows: Sequenc
     for start in range(0, len(rows), COUNT_CHUNK):
         part = rows[start:start + COUNT_CHUNK]
         counts = state.in_process(count_records, str(model_dir), settings.trust_remote_code, use_chat_template,
-                                  [row_record(row) for row in part])
+                                  part, tools_as_text)
         out.update(zip(map(token_key, part), counts, strict=True))
         done = start + len(part)
         state.progress(f"Counting tokens… {done:,} of {len(rows):,}", done / len(rows))
@@ -101,7 +100,8 @@ class TokenCounter(QObject):
         rows = tab.project.dataset.rows  # the rows without a count are picked out in the background
         in_order = tab.model.counts_in_row_order()
         self._jobs.start(count_tokens, settings, config.training.use_chat_template, rows, tab.model.token_count,
-                         in_order.copy() if in_order is not None else None, key=self.JOB, state=True,
+                         in_order.copy() if in_order is not None else None, config.training.tools_as_text,
+                         key=self.JOB, state=True,
                          on_result=self._on_counts, on_error=self._on_failed, on_progress=self._on_progress)
 
     def _on_counts(self, counts: dict[TokenKey, int]) -> None:

@@ -32,7 +32,6 @@ from loradesk.core.dataset import Example
 from loradesk.core.tokenize import Explained, TokenPiece
 from loradesk.core.wording import plural
 from loradesk.ui.plots import SMOOTH_COLOR
-from loradesk.ui.worker_process import row_record
 
 PROMPT_HUE = "#6f8fb3"  # no loss: prompt and template (grey-blue)
 TRAINED_HUE = "#3f9c4f"  # trained: the completion and its EOS (green)
@@ -50,9 +49,11 @@ _LOADED: set[tuple[str, int]] = set()
 
 
 def explain_row(settings: ModelSettings, use_chat_template: bool, completion_only: bool, max_length: int,
-                example: Example, progress: Callable[[str, float | None], None]) -> Explained:
+                example: Example, progress: Callable[[str, float | None], None], assistant_turns: str = "all",
+                tools_as_text: bool = False) -> Explained:
     """One row token by token under the current settings (on a background thread; the tokenizing runs in the
-    worker process, which keeps the tokenizer loaded, so the window never loads the ML stack for it)."""
+    worker process, which keeps the tokenizer loaded, so the window never loads the ML stack for it). The row
+    goes there as it is (a frozen dataclass: a conversation's turns travel with it)."""
     from loradesk.core import models
     from loradesk.core.tokenize import explain_record
     from loradesk.ui import jobs
@@ -62,8 +63,9 @@ def explain_row(settings: ModelSettings, use_chat_template: bool, completion_onl
     key = (model_dir, jobs.pool_generation())
     if key not in _LOADED:
         progress("Loading the tokenizer…", None)
-    result = pool.submit(explain_record, model_dir, settings.trust_remote_code, use_chat_template, completion_only,
-                         max_length, row_record(example)).result()
+    result = pool.submit(explain_record, model_dir, settings.trust_remote_code, example, max_length,
+                         completion_only=completion_only, use_chat_template=use_chat_template,
+                         assistant_turns=assistant_turns, tools_as_text=tools_as_text).result()
     _LOADED.add(key)
     return result
 
@@ -97,12 +99,20 @@ def _visible(text: str, dim: str) -> str:
     return "".join(out)
 
 
-def describe_piece(piece: TokenPiece, index: int, total: int) -> str:
-    """One line about a token: its position, id, exact text and role."""
+def turn_name(piece: TokenPiece) -> str:
+    """Which part of a conversation a token belongs to: ``"user turn 1"``, ``"system prompt"``, ``"template"``."""
+    if piece.turn >= 0:
+        return f"{piece.role} turn {piece.turn + 1}"
+    return "system prompt" if piece.role == "system" else "template"
+
+
+def describe_piece(piece: TokenPiece, index: int, total: int, conversation: bool = False) -> str:
+    """One line about a token: its position, id, exact text and role (and its turn, in a conversation)."""
     role = "cut by the max length" if piece.cut else "trained" if piece.trained else "no loss"
     kind = "special token, " if piece.special else ""
     text = repr(piece.text) if piece.text else "part of the character before"
-    return f"Token {index + 1:,} of {total:,} · id {piece.token_id} · {text} · {kind}{role}"
+    where = f" · {turn_name(piece)}" if conversation else ""
+    return f"Token {index + 1:,} of {total:,} · id {piece.token_id} · {text}{where} · {kind}{role}"
 
 
 class TokenPreview(QWidget):
@@ -228,8 +238,20 @@ class TokenPreview(QWidget):
             return (f"{where}over {plural(ex.max_length, 'token')}: too long to count whole<br/>"
                     f'<span style="color:{CUT_HUE}">Everything beyond the max length of {ex.max_length:,} is '
                     "not trained on; the end of the answer is lost.</span>")
-        head = (f"{where}{plural(ex.total, 'token')}: {ex.untrained_tokens:,} no loss (prompt and template), "
-                f"{ex.trained_tokens:,} trained, {ex.cut:,} cut")
+        if ex.conversation:
+            turns = len({p.turn for p in ex.pieces if p.turn >= 0})
+            answers = len({p.turn for p in ex.pieces if p.trained and p.turn >= 0 and p.role == "assistant"})
+            head = (f"{where}{plural(turns, 'turn')}, {plural(ex.total, 'token')}: {ex.untrained_tokens:,} no loss "
+                    f"(user, tool and system turns, template), {ex.trained_tokens:,} trained "
+                    f"({plural(answers, 'assistant turn')}), {ex.cut:,} cut")
+            if ex.trained_tokens == 0 and any(p.trained for p in ex.pieces):
+                head += (f'<br/><span style="color:{CUT_HUE}">Every trained token lies beyond the max length: '
+                         "training skips this row.</span>")
+        else:
+            head = (f"{where}{plural(ex.total, 'token')}: {ex.untrained_tokens:,} no loss (prompt and template), "
+                    f"{ex.trained_tokens:,} trained, {ex.cut:,} cut")
+        if ex.note:
+            head += f'<br/><span style="color:{CUT_HUE}">Note: {html.escape(ex.note)}.</span>'
         if not ex.cut:
             return head
         warn = (f"{plural(ex.cut, 'token')} beyond the max length of {ex.max_length:,} "
@@ -243,7 +265,10 @@ class TokenPreview(QWidget):
         parts = ['<p style="white-space:pre-wrap; line-height:150%">']
         kept = [p for p in ex.pieces if not p.cut]
         shown_kept = min(len(kept), MAX_KEPT_SHOWN)
+        trained_turns = {p.turn for p in ex.pieces if p.trained} if ex.conversation else set()
         for i, piece in enumerate(kept[:shown_kept]):
+            if ex.conversation and (i == 0 or (piece.turn, piece.role) != (kept[i - 1].turn, kept[i - 1].role)):
+                parts.append(self._turn_marker(piece, piece.turn in trained_turns))
             parts.append(self._piece_html(piece, i))
         if shown_kept < len(kept):
             parts.append(f'<span style="color:{self._dim}"> … {len(kept) - shown_kept:,} more tokens '
@@ -260,6 +285,13 @@ class TokenPreview(QWidget):
                 parts.append(f'<span style="color:{CUT_HUE}"> … {ex.cut - shown_cut:,} more cut tokens</span>')
         parts.append("</p>")
         return "".join(parts)
+
+    def _turn_marker(self, piece: TokenPiece, trained: bool) -> str:
+        """The label at the start of a conversation turn: its role and number, and whether it is trained."""
+        colour = TRAINED_HUE if trained else self._dim
+        state = "trained" if trained else "no loss"
+        return (f'<span style="color:{colour}; font-size:small; font-weight:bold">'
+                f"▸ {html.escape(turn_name(piece))} · {state}&nbsp;</span>")
 
     def _piece_html(self, piece: TokenPiece, index: int) -> str:
         role = "cut" if piece.cut else "trained" if piece.trained else "prompt"
@@ -283,7 +315,8 @@ class TokenPreview(QWidget):
 
     def _describe(self, index: int) -> str:
         assert self._explained is not None
-        return describe_piece(self._explained.pieces[index], index, self._explained.total)
+        return describe_piece(self._explained.pieces[index], index, self._explained.total,
+                              self._explained.conversation)
 
     @Slot(QUrl)
     def _on_anchor_clicked(self, url: QUrl) -> None:

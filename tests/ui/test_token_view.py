@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -268,3 +269,27 @@ def test_a_token_count_stopped_between_chunks_delivers_no_counts(qtbot: QtBot, t
                      on_progress=lambda text, _f: jobs.cancel() if text.startswith("Counting") else None)
     qtbot.waitUntil(lambda: bool(outcome), timeout=60_000)
     assert outcome == ["cancelled"] and not job.is_running()
+
+
+def test_a_conversation_shows_turn_by_turn_which_turns_are_trained(qtbot: QtBot, tok: Any) -> None:
+    from loradesk.core.conversation import ToolCall, Turn
+
+    call = ToolCall("get_weather", '{"city": "Oslo"}', "c1")
+    row = Example.conversation([Turn("user", "Weather?"), Turn("assistant", "", (call,)),
+                                Turn("tool", "sunny"), Turn("assistant", "Sunny.")], system="Be brief.")
+    preview = TokenPreview()
+    qtbot.addWidget(preview)
+    ex = explain(tok, row, 256, assistant_turns="last", tools_as_text=True)
+    preview.show_explained(ex, 4)
+    assert preview.header_text() == (f"Row 5 · 4 turns, {ex.total} tokens: {ex.untrained_tokens} no loss (user, tool "
+                                     f"and system turns, template), {ex.trained_tokens} trained (1 assistant turn), "
+                                     "0 cut")
+    plain = preview.browser.toPlainText()
+    markers = re.findall(r"▸ (.*? · (?:no loss|trained))", plain)
+    assert markers == ["system prompt · no loss", "user turn 1 · no loss", "assistant turn 2 · no loss",
+                       "tool turn 3 · no loss", "assistant turn 4 · trained"]
+    assert "<tool_call>" in plain and preview.training_text() == "".join(p.text for p in ex.pieces)
+    shown = shown_tokens(preview)
+    assert [as_text(shown[i][0]) for i in range(ex.total)] == [p.text for p in ex.pieces]  # markers are no tokens
+    preview.show_explained(explain(tok, row, 256), 4)  # the template leaves the call out: the preview says so
+    assert "Note: this model's chat template leaves out tool calls" in preview.header_text()
