@@ -2,7 +2,8 @@
 
 The base model is loaded once and the run's adapter is put on top with peft; ``disable_adapter()`` gives
 the base model's answer without a second copy in memory. Prompts are rendered exactly as in training
-(the chat template, or prompt + newline).
+(the chat template, or prompt + newline). A conversation row is asked with its turns up to (not including)
+its last assistant turn, and its answer is compared with that turn.
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ class Answerer:
         model.eval()
         self.model = model
         self.use_chat_template = use_chat_template
+        self.tools_as_text = False  # a run's setting: tool calls written as text (chat_render)
 
     @classmethod
     def from_loaded(cls, model: Any, tokenizer: Any, use_chat_template: bool = True) -> Answerer:
@@ -89,7 +91,7 @@ class Answerer:
         answerer = cls.__new__(cls)
         answerer.model, answerer.tokenizer = model.eval(), tokenizer
         answerer.device, answerer.has_adapter = str(model.device), False
-        answerer.use_chat_template = use_chat_template
+        answerer.use_chat_template, answerer.tools_as_text = use_chat_template, False
         return answerer
 
     @classmethod
@@ -106,8 +108,10 @@ class Answerer:
         if source is None:
             raise RunError(f"{run_dir} holds no adapter yet")
         # The run file's own trust_remote_code is ignored: only the user's trust store lets code run.
-        return cls(Path(info.base_model_dir), source, device,
-                   use_chat_template=info.config.training.use_chat_template, trust_remote_code=True)
+        answerer = cls(Path(info.base_model_dir), source, device,
+                       use_chat_template=info.config.training.use_chat_template, trust_remote_code=True)
+        answerer.tools_as_text = info.config.training.tools_as_text
+        return answerer
 
     @classmethod
     def from_adapter(cls, path: Path, device: str | None = None) -> Answerer:
@@ -122,7 +126,7 @@ class Answerer:
     def _prompt_text(self, prompt: str | Example) -> str:
         from loradesk.core.tokenize import render_prompt
 
-        return render_prompt(self.tokenizer, prompt, self.use_chat_template)
+        return render_prompt(self.tokenizer, prompt, self.use_chat_template, self.tools_as_text)
 
     def _adapter_context(self, tuned: bool) -> Any:
         import contextlib
@@ -247,7 +251,7 @@ class ScoredRow:
     """One held-out question answered by both models; a mark says whether the answer contains the phrase."""
 
     index: int
-    prompt: str
+    prompt: str  # a conversation's last question before the answer compared
     expected: str
     base: str
     tuned: str | None  # None without an adapter
@@ -279,11 +283,23 @@ class CompareSummary:
         return self.tuned_correct is not None and self.answered > 0 and not self.stopped
 
 
-def compare_all(answerer: Answerer, questions: Sequence[tuple[str, str]],
+def question_text(prompt: str | Example) -> str:
+    """The question as people read it: the prompt, or a conversation's last user message before its answer."""
+    if isinstance(prompt, str):
+        return prompt
+    if not prompt.turns:
+        return prompt.prompt
+    from loradesk.core.chat_render import question_text as last_question
+
+    return last_question(prompt)
+
+
+def compare_all(answerer: Answerer, questions: Sequence[tuple[str | Example, str]],
                 settings: GenerationSettings | None = None, on_row: Callable[[ScoredRow], None] | None = None,
                 stop: threading.Event | None = None, batch_size: int = 8,
                 on_status: Callable[[str, float], None] | None = None) -> CompareSummary:
-    """Ask every held-out ``(prompt, expected)`` pair to both models, scoring each answer as it comes.
+    """Ask every held-out ``(prompt, expected)`` pair to both models, scoring each answer as it comes. A
+    prompt may be a dataset row (a conversation is asked up to its last assistant turn).
 
     Each scored row goes to ``on_row`` in order; ``on_status(text, fraction done)`` before each batch.
     ``stop`` is looked at between batches: the summary then counts the questions answered so far.
@@ -305,7 +321,7 @@ def compare_all(answerer: Answerer, questions: Sequence[tuple[str, str]],
         if answerer.has_adapter:
             tuned = list(answerer.answer_many(prompts, tuned=True, settings=settings, batch_size=batch_size))
         for offset, ((prompt, expected), b, t) in enumerate(zip(chunk, base, tuned, strict=True)):
-            row = ScoredRow(start + offset, prompt, expected, b, t, contains_phrase(b, expected),
+            row = ScoredRow(start + offset, question_text(prompt), expected, b, t, contains_phrase(b, expected),
                             None if t is None else contains_phrase(t, expected))
             base_correct += row.base_ok
             if tuned_correct is not None and row.tuned_ok:

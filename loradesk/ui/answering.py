@@ -117,7 +117,7 @@ def ask(cache: AnswererCache, request: GenerationRequest, prompt: str, *, state:
         return answer_both(answerer, prompt, request.settings, on_event=state.emit, stop=state.stop)
 
 
-def compare(cache: AnswererCache, request: GenerationRequest, questions: Sequence[tuple[str, str]] | Path,
+def compare(cache: AnswererCache, request: GenerationRequest, questions: Sequence[tuple[Any, str]] | Path,
             *, state: TaskState) -> CompareSummary:
     """Score held-out questions (the pairs, or a held-out file to read) on both models, a row event each."""
     from loradesk.core.generation import compare_all

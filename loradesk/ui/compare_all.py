@@ -146,11 +146,13 @@ class CompareAllBox(QGroupBox):
         if path:
             self.load_questions_file(path)
 
-    def questions(self) -> list[tuple[str, str]] | Path | None:
-        """The chosen questions: pairs (validation rows), a file for the job to read, or None."""
+    def questions(self) -> list[tuple[Any, str]] | Path | None:
+        """The chosen questions: ``(prompt or conversation row, expected)`` (validation rows), a file for the
+        job to read, or None."""
         source = self.source_combo.currentData()
         if source == SOURCE_VALIDATION:
-            return [(row.prompt, row.completion) for row in self._validation_rows()]
+            # a conversation goes whole: it is asked up to its last assistant turn
+            return [(row if row.turns else row.prompt, row.completion) for row in self._validation_rows()]
         if source == SOURCE_FILE:
             return self._loaded_file
         return self.heldout_file()

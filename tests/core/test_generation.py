@@ -172,3 +172,20 @@ def test_record_compare_score_writes_a_complete_score_only(run_dir: Path, tmp_pa
     (exported / runs.RUN_FILE).unlink(missing_ok=True)
     assert not record_compare_score(exported, CompareSummary(8, 8, 1, 6, stopped=False, seconds=1.0))
     assert not (exported / runs.RUN_FILE).exists()
+
+
+def test_a_conversation_row_is_asked_up_to_its_last_answer_and_compared_with_it(lively: Answerer) -> None:
+    from loradesk.core.conversation import Turn
+    from loradesk.core.dataset import Example
+
+    row = Example.conversation([Turn("user", "Hi"), Turn("assistant", "Hello."), Turn("user", PROBE),
+                                Turn("assistant", "A sky-cartographer.")], system="Be brief.")
+    text = lively._prompt_text(row)
+    assert text.endswith(f"<|im_start|>user\n{PROBE}<|im_end|>\n<|im_start|>assistant\n")
+    assert "Hello.<|im_end|>" in text and "sky-cartographer" not in text
+    settings = GenerationSettings(max_new_tokens=6)
+    rows: list[ScoredRow] = []
+    compare_all(lively, [(row, row.completion)], settings, on_row=rows.append)
+    assert (rows[0].prompt, rows[0].expected) == (PROBE, "A sky-cartographer.")
+    assert rows[0].base == lively.answer(row, tuned=False, settings=settings)
+    assert rows[0].tuned == lively.answer(row, tuned=True, settings=settings)
