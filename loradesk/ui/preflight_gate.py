@@ -20,7 +20,7 @@ from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QVBoxLay
 from loradesk.core.config import RunConfig
 from loradesk.core.dataset import Example
 from loradesk.ui.jobs import Cancelled, Job, Jobs
-from loradesk.ui.training_job import TrainRequest
+from loradesk.ui.training_job import TOOLS_RETRY, TOOLS_TITLE, ToolsAsTextOffer, TrainRequest
 
 if TYPE_CHECKING:
     from loradesk.core.preflight import PreflightReport
@@ -33,17 +33,21 @@ def check(config: RunConfig, rows: Sequence[Example], *, state: TaskState) -> Pr
 
     import_stack()  # waits for the start-up import on another thread, if it is still running
     from loradesk.core.preflight import CheckStopped, preflight
+    from loradesk.core.training import ToolsUnsupported
 
     try:
         return preflight(config, rows, state.stop, state.progress)
     except CheckStopped:
         raise Cancelled("cancelled") from None
+    except ToolsUnsupported:
+        state.emit(ToolsAsTextOffer())
+        raise
 
 
 def fingerprint(config: RunConfig, rows: Sequence[Example]) -> tuple[str, int, int]:
     """What a check's answer depends on: every setting and the rows' text."""
     return (json.dumps(config.to_dict(), sort_keys=True), len(rows),
-            hash(tuple((r.system, r.prompt, r.completion) for r in rows)))
+            hash(tuple((r.system, r.prompt, r.completion, r.turns, r.tools) for r in rows)))
 
 
 class PreflightPanel(QFrame):
@@ -103,6 +107,7 @@ class PreflightGate(QObject):
     go = Signal(object)  # the TrainRequest to launch, its ``preflight`` set when a check ran
     busy_changed = Signal(bool)  # a check started / ended
     phase = Signal(str)  # what the check is doing, for the tab's phase label
+    tools_as_text_wanted = Signal()  # the check met tool calls the template leaves out; the user asked for text
 
     def __init__(self, panel: PreflightPanel, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -111,6 +116,7 @@ class PreflightGate(QObject):
         self._job: Job | None = None
         self._last: tuple[tuple[str, int, int], PreflightReport] | None = None
         self._waiting: TrainRequest | None = None  # a request held back by a "will not fit" warning
+        self._tools_offer = False  # the running check met tool calls the model's template leaves out
         panel.start_anyway_button.clicked.connect(self._start_anyway)
         panel.cancel_button.clicked.connect(self.dismiss)
 
@@ -133,8 +139,9 @@ class PreflightGate(QObject):
             return
         self.panel.show_text("Pre-flight check: measuring memory and time per step…")
         self.phase.emit("Pre-flight check…")
+        self._tools_offer = False
         self._job = self.jobs.start(
-            check, request.config, list(rows), key="preflight", state=True,
+            check, request.config, list(rows), key="preflight", state=True, on_event=self._on_event,
             on_result=lambda report: self._on_report(request, key, report),
             on_progress=lambda text, _fraction: self.phase.emit(f"Pre-flight: {text}"),
             on_cancelled=self._on_cancelled,
@@ -174,12 +181,20 @@ class PreflightGate(QObject):
         self.panel.show_text("Pre-flight check stopped; nothing was started.")
         self.phase.emit("Check stopped")
 
+    def _on_event(self, event: object) -> None:
+        if isinstance(event, ToolsAsTextOffer):
+            self._tools_offer = True
+
     def _on_error(self, message: str, details: str) -> None:
         from loradesk.ui import errors
 
         self.panel.show_text(f"Pre-flight check failed: {message}")
         self.phase.emit("Check failed")
         parent = self.parent()
+        if self._tools_offer:
+            errors.show_error(parent if isinstance(parent, QWidget) else None, TOOLS_TITLE, message, details,
+                              errors.UNCHANGED, self.tools_as_text_wanted.emit, TOOLS_RETRY)
+            return
         errors.show_error(parent if isinstance(parent, QWidget) else None, "The pre-flight check failed",
                           message, details, errors.UNCHANGED)
 

@@ -51,6 +51,16 @@ class OutOfMemoryOffer:
 
 
 @dataclass(frozen=True)
+class ToolsAsTextOffer:
+    """The model's chat template leaves out tool calls: the rows would train with the ``tools_as_text`` setting."""
+
+
+#: The error box of :class:`ToolsAsTextOffer`: its title and the button that turns the setting on and trains.
+TOOLS_TITLE = "The model's chat template has no tool calls"
+TOOLS_RETRY = "Write tool calls as text and train"
+
+
+@dataclass(frozen=True)
 class TrainRequest:
     """What to train: new rows, a run to resume (``resume_from``), an out-of-memory run to retry (``retry_of``),
     or a run to train more (``continue_from``, on ``rows``, or on its own rows when there are none)."""
@@ -109,6 +119,9 @@ def train(request: TrainRequest, *, state: TaskState) -> RunResult | None:
     except training.TrainingStopped as exc:  # stopped while the model loaded: not a failure
         state.emit(TrainStatus(str(exc)))
         return None
+    except training.ToolsUnsupported:
+        state.emit(ToolsAsTextOffer())
+        raise
     except training.OutOfMemory as exc:
         if exc.retry_config is not None:
             state.emit(OutOfMemoryOffer(exc.retry_config, Path(exc.run_dir)))

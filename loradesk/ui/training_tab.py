@@ -23,7 +23,10 @@ from loradesk.ui.jobs import Job, Jobs
 from loradesk.ui.preflight_gate import PreflightGate, PreflightPanel
 from loradesk.ui.run_view import RunView
 from loradesk.ui.training_job import (
+    TOOLS_RETRY,
+    TOOLS_TITLE,
     OutOfMemoryOffer,
+    ToolsAsTextOffer,
     TrainDevice,
     TrainLog,
     TrainRequest,
@@ -69,6 +72,7 @@ class TrainingTab(QWidget):
         self.preflight.go.connect(self._launch)
         self.preflight.busy_changed.connect(self._on_check_busy)
         self.preflight.phase.connect(self._set_phase)
+        self.preflight.tools_as_text_wanted.connect(self._train_tools_as_text)
         layout = QVBoxLayout(self)
         layout.addLayout(self._build_buttons())
         layout.addWidget(self.preflight_panel)
@@ -224,6 +228,7 @@ class TrainingTab(QWidget):
         self._result = None
         self._error = None
         self._oom_retry = None
+        self._tools_offer = False
         self.view.begin()
         self._set_phase("Loading model…")
         self._job = self.jobs.start(train, request, key="train", state=True, on_event=self._on_event,
@@ -250,6 +255,8 @@ class TrainingTab(QWidget):
             self.device_stat.set(event.text)
         elif isinstance(event, OutOfMemoryOffer):
             self._oom_retry = (event.config, event.run_dir)
+        elif isinstance(event, ToolsAsTextOffer):
+            self._tools_offer = True
         else:  # a core.training.TrainProgress (not imported here: the worker thread loads that module)
             self.view.show_progress(event)  # type: ignore[arg-type]
 
@@ -283,8 +290,19 @@ class TrainingTab(QWidget):
             t = self._oom_retry[0].training
             self._show_error("Out of memory", message, details, on_retry=self._retry_smaller,
                              retry_text=f"Retry with batch size {t.batch_size}")
+        elif self._tools_offer:
+            self._show_error(TOOLS_TITLE, message, details, on_retry=self._train_tools_as_text,
+                             retry_text=TOOLS_RETRY)
         else:
             self._show_error("Training failed", message, details)
+
+    def _train_tools_as_text(self) -> None:
+        """Turn on the 'Tool calls as text' setting (the user agreed) and start again."""
+        if self.is_running() or self._blocked:
+            return
+        self.project.config.training.tools_as_text = True
+        self.project.config_changed()
+        self.start()
 
     def _on_job_finished(self) -> None:
         self._job = None

@@ -360,3 +360,31 @@ def test_the_tab_shows_what_a_fake_training_job_reports(qtbot, tab, project, tmp
     assert tab.loss_stat.value.text().startswith("0.3333")
     assert "Adapter saved" in tab.log_view.toPlainText() and str(run_dir) in tab.result_label.text()
     assert tab.resume_dir == run_dir and tab.resume_button.isEnabled()
+
+
+@pytest.mark.parametrize("preflight", [False, True])
+def test_tool_calls_the_template_leaves_out_are_refused_with_an_offer_to_write_them_as_text(
+        qtbot, tab, project, tiny_model_dir, shown_errors, preflight):
+    from loradesk.core.conversation import ToolCall, Turn
+    from loradesk.core.dataset import Example
+
+    use_tiny_model(project, tiny_model_dir, steps=1)
+    project.config.training.preflight = preflight
+    call = ToolCall("get_weather", '{"city": "Oslo"}', "c1")
+    tool_row = Example.conversation([Turn("user", "Weather?"), Turn("assistant", "", (call,)),
+                                     Turn("tool", "sunny"), Turn("assistant", "Sunny.")])
+    project.dataset.reset([*list(project.dataset)[:6], tool_row])
+    tab.start()
+    qtbot.waitUntil(lambda: errors.open_box(tab) is not None, timeout=60_000)
+    box = errors.open_box(tab)
+    assert [r.title for r in shown_errors] == ["The model's chat template has no tool calls"]
+    assert "leaves out tool calls and results: 1 row (row 7 first) has them" in box.text()
+    assert not project.config.training.tools_as_text  # not changed behind the user's back
+    retry = box.button(QMessageBox.StandardButton.Retry)
+    assert retry is not None and retry.text() == "Write tool calls as text and train"
+    qtbot.waitUntil(lambda: not tab.is_running(), timeout=10_000)
+    with qtbot.waitSignal(tab.run_finished, timeout=120_000) as finished:
+        qtbot.mouseClick(retry, Qt.MouseButton.LeftButton)
+    assert project.config.training.tools_as_text
+    assert runs.read_run(Path(finished.args[0])).config.training.tools_as_text
+    assert tab.last_result.status == "completed" and tab.last_result.train_rows == 7
