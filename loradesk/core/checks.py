@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from loradesk.core.conversation import signature
@@ -416,10 +416,14 @@ def _check_too_long(rows: Sequence[Example], token_counts: TokenCounts, max_leng
     return CheckResult("too_long", "Longer than the max length", "warning", message, found, tuple(fixes), notes)
 
 
-def _check_untrained(rows: Sequence[Example], answer_starts: TokenCounts, max_length: int) -> CheckResult | None:
+def _check_untrained(rows: Sequence[Example], answer_starts: TokenCounts | Mapping[int, int],
+                     max_length: int) -> CheckResult | None:
     """Rows whose first trained token lies beyond the max length: the cut leaves them nothing to learn."""
-    starts = (answer_starts(row) for row in rows) if callable(answer_starts) else answer_starts
-    over = [(i, start) for i, start in enumerate(starts) if start is not None and max_length <= start < NO_ANSWER]
+    if isinstance(answer_starts, Mapping):  # only some rows' (those longer than the max length)
+        starts = sorted(answer_starts.items())
+    else:
+        starts = enumerate((answer_starts(row) for row in rows) if callable(answer_starts) else answer_starts)
+    over = [(i, start) for i, start in starts if start is not None and max_length <= start < NO_ANSWER]
     if not over:
         return None
     found = tuple(i for i, _ in over)
@@ -482,13 +486,15 @@ def _check_same_answer(norm: Sequence[tuple[str, str, str]], rows: Sequence[Exam
 
 
 def run_checks(rows: Sequence[Example], token_counts: TokenCounts | None = None,
-               max_length: int | None = None, answer_starts: TokenCounts | None = None) -> list[CheckResult]:
+               max_length: int | None = None,
+               answer_starts: TokenCounts | Mapping[int, int] | None = None) -> list[CheckResult]:
     """Run every check over ``rows``; returns the ones that found something, errors first.
 
     ``token_counts`` gives each row's length in tokens (``None`` when unknown): a function of the row, or
     a sequence parallel to ``rows``; with ``max_length`` it enables the "too long" check. ``answer_starts``
-    (the same kinds) gives where each row's first trained token lies (:func:`loradesk.core.tokenize.answer_start`)
-    and enables the "nothing left to train" check. ``rows`` are only read.
+    (the same kinds, or a mapping of some rows' indexes) gives where each row's first trained token lies
+    (:func:`loradesk.core.tokenize.answer_start`) and enables the "nothing left to train" check. ``rows`` are
+    only read.
     """
     norm = [(normalise(r.system) if r.system else "", normalise(r.prompt), normalise(r.completion)) for r in rows]
     found: list[CheckResult | None] = [
@@ -510,7 +516,7 @@ def run_checks(rows: Sequence[Example], token_counts: TokenCounts | None = None,
 
 
 def check_records(records: Sequence[CompactRow], token_counts: Sequence[int | None] | None = None,
-                  max_length: int | None = None) -> list[CheckResult]:
+                  max_length: int | None = None, answer_starts: Mapping[int, int] | None = None) -> list[CheckResult]:
     """:func:`run_checks` over rows in the compact form the worker process receives them in
     (:func:`~loradesk.core.dataset.compact_row`)."""
-    return run_checks(expand_rows(records), token_counts, max_length)
+    return run_checks(expand_rows(records), token_counts, max_length, answer_starts)

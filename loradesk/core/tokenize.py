@@ -241,6 +241,21 @@ def count_records(model_dir: str, trust_remote_code: bool, use_chat_template: bo
         return [token_count(tokenizer, row, use_chat_template, tools_as_text) for row in rows]
 
 
+def answer_starts_records(model_dir: str, trust_remote_code: bool, rows: Sequence[Example],
+                          **settings: Any) -> list[int]:
+    """:func:`answer_start` of ``rows`` with the process's shared tokenizer; ``settings`` are its keyword
+    arguments (``completion_only``, ``use_chat_template``, ``assistant_turns``, ``tools_as_text``)."""
+    tokenizer, lock = _process_tokenizer(model_dir, trust_remote_code)
+    out = []
+    with lock:
+        for row in rows:
+            try:
+                out.append(answer_start(tokenizer, row, **settings))
+            except chat_render.TemplateError:  # training names such a row; the check has nothing to say
+                out.append(NO_ANSWER)
+    return out
+
+
 def explain_record(model_dir: str, trust_remote_code: bool, row: Example, max_length: int,
                    **settings: Any) -> Explained:
     """:func:`explain` of ``row`` with the process's shared tokenizer; ``settings`` are :func:`explain`'s

@@ -9,7 +9,7 @@ unpickling in one piece held the window's interpreter for 100 ms or more.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from loradesk.core.checks import CheckResult, Fix, check_records
@@ -62,14 +62,15 @@ def join_results(heads: Sequence[Head], items: Sequence[Any]) -> list[CheckResul
     return out
 
 
-def check_counted_records(records: list[CompactRow], in_order: Any,
-                          max_length: int) -> tuple[list[Head], list[Any]]:
+def check_counted_records(records: list[CompactRow], in_order: Any, max_length: int,
+                          answer_starts: Mapping[int, int] | None = None) -> tuple[list[Head], list[Any]]:
     """:func:`loradesk.core.checks.check_records` with every row's token count in ``in_order``, split for the
     way back (runs in the worker process)."""
-    return split_results(check_records(records, known_counts(in_order), max_length))
+    return split_results(check_records(records, known_counts(in_order), max_length, answer_starts))
 
 
 def check_records_split(records: list[CompactRow], token_counts: Sequence[int | None] | None,
-                        max_length: int | None) -> tuple[list[Head], list[Any]]:
+                        max_length: int | None,
+                        answer_starts: Mapping[int, int] | None = None) -> tuple[list[Head], list[Any]]:
     """:func:`loradesk.core.checks.check_records`, split for the way back (runs in the worker process)."""
-    return split_results(check_records(records, token_counts, max_length))
+    return split_results(check_records(records, token_counts, max_length, answer_starts))

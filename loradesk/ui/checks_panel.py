@@ -44,9 +44,11 @@ from PySide6.QtWidgets import (
 )
 
 from loradesk.core.checks import CheckResult, Fix, run_checks
+from loradesk.core.config import RunConfig
 from loradesk.core.dataset import DatasetEvent, Example, compact_row
 from loradesk.core.project import ConfigChanged, Project, ProjectEvent, ProjectLoaded
 from loradesk.core.wording import plural
+from loradesk.ui.answer_starts import AnswerStarts
 from loradesk.ui.check_transfer import check_counted_records, check_records_split, join_results, known_counts
 from loradesk.ui.jobs import Jobs, TaskState
 from loradesk.ui.undo import ConfigCommand, RemoveRowsCommand, push_edits
@@ -67,26 +69,34 @@ LOOKUP_CHUNK = 5_000
 
 
 def check_job(rows: Sequence[Example], lookup: TokenLookup | None, max_length: int, in_process: bool,
-              in_order: np.ndarray | None = None, *, state: TaskState) -> list[CheckResult]:
+              in_order: np.ndarray | None = None, answers: tuple[AnswerStarts, RunConfig] | None = None, *,
+              state: TaskState) -> list[CheckResult]:
     """The checks of ``rows`` (a job), the checks run in the worker process when ``in_process`` (their results
     come back a chunk at a time). Token counts are ``in_order`` (every row's, -1: unknown) when given, else
-    looked up here with ``lookup``."""
+    looked up here with ``lookup``. With ``answers``, the rows longer than ``max_length`` are also asked
+    where their first trained token lies (the "nothing left to train" check)."""
     if in_order is not None and lookup is not None:  # no pass over the rows in the window's process
+        starts = answers[0].of_rows(rows, np.flatnonzero(in_order > max_length).tolist(), answers[1],
+                                    state=state) if answers else None
         if not in_process:
-            return run_checks(rows, known_counts(in_order), max_length)
+            return run_checks(rows, known_counts(in_order), max_length, starts)
         uploaded = state.upload(rows, compact_row, channel=ROWS_CHANNEL)
-        return join_results(*state.in_process_parts(check_counted_records, uploaded, in_order, max_length))
+        return join_results(*state.in_process_parts(check_counted_records, uploaded, in_order, max_length, starts))
     counts: list[int | None] | None = None
+    starts = None
     if lookup is not None:
         counts = []
         for start in range(0, len(rows), LOOKUP_CHUNK):
             state.check()
             counts.extend(lookup(row) for row in rows[start:start + LOOKUP_CHUNK])
+        if answers:
+            long_rows = [i for i, count in enumerate(counts) if count is not None and count > max_length]
+            starts = answers[0].of_rows(rows, long_rows, answers[1], state=state)
     if not in_process:
-        return run_checks(rows, counts, max_length if counts is not None else None)
+        return run_checks(rows, counts, max_length if counts is not None else None, starts)
     uploaded = state.upload(rows, compact_row, channel=ROWS_CHANNEL)
     return join_results(*state.in_process_parts(check_records_split, uploaded, counts,
-                                                 max_length if counts is not None else None))
+                                                 max_length if counts is not None else None, starts))
 
 
 def severity_pixmap(kind: str, size: int = 18, ratio: float = 1.0) -> QPixmap:
@@ -354,6 +364,8 @@ class ChecksPanel(QWidget):
         self._results: list[CheckResult] = []
         self._current = False  # the shown results match the rows and the max length
         self._max_length = project.config.training.max_length
+        self._answers = AnswerStarts()  # where long rows' first trained tokens lie (kept across runs)
+        self._loss_setup = self._loss_settings()
         self.cards: dict[str, CheckCard] = {}
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
@@ -461,9 +473,15 @@ class ChecksPanel(QWidget):
         self._changed()
 
     def _on_project_event(self, event: ProjectEvent) -> None:
-        if isinstance(event, ProjectLoaded) or (isinstance(event, ConfigChanged)
-                                                and self.project.config.training.max_length != self._max_length):
+        if isinstance(event, ProjectLoaded) or (isinstance(event, ConfigChanged) and (
+                self.project.config.training.max_length != self._max_length
+                or self._loss_settings() != self._loss_setup)):
             self._changed()
+
+    def _loss_settings(self) -> tuple[object, ...]:
+        """The settings that decide which tokens carry loss (the "nothing left to train" check follows them)."""
+        t = self.project.config.training
+        return t.completion_only_loss, t.assistant_turns, t.use_chat_template, t.tools_as_text
 
     def _changed(self) -> None:
         """Rows or settings changed: shown results are stale until the next run (after a short pause)."""
@@ -473,6 +491,7 @@ class ChecksPanel(QWidget):
         self._current = False
         self._jobs.drop(self.JOB)  # whatever a run in flight still delivers is stale
         self._max_length = self.project.config.training.max_length
+        self._loss_setup = self._loss_settings()
         self.busy.show()
         self._timer.start()
 
@@ -484,8 +503,10 @@ class ChecksPanel(QWidget):
         counts = self._counts_in_order() if self._counts_in_order is not None else None
         in_order = counts.copy() if counts is not None and len(counts) == len(rows) else None
         self.busy.show()
+        answers = (self._answers, RunConfig.from_dict(self.project.config.to_dict())) if self._token_counts else None
         self._jobs.start(check_job, rows, self._token_counts, self._max_length, len(rows) >= PROCESS_ROWS,
-                         in_order, key=self.JOB, state=True, on_result=self._on_results, on_error=self._on_failed)
+                         in_order, answers, key=self.JOB, state=True, on_result=self._on_results,
+                         on_error=self._on_failed)
 
     def _on_results(self, results: list[CheckResult]) -> None:
         self._results = results

@@ -253,3 +253,37 @@ def test_long_results_come_back_from_the_worker_process_in_chunks_and_whole(qtbo
     assert sum(len(r.rows) + sum(len(f.changes) + len(f.remove_rows) for f in r.fixes) for r in expected) > 5_000
     assert panel.results() == expected
     assert join_results(*split_results(expected)) == expected
+
+
+@pytest.mark.parametrize("size", [4, PROCESS_ROWS], ids=["thread", "worker process"])
+def test_rows_whose_answers_lie_beyond_the_max_length_get_a_card(qtbot: QtBot, tiny_model_dir, size: int) -> None:
+    from loradesk.core import tokenize
+    from loradesk.core.config import ModelSettings
+    from loradesk.core.conversation import Turn
+    from loradesk.core.models import load_tokenizer
+
+    long_question = "Who is Tamsin Quillfeather of Vaelmoor? " * 12
+    rows = [Example(f"Question {i}?", f"Answer {i}.") for i in range(size)]
+    rows[1] = Example.conversation([Turn("user", long_question), Turn("assistant", "Her.")])
+    rows[2] = Example("Short?", "Long answer " * 40)  # too long, but its answer starts within the max length
+    project = Project(Dataset(rows))
+    project.config.model = ModelSettings(kind="local", name=str(tiny_model_dir))
+    project.config.training.max_length = 64
+    panel, project, stack = make_panel(qtbot, project=project)
+    tok = load_tokenizer(tiny_model_dir)
+    counts = {i: tokenize.token_count(tok, row) for i, row in enumerate(rows[:3])}
+    panel.set_token_counts(lambda row: next((n for i, n in counts.items() if rows[i] is row), 10))
+    rerun(qtbot, panel)
+    assert panel.card("too_long").result.rows == (1, 2)
+    card = panel.card("untrained")
+    assert card is not None and card.result.rows == (1,)
+    assert card.result.message.startswith("In row 2 every trained token lies beyond the max length of 64 tokens")
+    assert apply_fix(qtbot, panel, stack, "untrained").startswith("Raise max length to ")
+    assert tokenize.encode(tok, rows[1], project.config.training.max_length).trained_tokens > 0
+    stack.undo()
+    rerun(qtbot, panel)
+    assert panel.card("untrained").result.rows == (1,)
+    project.config.training.completion_only_loss = False  # a loss setting re-runs the checks: all is trained
+    project.config_changed()
+    rerun(qtbot, panel)
+    assert panel.card("untrained") is None and panel.card("too_long") is not None
