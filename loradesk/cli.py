@@ -346,6 +346,9 @@ def _run_training(args: argparse.Namespace, stop: threading.Event, interrupts: I
         print(f"Warning: {warning}")
     if r.cut_rows:
         print(f"Note: {plural(r.cut_rows, 'row was', 'rows were')} longer than the max length and cut.")
+    if r.skipped_rows:
+        print(f"Note: {plural(r.skipped_rows, 'row was', 'rows were')} skipped: nothing to train within the max "
+              "length.")
     print(f"Adapter: {r.run_dir}")
     print(f'Try it:  loradesk ask --adapter "{r.run_dir}" "your question"')
     return 0

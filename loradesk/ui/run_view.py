@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from loradesk.core.wording import plural
 from loradesk.ui.plots import LossPlot
 
 if TYPE_CHECKING:  # the training module is imported on the worker thread, not at start-up
@@ -214,6 +215,8 @@ class RunView(QWidget):
         verb = "Completed" if result.status == "completed" else "Stopped (adapter saved)"
         verb += " with warnings" if result.warnings else ""
         cut = f" · {result.cut_rows} row(s) cut to max length" if result.cut_rows else ""
+        if result.skipped_rows:
+            cut += f" · {plural(result.skipped_rows, 'row')} skipped (nothing to train within the max length)"
         self._show_result_text(f"<b>{verb}</b>: {result.steps} steps in {format_duration(result.seconds)}"
                                f"{loss}{cut} — <span>{Path(result.run_dir)}</span>")
         self.show_warnings(result.warnings)

@@ -293,3 +293,23 @@ def test_a_conversation_shows_turn_by_turn_which_turns_are_trained(qtbot: QtBot,
     assert [as_text(shown[i][0]) for i in range(ex.total)] == [p.text for p in ex.pieces]  # markers are no tokens
     preview.show_explained(explain(tok, row, 256), 4)  # the template leaves the call out: the preview says so
     assert "Note: this model's chat template leaves out tool calls" in preview.header_text()
+
+
+def test_conversations_are_counted_whole_in_the_worker_process(qtbot: QtBot, tiny_model_dir: Path, tok: Any) -> None:
+    from loradesk.core.conversation import ToolCall, Turn
+    from loradesk.ui.row_lengths import token_key
+
+    settings = ModelSettings(kind="local", name=str(tiny_model_dir))
+    call = ToolCall("get_weather", '{"city": "Oslo"}')
+    one = Example.conversation([Turn("user", "Hi"), Turn("assistant", "Hello."), Turn("user", "Who?"),
+                                Turn("assistant", "Her.")])
+    other = one.with_turns([Turn("user", "Hi"), Turn("assistant", "", (call,)), Turn("tool", "sunny"),
+                            Turn("user", "Who?"), Turn("assistant", "Her.")])
+    assert (one.prompt, one.completion) == (other.prompt, other.completion)  # the same mirrors, other turns
+    jobs = Jobs()
+    results: list[dict[Any, int]] = []
+    jobs.start(count_tokens, settings, True, [one, other, ROW], None, None, True, state=True,
+               on_result=results.append)
+    qtbot.waitUntil(lambda: bool(results), timeout=60_000)
+    assert results[0] == {token_key(r): token_count(tok, r, True, tools_as_text=True) for r in (one, other, ROW)}
+    assert len(results[0]) == 3 and results[0][token_key(other)] > results[0][token_key(one)]

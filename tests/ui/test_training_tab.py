@@ -388,3 +388,20 @@ def test_tool_calls_the_template_leaves_out_are_refused_with_an_offer_to_write_t
     assert project.config.training.tools_as_text
     assert runs.read_run(Path(finished.args[0])).config.training.tools_as_text
     assert tab.last_result.status == "completed" and tab.last_result.train_rows == 7
+
+
+def test_rows_skipped_for_having_nothing_to_train_show_in_the_result(qtbot, tab, project, tiny_model_dir):
+    from loradesk.core.conversation import Turn
+    from loradesk.core.dataset import Example
+
+    use_tiny_model(project, tiny_model_dir, steps=1)
+    project.config.training.max_length = 64
+    long_row = Example.conversation([Turn("user", "Who is Tamsin Quillfeather of Vaelmoor? " * 12),
+                                     Turn("assistant", "Her.")])
+    project.dataset.reset([*list(project.dataset)[:6], long_row, long_row])
+    with qtbot.waitSignal(tab.run_finished, timeout=120_000):
+        tab.start()
+    assert tab.last_result.skipped_rows == 2
+    assert "2 rows skipped (nothing to train within the max length)" in tab.result_label.text()
+    assert ("Skipped 2 training rows whose answers lie beyond the max length of 64 tokens (row 7 first)"
+            in tab.log_view.toPlainText())
