@@ -184,8 +184,11 @@ def segments(tokenizer: Any, row: Example, templated: bool, completion_only: boo
     eos = tokenizer.eos_token or ""
 
     def render(n: int, generation: bool = False) -> str:
-        return tokenizer.apply_chat_template(msgs[:n], tools=tools, tokenize=False,
-                                             add_generation_prompt=generation)
+        try:
+            return tokenizer.apply_chat_template(msgs[:n], tools=tools, tokenize=False,
+                                                 add_generation_prompt=generation)
+        except Exception as exc:  # jinja's errors and the template's own raise_exception() of all kinds
+            raise TemplateError(f"the chat template refuses this conversation ({exc})") from None
 
     out: list[Segment] = []
     done = ""
@@ -204,7 +207,7 @@ def segments(tokenizer: Any, row: Example, templated: bool, completion_only: boo
                 raise TemplateError("prefix")
             out.append(Segment(upto[len(done):], k in trained or not completion_only, k, role))
             done = upto
-    except TemplateError:
+    except TemplateError:  # a prefix the template renders differently, or refuses: the last answer alone
         return _last_turn_only(row, msgs, render, trained, completion_only, offset, eos)
     last = out[-1]
     if last.trained and last.role == "assistant" and eos and eos not in last.text:

@@ -222,3 +222,12 @@ def test_rows_whose_answers_lie_beyond_the_max_length_are_reported_by_the_checks
     assert all(encode(tok, row, result.fixes[0].max_length).trained_tokens for row in rows)
     assert "untrained" not in {r.key for r in run_checks(rows, max_length=64)}
     assert tokenize.answer_start(tok, Example.conversation([Turn("user", "Hi")])) == tokenize.NO_ANSWER
+
+
+def test_a_template_that_refuses_a_conversation_is_named_not_a_crash(tiny_model_dir: Path) -> None:
+    tok = load_tokenizer(tiny_model_dir)
+    tok.chat_template = ("{% for m in messages %}{% if m['role'] == 'tool' %}{{ raise_exception('no tools here') }}"
+                         "{% endif %}{{ m['content'] }}{% endfor %}")
+    with pytest.raises(chat_render.TemplateError, match="the chat template refuses this conversation "
+                                                        r"\(no tools here\)"):
+        encode(tok, tool_chat(), 512)
