@@ -9,13 +9,13 @@ asks only about rows it has not seen.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from typing import Any
 
 from loradesk.core.config import ModelSettings, RunConfig
 from loradesk.core.dataset import Example
 from loradesk.ui.jobs import Cancelled, TaskState
-from loradesk.ui.row_lengths import TokenKey, token_key
+from loradesk.ui.row_lengths import token_key
 
 #: Rows tokenized per call into the worker process (a cancellation point in between).
 CHUNK = 500
@@ -26,7 +26,7 @@ class AnswerStarts:
 
     def __init__(self) -> None:
         self._setup: str | None = None
-        self._known: dict[TokenKey, int] = {}
+        self._known: dict[Hashable, int] = {}
 
     def of_rows(self, rows: Sequence[Example], indexes: Sequence[int], config: RunConfig, *,
                 state: TaskState) -> dict[int, int]:

@@ -155,8 +155,3 @@ def call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], 
 #: The channel dataset rows are uploaded on (by checks and searches alike, all as
 #: :func:`loradesk.core.dataset.compact_row`: conversations keep their turns).
 ROWS_CHANNEL = "dataset-rows"
-
-
-def row_record(row: Any) -> tuple[str, str, str]:
-    """A dataset row in the compact form the process receives it in: ``(system, prompt, completion)``."""
-    return (row.system, row.prompt, row.completion)
