@@ -8,7 +8,9 @@ an assistant message is split once more after its header (``render(msgs[:m], add
 so its header carries no loss and its body (the answer or the tool calls, and the end-of-turn marker) does.
 
 Which assistant turns carry loss is a setting (``assistant_turns``: ``"all"`` or ``"last"``); user, tool
-and system text never does (unless completion-only loss is off: then everything is trained).
+and system text never does (unless completion-only loss is off: then everything is trained), nor does an
+assistant turn that opens the conversation before any system prompt or user turn (a greeting answers
+nothing, and the template gives no header to tell it from its text).
 
 **Templates whose prefixes do not add up.** Some templates render an earlier turn differently once later
 turns follow (Qwen3 drops the reasoning of earlier answers). Then the exact per-turn split is impossible,
@@ -196,16 +198,17 @@ def segments(tokenizer: Any, row: Example, templated: bool, completion_only: boo
         for m in range(len(msgs)):
             k = m - offset
             role = row.turns[k].role if k >= 0 else "system"
-            if role == "assistant":
-                head = render(m, generation=True) if m else ""
-                if not m or not head.startswith(done):
+            opening = m == 0  # an answer that opens the conversation answers nothing: context, no loss
+            if role == "assistant" and not opening:
+                head = render(m, generation=True)
+                if not head.startswith(done):
                     raise TemplateError("prefix")
                 out.append(Segment(head[len(done):], not completion_only, k, role))
                 done = head
             upto = render(m + 1)
             if not upto.startswith(done):
                 raise TemplateError("prefix")
-            out.append(Segment(upto[len(done):], k in trained or not completion_only, k, role))
+            out.append(Segment(upto[len(done):], (k in trained and not opening) or not completion_only, k, role))
             done = upto
     except TemplateError:  # a prefix the template renders differently, or refuses: the last answer alone
         return _last_turn_only(row, msgs, render, trained, completion_only, offset, eos)
@@ -245,8 +248,9 @@ def _plain(tokenizer: Any, row: Example, trained: set[int], completion_only: boo
     if head:
         out.append(Segment(head + "\n", not completion_only, -1, "system"))
     for k, turn in enumerate(row.turns):
-        if turn.role == "assistant":
-            out.append(Segment(assistant_text(turn) + eos, k in trained, k, "assistant"))
+        if turn.role == "assistant":  # an opening answer (nothing before it) is context, as with a template
+            out.append(Segment(assistant_text(turn) + eos, (k in trained and (k > 0 or bool(head))) or
+                               not completion_only, k, "assistant"))
         elif turn.role == "tool":
             out.append(Segment(tool_result_text(turn) + "\n", k in trained, k, "tool"))
         else:

@@ -231,3 +231,14 @@ def test_a_template_that_refuses_a_conversation_is_named_not_a_crash(tiny_model_
     with pytest.raises(chat_render.TemplateError, match="the chat template refuses this conversation "
                                                         r"\(no tools here\)"):
         encode(tok, tool_chat(), 512)
+
+
+def test_an_answer_that_opens_the_conversation_is_context(tok) -> None:
+    row = Example.conversation([Turn("assistant", "Welcome!"), Turn("user", "Who?"), Turn("assistant", "Her.")])
+    for templated in (True, False):
+        enc = encode(tok, row, 512, use_chat_template=templated)
+        assert trained_text(tok, enc) == ("Her.<|im_end|>\n" if templated else "Her.<|im_end|>")
+    with_system = Example.conversation(row.turns, system="Be brief.")
+    assert trained_text(tok, encode(tok, with_system, 512)) == "Welcome!<|im_end|>\nHer.<|im_end|>\n"
+    alone = Example.conversation([Turn("assistant", "Welcome!"), Turn("user", "Bye")])
+    assert encode(tok, alone, 512).trained_tokens == 0  # nothing to train: training skips it
