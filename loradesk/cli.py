@@ -46,6 +46,10 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--split-pairs", action="store_true",
                    help="read each conversation of a ShareGPT or OpenAI chat file as prompt/completion pairs (each "
                         "user message and the reply after it) instead of one multi-turn row")
+    t.add_argument("--tools-as-text", action="store_true",
+                   help="write tool calls, tool results and the tools list as <tool_call>/<tool_response> text "
+                        "(the 'Tool calls as text' setting; needed when the model's chat template has no tool "
+                        "support)")
     t.add_argument("--model", help="'default', a Hub id, a model folder or a .gguf file (default: built-in)")
     t.add_argument("--config", help="run settings JSON (as saved by the app or --save-config)")
     t.add_argument("--out", help="folder for the run (default: a new folder in the runs directory)")
@@ -152,7 +156,10 @@ def main(argv: list[str] | None = None) -> int:
         error = storage_error(exc)  # disk full, read-only, no permission: one line naming the file
         if args.debug or (error is None and not isinstance(exc, EXPECTED_ERRORS)):
             raise
-        print(f"loradesk: error: {error or exc}", file=sys.stderr)
+        training = sys.modules.get("loradesk.core.training")  # imported when a run was attempted
+        unsupported = training is not None and isinstance(exc, training.ToolsUnsupported)
+        hint = " (loradesk train --tools-as-text)" if unsupported else ""
+        print(f"loradesk: error: {error or exc}{hint}", file=sys.stderr)
         return 1
 
 
@@ -248,6 +255,8 @@ def _train(args: argparse.Namespace, stop: threading.Event, interrupts: Interrup
                       ("batch_size", "batch_size")):
         if getattr(args, flag) is not None:
             data["training"][key] = getattr(args, flag)
+    if args.tools_as_text:
+        data["training"]["tools_as_text"] = True
     if args.trust_remote_code:
         from loradesk.core.models import resolve_model
 
@@ -271,7 +280,8 @@ def _train(args: argparse.Namespace, stop: threading.Event, interrupts: Interrup
 
 #: ``train`` options that --continue refuses: the continued run keeps its parent's settings.
 _PARENT_SETTINGS = (("model", "--model"), ("config", "--config"), ("lr", "--lr"), ("batch_size", "--batch-size"),
-                    ("resume", "--resume"), ("save_config", "--save-config"), ("check", "--check"))
+                    ("resume", "--resume"), ("save_config", "--save-config"), ("check", "--check"),
+                    ("tools_as_text", "--tools-as-text"))
 
 
 def _train_more(args: argparse.Namespace, stop: threading.Event, interrupts: Interrupts) -> int:

@@ -226,6 +226,7 @@ class TrainingJob:
         self.run_dir: Path | None = None  # the run folder, once there is one
         self.preflight: dict[str, Any] | None = None  # a pre-flight check's report, recorded in the run file
         self.skipped, self.skipped_why, self.skipped_first = 0, "", 0  # rows the last encode() left out
+        self.skipped_hint = ""
 
     def run(self, runs_dir: Path, run_dir: Path | None, checkpoint: Path | None) -> RunResult:
         from loradesk.core import models
@@ -366,7 +367,7 @@ class TrainingJob:
             skipped_rows = self.skipped
             if not len(train_data):
                 raise TrainingError(f"No training row is left to train: all {plural(len(train_rows), 'row')} "
-                                    f"{self.skipped_why} (row {self.skipped_first} first)")
+                                    f"{self.skipped_why} (row {self.skipped_first} first){self.skipped_hint}")
             eval_data, _ = self.encode(tokenizer, eval_rows, "validation row") if eval_rows else (None, 0)
             if eval_data is not None and not len(eval_data):
                 eval_data = None
@@ -432,9 +433,13 @@ class TrainingJob:
             self.skipped_why = (f"whose answers lie beyond {beyond}" if all(encoded[n].cut for n in empty)
                                 else f"with no token to train (no answer, or answers beyond {beyond})")
             self.skipped_first = self._row_number(rows[empty[0]])
+            self.skipped_hint = ""
+            if all(encoded[n].cut and not encoded[n].clipped for n in empty):  # what would keep their answers
+                need = max(len(encoded[n].input_ids) + encoded[n].cut for n in empty)
+                self.skipped_hint = f"; a max length of {-(-need // 64) * 64} would keep them"
             if len(empty) < len(rows):
                 self.sink.log(f"Skipped {plural(len(empty), kind)} {self.skipped_why} "
-                              f"(row {self.skipped_first} first)")
+                              f"(row {self.skipped_first} first){self.skipped_hint}")
             dropped = set(empty)
             encoded = [e for n, e in enumerate(encoded) if n not in dropped]
         data = HFDataset.from_dict({

@@ -4,6 +4,7 @@ a count (a run with none left refuses), and tool rows meet a clear refusal or th
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -19,6 +20,13 @@ from loradesk.core.formats import read_dataset
 from loradesk.core.models import load_tokenizer
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "sample.json"
+
+
+def encode_row(model_dir: Path, row: Example) -> list[int]:
+    """The row's whole training text as token ids, uncut."""
+    from loradesk.core.tokenize import encode
+
+    return encode(load_tokenizer(model_dir), row, 4096).input_ids
 
 
 def conversations(n: int) -> list[Example]:
@@ -48,11 +56,15 @@ def test_rows_cut_to_no_trained_token_are_skipped_with_a_count(tiny_model_dir: P
     sink = RecordingSink()
     result = training.run(tiny_config(tiny_model_dir, max_steps=1, max_length=64), rows, sink, runs_dir=tmp_path)
     assert result.skipped_rows == 3 and result.train_rows == 7
-    assert ("Skipped 3 training rows whose answers lie beyond the max length of 64 tokens (row 5 first)"
-            in sink.lines)
+    skipped = [line for line in sink.lines if line.startswith("Skipped")]
+    assert len(skipped) == 1 and re.fullmatch(
+        r"Skipped 3 training rows whose answers lie beyond the max length of 64 tokens \(row 5 first\); "
+        r"a max length of (\d+) would keep them", skipped[0])
+    need = int(skipped[0].rsplit("of ", 1)[1].split()[0])
+    assert need % 64 == 0 and need - 64 < len(encode_row(tiny_model_dir, rows[4])) <= need
     assert json.loads((result.run_dir / runs.RUN_FILE).read_text())["result"]["skipped_rows"] == 3
     with pytest.raises(training.TrainingError, match=r"No training row is left to train: all 3 rows whose answers "
-                       r"lie beyond the max length of 64 tokens \(row 1 first\)"):
+                       r"lie beyond the max length of 64 tokens \(row 1 first\); a max length of \d+ would keep them"):
         training.run(tiny_config(tiny_model_dir, max_steps=1, max_length=64), rows[4:], runs_dir=tmp_path)
 
 
