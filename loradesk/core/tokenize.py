@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from loradesk.core import chat_render
+from loradesk.core import chat_render, system_role
 from loradesk.core.config import describe_fields
 from loradesk.core.dataset import Example
 
@@ -69,7 +69,8 @@ def render_prompt(tokenizer: Any, example: Example | str, use_chat_template: boo
         return chat_render.prompt_text(tokenizer, example, use_chat_template and has_chat_template(tokenizer),
                                        tools_as_text)
     if use_chat_template and has_chat_template(tokenizer):
-        return tokenizer.apply_chat_template(chat_messages(example), tokenize=False, add_generation_prompt=True)
+        msgs = system_role.template_messages(tokenizer, chat_messages(example))
+        return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
     prompt = example.prompt if isinstance(example, Example) else example
     system = example.system if isinstance(example, Example) else ""
     return (f"{system}\n" if system else "") + prompt + "\n"
@@ -80,7 +81,8 @@ def render(tokenizer: Any, example: Example, use_chat_template: bool = True) -> 
     eos = tokenizer.eos_token or ""
     prompt_part = render_prompt(tokenizer, example, use_chat_template)
     if use_chat_template and has_chat_template(tokenizer):
-        msgs = [*chat_messages(example), {"role": "assistant", "content": example.completion}]
+        msgs = system_role.template_messages(
+            tokenizer, [*chat_messages(example), {"role": "assistant", "content": example.completion}])
         full = tokenizer.apply_chat_template(msgs, tokenize=False)
         if full.startswith(prompt_part):
             completion_part = full[len(prompt_part):]
