@@ -1,17 +1,19 @@
 """The model families users scale up to, end to end through the CLI on tiny random-weight models.
 
 Llama 3, Qwen2, Mistral, Gemma and Phi-3 (built from their transformers config classes, with their instruct
-models' chat templates) each train a few steps with ``loradesk train``, answer with ``loradesk ask`` (base
-and tuned, checked against plain transformers + peft), and export with ``loradesk export --merged`` (and
-``--gguf`` where the exporter supports the family; a clear refusal elsewhere). Target modules are discovered
-per family (Phi-3's fused ``qkv_proj`` / ``gate_up_proj``) and are the ones in the adapter. Templates without
-a system role (Gemma, Mistral) get the system prompt at the start of the first user message. GPT-2's
-``Conv1D`` layers are adapted too, and a family that cannot generate text is refused in one line.
+models' chat templates) each train a few steps with ``loradesk train``, answer with ``loradesk ask`` and
+``loradesk eval`` (base and tuned, checked against plain transformers + peft), and export with
+``loradesk export --merged`` (and ``--gguf`` where the exporter supports the family; a clear refusal
+elsewhere). Target modules are discovered per family (Phi-3's fused ``qkv_proj`` / ``gate_up_proj``) and are
+the ones in the adapter. Templates without a system role (Gemma, Mistral) get the system prompt at the start
+of the first user message. GPT-2's ``Conv1D`` layers are adapted too, and a family that cannot generate text
+is refused in one line.
 """
 
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from loradesk.cli import main, side_by_side
 from loradesk.core import models, system_role, tokenize
 from loradesk.core.conversation import Turn
 from loradesk.core.dataset import Example
+from loradesk.core.generation import contains_phrase
 from loradesk.core.tiny_model import FAMILIES, build_family_model, build_tokenizer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,6 +92,14 @@ def test_family_trains_answers_and_exports_through_the_cli(family: str, family_m
     base = reference_answer(model_dir, QUESTION, 6)
     tuned = reference_answer(model_dir, QUESTION, 6, adapter_dir=run)
     assert side_by_side("Base model", base, "Tuned model", tuned, 100) in capsys.readouterr().out
+
+    heldout = tmp_path / "heldout.jsonl"  # the tuned answer's first word is expected: eval must find it
+    expected = (tuned.split() or ["Vaelmoor"])[0]
+    heldout.write_text(json.dumps({"prompt": QUESTION, "expected": expected}) + "\n", encoding="utf-8")
+    assert main(["eval", "--adapter", str(run), "--heldout", str(heldout), "--max-new-tokens", "6"]) == 0
+    assert textwrap.indent(textwrap.fill(f"tuned: {tuned}", 100), "      ") in capsys.readouterr().out
+    score = json.loads((run / "loradesk_run.json").read_text(encoding="utf-8"))["score_detail"]
+    assert score["total"] == 1 and score["tuned"] == int(contains_phrase(tuned, expected))
 
     merged_dir = tmp_path / "merged"
     assert main(["export", str(run), "--out", str(merged_dir), "--merged"]) == 0
