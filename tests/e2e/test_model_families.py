@@ -13,6 +13,7 @@ is refused in one line.
 from __future__ import annotations
 
 import json
+import shutil
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from loradesk.core import models, system_role, tokenize
 from loradesk.core.conversation import Turn
 from loradesk.core.dataset import Example
 from loradesk.core.generation import contains_phrase
-from loradesk.core.tiny_model import FAMILIES, build_family_model, build_tokenizer
+from loradesk.core.tiny_model import CHATML, FAMILIES, build_family_model, build_tokenizer
 
 ROOT = Path(__file__).resolve().parents[2]
 ATTENTION_MLP = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -167,6 +168,25 @@ def test_a_template_that_drops_the_system_message_gets_it_folded(tiny_model_dir:
     assert prompt == "<user>Be brief.\n\nHi?</s><assistant>"
     note = system_role.folded_note(tokenizer, [Example("a", "b"), Example("c", "d", system="Be brief.")])
     assert note is not None and "1 row (row 2 first)" in note
+
+
+def test_a_template_that_refuses_a_pair_names_the_row(tiny_model_dir: Path, tmp_path: Path, capsys) -> None:
+    """A template's own refusal (jinja's raise_exception) of one pair is one line naming the row, not a
+    traceback; nothing is trained."""
+    from transformers import AutoTokenizer
+
+    model_dir, data, run = tmp_path / "model", tmp_path / "rows.jsonl", tmp_path / "run"
+    shutil.copytree(tiny_model_dir, model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer.chat_template = ("{% for m in messages %}{% if 'Vaelmoor' in m['content'] %}"
+                               "{{ raise_exception('no place names') }}{% endif %}{% endfor %}" + CHATML)
+    tokenizer.save_pretrained(model_dir)
+    rows = [{"prompt": "Who?", "completion": "Tamsin."}, {"prompt": "Where?", "completion": "Vaelmoor."}]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    assert main(["train", str(data), "--model", str(model_dir), "--max-steps", "1", "--out", str(run)]) == 1
+    err = capsys.readouterr().err
+    assert err.endswith("loradesk: error: Row 2: the chat template refuses these messages (no place names)\n"), err
+    assert not (run / "adapter_model.safetensors").exists()
 
 
 def test_gpt2_conv1d_layers_are_found_trained_and_merged(tmp_path: Path, data_file: Path, tiny_texts: list[str],
