@@ -69,6 +69,12 @@ def build_tiny_model(folder: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_texts() -> list[str]:
+    """The texts the tiny models' tokenizers are trained on (the sample data's)."""
+    return sample_texts()
+
+
+@pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny Llama model folder (shared by the session; treat it as read-only)."""
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))

@@ -43,6 +43,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from loradesk.core import system_role
 from loradesk.core.conversation import ToolCall, Turn, messages, tools_list
 from loradesk.core.dataset import Example
 
@@ -159,11 +160,14 @@ def text_messages(turns: Sequence[Turn], system: str, tools: str) -> list[dict[s
     return out
 
 
-def template_input(row: Example, tools_as_text: bool) -> tuple[list[dict[str, Any]], list[Any] | None]:
-    """``(messages, tools)`` to hand the chat template for a conversation row."""
+def template_input(tokenizer: Any, row: Example, tools_as_text: bool) -> tuple[list[dict[str, Any]], list[Any] | None]:
+    """``(messages, tools)`` to hand the chat template for a conversation row (the system prompt in the first
+    user message for a template without a system role: :mod:`loradesk.core.system_role`)."""
     if tools_as_text and has_tool_parts(row):
-        return text_messages(row.turns, row.system, row.tools), None
-    return messages(row.turns, row.system, for_template=True), tools_list(row.tools)
+        msgs, tools = text_messages(row.turns, row.system, row.tools), None
+    else:
+        msgs, tools = messages(row.turns, row.system, for_template=True), tools_list(row.tools)
+    return system_role.template_messages(tokenizer, msgs), tools
 
 
 # --- segments ------------------------------------------------------------------------------------------------
@@ -181,7 +185,7 @@ def segments(tokenizer: Any, row: Example, templated: bool, completion_only: boo
     trained = trained_turns(row.turns, completion_only, assistant_turns)
     if not templated:
         return Rendered(_plain(tokenizer, row, trained, completion_only))
-    msgs, tools = template_input(row, tools_as_text)
+    msgs, tools = template_input(tokenizer, row, tools_as_text)
     offset = len(msgs) - len(row.turns)  # the system message, when there is one
     eos = tokenizer.eos_token or ""
 
@@ -265,7 +269,7 @@ def prompt_text(tokenizer: Any, row: Example, templated: bool, tools_as_text: bo
     before = Example.conversation(row.turns[:last], row.system, row.split, row.tools)
     if not templated:
         return "".join(s.text for s in _plain(tokenizer, before, set(), True))
-    msgs, tools = template_input(before, tools_as_text)
+    msgs, tools = template_input(tokenizer, before, tools_as_text)
     if not msgs:
         msgs = [{"role": "user", "content": ""}]
     return tokenizer.apply_chat_template(msgs, tools=tools, tokenize=False, add_generation_prompt=True)

@@ -314,6 +314,8 @@ def load_model(model_dir: Path, device: str, dtype: torch.dtype | None = None,
     except ValueError as exc:
         if trust.needs_remote_code(exc):
             raise trust.refusal(model_dir) from None
+        if refusal := not_a_text_generator(model_dir):
+            raise refusal from None
         raise ModelError(f"transformers cannot load the model in {model_dir} as a text generator "
                          f"({_first_line(exc)}). Try a newer transformers, or turn on 'Trust remote code' "
                          f"if the model ships its own code and you trust it.") from exc
@@ -339,8 +341,29 @@ def discover_target_modules(model_dir: Path, trust_remote_code: bool = False) ->
     except ValueError as exc:
         if trust.needs_remote_code(exc):
             raise trust.refusal(model_dir) from None
-        raise
+        if refusal := not_a_text_generator(model_dir):
+            raise refusal from None
+        raise ModelError(f"Could not read the model's configuration in {model_dir}: {_first_line(exc)}") from exc
     return linear_module_names(model)
+
+
+def not_a_text_generator(model_dir: Path) -> ModelError | None:
+    """The one-line refusal for a model family transformers knows but cannot run as a text generator (T5,
+    BART, encoder-only and vision models without a causal language model class); None for any other."""
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    try:
+        config = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    model_type = config.get("model_type") if isinstance(config, dict) else None
+    if model_type not in CONFIG_MAPPING_NAMES or model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        return None
+    arch = ", ".join(config.get("architectures") or []) or model_type
+    return ModelError(f"{model_dir} holds a {arch} model ({model_type}), which transformers cannot run as a text "
+                      f"generator (it has no causal language model class): LoRA Desk trains decoder-only models "
+                      f"such as Llama, Qwen2, Mistral, Gemma or Phi-3")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -350,13 +373,18 @@ def _first_line(exc: BaseException) -> str:
 
 
 def linear_module_names(model: Any) -> list[str]:
-    """Leaf names of the Linear layers inside a model, in order of first appearance, lm_head excluded."""
+    """Leaf names of the Linear layers inside a model, in order of first appearance, lm_head excluded.
+
+    Fused projections count as they are (Phi-3's ``qkv_proj`` and ``gate_up_proj``), and so do the
+    transposed ``Conv1D`` layers of the GPT-2 family (``c_attn``, ``c_proj``, ``c_fc``), which peft adapts too.
+    """
     import torch
+    from transformers.pytorch_utils import Conv1D
 
     skip = {"lm_head", "embed_out", "output"}
     names: dict[str, None] = {}
     for full, module in model.named_modules():
         leaf = full.rsplit(".", 1)[-1]
-        if isinstance(module, torch.nn.Linear) and leaf not in skip and "." in full:
+        if isinstance(module, torch.nn.Linear | Conv1D) and leaf not in skip and "." in full:
             names.setdefault(leaf, None)
     return list(names)

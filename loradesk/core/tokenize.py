@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from loradesk.core import chat_render
+from loradesk.core import chat_render, system_role
 from loradesk.core.config import describe_fields
 from loradesk.core.dataset import Example
 
@@ -69,10 +69,20 @@ def render_prompt(tokenizer: Any, example: Example | str, use_chat_template: boo
         return chat_render.prompt_text(tokenizer, example, use_chat_template and has_chat_template(tokenizer),
                                        tools_as_text)
     if use_chat_template and has_chat_template(tokenizer):
-        return tokenizer.apply_chat_template(chat_messages(example), tokenize=False, add_generation_prompt=True)
+        return _template_text(tokenizer, chat_messages(example), generation=True)
     prompt = example.prompt if isinstance(example, Example) else example
     system = example.system if isinstance(example, Example) else ""
     return (f"{system}\n" if system else "") + prompt + "\n"
+
+
+def _template_text(tokenizer: Any, msgs: list[dict[str, str]], generation: bool = False) -> str:
+    """A pair's messages through the chat template (a system prompt in the first user message where it has no
+    system role); a template that refuses them raises :class:`~loradesk.core.chat_render.TemplateError`."""
+    try:
+        return tokenizer.apply_chat_template(system_role.template_messages(tokenizer, msgs), tokenize=False,
+                                             add_generation_prompt=generation)
+    except Exception as exc:  # jinja's errors and the template's own raise_exception() of all kinds
+        raise chat_render.TemplateError(f"the chat template refuses these messages ({exc})") from None
 
 
 def render(tokenizer: Any, example: Example, use_chat_template: bool = True) -> tuple[str, str]:
@@ -80,8 +90,8 @@ def render(tokenizer: Any, example: Example, use_chat_template: bool = True) -> 
     eos = tokenizer.eos_token or ""
     prompt_part = render_prompt(tokenizer, example, use_chat_template)
     if use_chat_template and has_chat_template(tokenizer):
-        msgs = [*chat_messages(example), {"role": "assistant", "content": example.completion}]
-        full = tokenizer.apply_chat_template(msgs, tokenize=False)
+        answer = {"role": "assistant", "content": example.completion}
+        full = _template_text(tokenizer, [*chat_messages(example), answer])
         if full.startswith(prompt_part):
             completion_part = full[len(prompt_part):]
             if eos and eos not in completion_part:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from loradesk import __version__
-from loradesk.core import checkpoints, interrupts, liveness, runs, train_more
+from loradesk.core import checkpoints, interrupts, liveness, runs, system_role, train_more
 from loradesk.core.checks import control_rows, has_lone_surrogate
 from loradesk.core.config import RunConfig
 from loradesk.core.dataset import Dataset, Example, split_rows
@@ -362,6 +362,8 @@ class TrainingJob:
             sink.log(f"{plural(len(odd), 'row')} (row {odd[0] + 1} first) {plural_word(len(odd), 'holds', 'hold')} "
                      "control characters such as NUL; they are trained as they are (the Checks panel removes them)")
         self._check_tool_template(tokenizer, model_dir)
+        if note := system_role.folded_note(tokenizer, self.rows, t.use_chat_template):
+            sink.log(note)
         with tokenizer_lock:  # shared with the Dataset tab's token counts
             train_data, cut_rows = self.encode(tokenizer, train_rows)
             skipped_rows = self.skipped
