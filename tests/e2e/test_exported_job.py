@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +37,24 @@ def job(tmp_path: Path, tiny_model_dir: Path) -> tuple[Path, RunConfig]:
     return tmp_path / "job", config
 
 
-def _launch(job_dir: Path, **env: str) -> subprocess.CompletedProcess[str]:
+def _start(job_dir: Path, **env: str) -> subprocess.Popen[str]:
     """``bash launch.sh 2`` in the job folder, with this interpreter's torchrun and accelerate and this code."""
-    run_env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-               "PYTHON": sys.executable, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **env}
-    for name in ("NPROC", "OUT", "NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        run_env.pop(name, None)
-    return subprocess.run(["bash", "launch.sh", "2"], cwd=job_dir, env=run_env, capture_output=True, text=True,
-                          timeout=600)
+    run_env = {k: v for k, v in os.environ.items()
+               if k not in ("NPROC", "OUT", "NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    run_env.update(PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", PYTHON=sys.executable,
+                   PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", **env)
+    return subprocess.Popen(["bash", "launch.sh", "2"], cwd=job_dir, env=run_env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _launch(job_dir: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    proc = _start(job_dir, **env)
+    try:
+        out, err = proc.communicate(timeout=600)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def _find(record: Any, key: str) -> list[Any]:
@@ -55,9 +67,6 @@ def _find(record: Any, key: str) -> list[Any]:
 
 
 def _check_run(run_dir: Path, config: RunConfig, model_dir: Path) -> None:
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
-
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text("utf-8").splitlines()]
     losses = [(m["step"], m["loss"]) for m in metrics if "loss" in m]
     assert [step for step, _ in losses] == list(range(1, STEPS + 1))  # one writer: every step once
@@ -69,9 +78,17 @@ def _check_run(run_dir: Path, config: RunConfig, model_dir: Path) -> None:
     assert _find(record, "effective_batch") == [2 * local_batch]
     assert _find(record, "world_size") == [2]
 
+    _check_adapter(run_dir, model_dir)
+
+
+def _check_adapter(run_dir: Path, model_dir: Path) -> None:
+    """peft loads the run's adapter onto the base model, with trained weights (lora_B starts at zero)."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(model_dir), run_dir)
     trained = [p for name, p in model.named_parameters() if "lora_B" in name]
-    assert trained and any(p.abs().sum() > 0 for p in trained)  # lora_B starts at zero: it was trained
+    assert trained and any(p.abs().sum() > 0 for p in trained)
 
 
 def test_launch_sh_trains_with_torchrun_on_two_cpu_processes(job: tuple[Path, RunConfig],
@@ -90,3 +107,33 @@ def test_launch_sh_trains_with_accelerate_launch_and_the_ddp_config(job: tuple[P
     assert done.returncode == 0, done.stderr[-3000:]
     assert "launch --config_file accelerate/ddp.yaml --num_machines 1 --num_processes 2" in done.stderr
     _check_run(job_dir / "runs" / "tiny", config, tiny_model_dir)
+
+
+def test_sigterm_to_launch_sh_stops_every_rank_and_keeps_the_adapter(job: tuple[Path, RunConfig],
+                                                                    tiny_model_dir: Path) -> None:
+    """launch.sh hands its process to the launcher, so a SIGTERM (kill, scancel) reaches torchrun and the ranks."""
+    import psutil
+
+    from loradesk.core import runs
+
+    job_dir, _config = job
+    settings = json.loads((job_dir / "run.json").read_text("utf-8"))
+    settings["training"]["max_steps"] = 5000
+    (job_dir / "run.json").write_text(json.dumps(settings), encoding="utf-8")
+    proc = _start(job_dir)
+    run_dir = job_dir / "runs" / "tiny"
+    deadline = time.monotonic() + 300
+    while not run_dir.is_dir() or len(runs.read_metrics(run_dir)) < 2:
+        assert proc.poll() is None and time.monotonic() < deadline, "no steps logged"
+        time.sleep(0.2)
+    ranks = [p for p in psutil.Process(proc.pid).children(recursive=True) if "loradesk" in " ".join(p.cmdline())]
+    assert len(ranks) == 2
+    proc.send_signal(signal.SIGTERM)
+    _out, err = proc.communicate(timeout=300)
+    _gone, alive = psutil.wait_procs(ranks, timeout=30)
+    assert not alive, err[-3000:]
+    info = runs.read_run(run_dir)
+    assert info.status == "stopped" and 2 <= info.steps < 5000
+    steps = [m["step"] for m in runs.read_metrics(run_dir) if "loss" in m]
+    assert steps == list(range(1, info.steps + 1))
+    _check_adapter(run_dir, tiny_model_dir)
