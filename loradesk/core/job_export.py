@@ -26,7 +26,7 @@ from pathlib import Path
 from loradesk.core import job_scripts
 from loradesk.core.config import ModelSettings, RunConfig
 from loradesk.core.dataset import Example, draw_split
-from loradesk.core.fileio import move_into_place, storage_errors_named, temp_dir_beside
+from loradesk.core.fileio import move_into_place, remove_stale_temps, storage_errors_named, temp_dir_beside
 from loradesk.core.readiness import can_train
 from loradesk.core.wording import plural
 
@@ -155,6 +155,7 @@ def export_job(rows: Sequence[Example], config: RunConfig, dest: Path, *, model:
     job = ExportedJob(dest, name, len(pinned) - validation, validation, model_label(config.model),
                       _notes(config.model))
     with storage_errors_named(dest):
+        remove_stale_temps(dest.parent)  # what an export killed half-way left (an hour old at least)
         tmp = temp_dir_beside(dest)
         try:
             _write(tmp, pinned, config, job)

@@ -269,6 +269,16 @@ def test_a_failure_while_writing_leaves_nothing(tmp_path: Path, monkeypatch) -> 
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_folder_left_by_a_killed_export_is_cleared_by_the_next(tmp_path: Path) -> None:
+    stale = tmp_path / ".job.k1ll3d.tmp"
+    (stale / "accelerate").mkdir(parents=True)
+    (stale / "data.jsonl").write_text("{}", encoding="utf-8")
+    for path in (stale / "accelerate", stale / "data.jsonl", stale):
+        os.utime(path, (0, 0))
+    export_job(_rows(), RunConfig(), tmp_path / "job")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["job"]
+
+
 def test_a_model_folder_is_named_by_its_absolute_path_with_a_note(tmp_path: Path, tiny_model_dir: Path,
                                                                   monkeypatch) -> None:
     monkeypatch.chdir(tiny_model_dir.parent)
