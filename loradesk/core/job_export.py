@@ -143,7 +143,9 @@ def export_job(rows: Sequence[Example], config: RunConfig, dest: Path, *, model:
     :class:`~loradesk.core.config.ConfigError` for bad settings. Nothing is left behind on an error.
     """
     dest = Path(dest).expanduser()
-    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+    if dest.exists() and not dest.is_dir():
+        raise JobExportError(f"{dest}: is a file; choose a new folder for the job")
+    if dest.exists() and any(dest.iterdir()):
         raise JobExportError(f"{dest}: already exists and is not an empty folder; choose a new folder for the job")
     config = job_config(config, model)
     readiness = can_train(config, rows)

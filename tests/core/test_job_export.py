@@ -247,6 +247,14 @@ def test_a_folder_that_is_not_empty_is_refused_in_one_line(tmp_path: Path, capsy
     assert _files(out) == {"notes.txt"} and (out / "notes.txt").read_text("utf-8") == "mine"
 
 
+def test_a_file_is_refused_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "job").write_text("mine", encoding="utf-8")
+    with pytest.raises(JobExportError) as error:
+        export_job(_rows(), RunConfig(), tmp_path / "job")
+    assert str(error.value) == f"{tmp_path / 'job'}: is a file; choose a new folder for the job"
+    assert (tmp_path / "job").read_text("utf-8") == "mine"
+
+
 def test_an_empty_folder_is_used(tmp_path: Path) -> None:
     (tmp_path / "job").mkdir()
     export_job(_rows(), RunConfig(), tmp_path / "job")
