@@ -7,6 +7,7 @@
     loradesk eval --adapter RUN      score both models on held-out questions
     loradesk export RUN --out DIR    copy the adapter, or write a merged model with --merged
     loradesk export RUN --gguf --out FILE   one .gguf file (llama.cpp, Ollama) and an Ollama Modelfile
+    loradesk export-job DATA --out DIR   a folder that trains the same run with torchrun, accelerate or SLURM
     loradesk runs                    list finished runs
     loradesk self-test               check, offline, that this install can train and answer
 
@@ -94,6 +95,15 @@ def _parser() -> argparse.ArgumentParser:
                    help="GGUF weights: f16 (default, as exact as f16 gets) or q8_0 (about half the size)")
     _trust_arg(x)
 
+    j = sub.add_parser("export-job", help="write a job folder that trains on many GPUs or machines (torchrun, "
+                                          "accelerate launch, SLURM)")
+    j.add_argument("data", help="dataset file (as for train)")
+    j.add_argument("--out", required=True, help="the job folder to write (new or empty)")
+    j.add_argument("--config", help="run settings JSON (as saved by the app or train --save-config)")
+    j.add_argument("--model", help="the model the cluster trains: a Hub id (e.g. Qwen/Qwen2.5-7B-Instruct) or a "
+                                   "folder (default: the settings' model)")
+    j.add_argument("--split-pairs", action="store_true", help="read conversations as prompt/completion pairs")
+
     sub.add_parser("runs", help="list finished runs")
 
     s = sub.add_parser("self-test", help="train a few steps, reload and answer, offline: checks this install")
@@ -146,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             return run_gui([getattr(args, "project", None)] if getattr(args, "project", None) else [])
         _quiet_libraries()
         return {"train": cmd_train, "ask": cmd_ask, "eval": cmd_eval, "export": cmd_export,
-                "runs": cmd_runs, "self-test": cmd_self_test}[command](args)
+                "export-job": cmd_export_job, "runs": cmd_runs, "self-test": cmd_self_test}[command](args)
     except KeyboardInterrupt:
         print("loradesk: interrupted", file=sys.stderr)
         return 130
@@ -178,14 +188,10 @@ def _quiet_libraries() -> None:
 
 # --- train -------------------------------------------------------------------------------------------------
 def _model_settings(spec: str) -> dict[str, str]:
-    if spec in ("", "default"):
-        return {"kind": "default", "name": ""}
-    path = Path(spec).expanduser()
-    if spec.lower().endswith(".gguf"):
-        return {"kind": "gguf", "name": str(path)}
-    if path.exists() or spec.startswith((".", "/", "~")):
-        return {"kind": "local", "name": str(path)}
-    return {"kind": "hub", "name": spec}
+    from loradesk.core.job_export import model_from_spec
+
+    model = model_from_spec(spec)
+    return {"kind": model.kind, "name": model.name}
 
 
 class TerminalSink:
@@ -525,6 +531,21 @@ def _export_gguf(args: argparse.Namespace) -> int:
     print(f'Ollama Modelfile: {result.modelfile}  (ollama create NAME -f "{result.modelfile}")')
     for note in result.notes:
         print(f"Note: {note}")
+    return 0
+
+
+def cmd_export_job(args: argparse.Namespace) -> int:
+    from loradesk.core.config import RunConfig
+    from loradesk.core.job_export import export_job, model_from_spec
+
+    config = RunConfig.load(args.config) if args.config else RunConfig()
+    model = model_from_spec(args.model) if args.model else None
+    job = export_job(_read_rows(args), config, Path(args.out), model=model)
+    print(job.summary())
+    for note in job.notes:
+        print(f"Note: {note}")
+    print(f'Run it:  cd "{job.path}" && bash launch.sh   (README.md has the commands for several machines '
+          "and SLURM)")
     return 0
 
 

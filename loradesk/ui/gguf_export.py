@@ -6,19 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtWidgets import (
-    QComboBox,
-    QDialog,
-    QDialogButtonBox,
-    QFileDialog,
-    QFormLayout,
-    QHBoxLayout,
-    QLabel,
-    QLineEdit,
-    QPushButton,
-    QWidget,
-)
+from PySide6.QtWidgets import QComboBox, QDialog, QFileDialog, QWidget
 
+from loradesk.ui.export_dialog import ExportDialog
 from loradesk.ui.jobs import Cancelled, TaskState
 
 QUANT_CHOICES = (
@@ -27,43 +17,20 @@ QUANT_CHOICES = (
 )
 
 
-class GgufExportDialog(QDialog):
+class GgufExportDialog(ExportDialog):
     """Where to write the .gguf file, and its weight type."""
 
     def __init__(self, suggested: Path, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setWindowTitle("Export GGUF")
-        self.path_edit = QLineEdit(str(suggested))
-        browse = QPushButton("Browse…")
-        browse.clicked.connect(self._browse)
-        row = QHBoxLayout()
-        row.addWidget(self.path_edit, 1)
-        row.addWidget(browse)
-        self.quant_box = QComboBox()
+        quant_box = QComboBox()
         for quant, text in QUANT_CHOICES:
-            self.quant_box.addItem(text, quant)
-        note = QLabel("The adapter is merged into the base model and written as one file for llama.cpp, "
-                      "Ollama or LM Studio, with an Ollama <i>Modelfile</i> beside it.")
-        note.setWordWrap(True)
-        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
-        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Export")
-        self.buttons.accepted.connect(self.accept)
-        self.buttons.rejected.connect(self.reject)
-        self.path_edit.textChanged.connect(self._update)
-        form = QFormLayout(self)
-        form.addRow(note)
-        form.addRow("File:", row)
-        form.addRow("Weights:", self.quant_box)
-        form.addRow(self.buttons)
-        self.resize(560, self.sizeHint().height())
+            quant_box.addItem(text, quant)
+        super().__init__("Export GGUF", "The adapter is merged into the base model and written as one file for "
+                         "llama.cpp, Ollama or LM Studio, with an Ollama <i>Modelfile</i> beside it.", "File:",
+                         suggested, [("Weights:", quant_box)], 560, parent)
+        self.quant_box = quant_box
 
-    def _browse(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export GGUF to", self.path_edit.text(), "GGUF files (*.gguf)")
-        if path:
-            self.path_edit.setText(path)
-
-    def _update(self) -> None:
-        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(bool(self.path_edit.text().strip()))
+    def browse(self, current: str) -> str:
+        return QFileDialog.getSaveFileName(self, "Export GGUF to", current, "GGUF files (*.gguf)")[0]
 
     def choice(self) -> tuple[Path, str]:
         """``(gguf file, quant)``: the file gets a ``.gguf`` suffix when it has none."""

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QMenu
 
-from loradesk.ui import train_more, window_state
+from loradesk.ui import job_export, train_more, window_state
 
 if TYPE_CHECKING:
     from loradesk.ui.main_window import MainWindow
@@ -59,6 +59,9 @@ def add_actions(window: MainWindow) -> None:
                            "Continue the last stopped run from its checkpoint")
     w.act_train_more = _action(w, "Train &More…", lambda: train_more.start(w), None,
                                "Continue the selected (or last) completed run for more epochs, as a new run")
+    w.act_export_job = _action(w, "Export &Job…", lambda: job_export.start(w), None,
+                               "Write a folder that trains these rows with these settings on many GPUs or machines "
+                               "(torchrun, accelerate, SLURM)")
     w.act_about = _action(w, "&About LoRA Desk", w.show_about)
     w.act_about.setMenuRole(QAction.MenuRole.AboutRole)
 
@@ -88,6 +91,9 @@ def add_menus(window: MainWindow) -> QMenu:
     split = edit.addMenu("S&plit")
     split.addActions([tab.act_mark_validation, tab.act_mark_train, tab.act_mark_auto])
 
-    bar.addMenu("&Run").addActions([w.act_train, w.act_stop, w.act_resume, w.act_train_more])
+    run_menu = bar.addMenu("&Run")
+    run_menu.addActions([w.act_train, w.act_stop, w.act_resume, w.act_train_more])
+    run_menu.addSeparator()
+    run_menu.addAction(w.act_export_job)
     bar.addMenu("&Help").addAction(w.act_about)
     return recent_menu
