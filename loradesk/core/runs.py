@@ -259,11 +259,14 @@ class NewMetrics(NamedTuple):
     offset: int  # the byte after the last complete line read
     file_id: tuple[int, int] | None  # (device, inode) of the file read; None: no file yet
     restarted: bool  # the file was replaced or cut shorter: ``rows`` are all of it, from the start
+    more: bool = False  # ``limit`` stopped the read: more complete lines may follow at ``offset``
 
 
-def read_new_metrics(run_dir: Path, offset: int = 0, file_id: tuple[int, int] | None = None) -> NewMetrics:
+def read_new_metrics(run_dir: Path, offset: int = 0, file_id: tuple[int, int] | None = None,
+                     limit: int | None = None) -> NewMetrics:
     """The metrics rows logged since byte ``offset`` of the file ``file_id`` (from an earlier read), for
-    following a run that is still being written.
+    following a run that is still being written; with ``limit``, about that many bytes at most (a long
+    backlog comes in pieces, ``more`` says so).
 
     Only complete lines are read: a half-written last line is left for the next read. A torn or foreign line
     in between is skipped, as in :func:`read_metrics`. A file that was replaced (resume rewrites it) or is
@@ -277,7 +280,12 @@ def read_new_metrics(run_dir: Path, offset: int = 0, file_id: tuple[int, int] | 
             restarted = offset > 0 and (stat.st_size < offset or (file_id is not None and found != file_id))
             start = 0 if restarted else offset
             fh.seek(start)
-            data = fh.read(max(0, stat.st_size - start))
+            size = max(0, stat.st_size - start)
+            data = fh.read(size if limit is None else min(size, limit))
+            more = len(data) < size
+            if more and b"\n" not in data:  # one line longer than the limit: read it whole
+                data += fh.readline()
+                more = len(data) < size
     except FileNotFoundError:
         return NewMetrics([], 0, None, offset > 0)
     end = data.rfind(b"\n")
@@ -289,7 +297,7 @@ def read_new_metrics(run_dir: Path, offset: int = 0, file_id: tuple[int, int] | 
             continue
         if isinstance(row, dict):
             rows.append(row)
-    return NewMetrics(rows, start + end + 1, found, restarted)
+    return NewMetrics(rows, start + end + 1, found, restarted, more)
 
 
 def truncate_metrics(run_dir: Path, last_step: int) -> None:

@@ -23,6 +23,9 @@ from loradesk.ui.jobs import Jobs
 from loradesk.ui.run_view import RunView, format_duration
 
 POLL_MS = 1000
+#: The most bytes of metrics one poll reads (about 10,000 steps): a long backlog (a run opened late) is drawn
+#: in pieces, the next one read at once, so the window is never held for long.
+CHUNK_BYTES = 2_000_000
 ENDED = ("completed", "stopped", "failed", "interrupted")
 #: After this long without a new step the phase says how long it has been quiet.
 QUIET_S = 60.0
@@ -38,6 +41,7 @@ class FollowUpdate:
     offset: int
     file_id: tuple[int, int] | None
     restarted: bool  # the metrics file was rewritten: ``rows`` are all of it
+    more: bool  # more lines were already there: read them next, without waiting for the timer
 
 
 def progress_of(row: Mapping[str, Any], start_step: int = 0) -> Any:
@@ -57,9 +61,9 @@ def poll(run_dir: Path, offset: int, file_id: tuple[int, int] | None) -> FollowU
     from loradesk.core import runs
 
     info = runs.read_run(run_dir)
-    new = runs.read_new_metrics(run_dir, offset, file_id)
+    new = runs.read_new_metrics(run_dir, offset, file_id, CHUNK_BYTES)
     steps = [p for p in (progress_of(row, info.step_offset) for row in new.rows) if p is not None]
-    return FollowUpdate(info, steps, new.rows, new.offset, new.file_id, new.restarted)
+    return FollowUpdate(info, steps, new.rows, new.offset, new.file_id, new.restarted, new.more)
 
 
 class RunFollower(QObject):
@@ -80,6 +84,7 @@ class RunFollower(QObject):
         self._rows: list[dict[str, Any]] = []
         self._last_step_at = 0.0
         self._described = False
+        self._more = False  # the last poll left lines to read
 
     @property
     def run_dir(self) -> Path | None:
@@ -109,8 +114,13 @@ class RunFollower(QObject):
 
     def _poll(self) -> None:
         if self._run is not None and not self.jobs.busy("follow"):
+            self._more = False
             self.jobs.start(poll, self._run, self._offset, self._file_id, key="follow", on_result=self._apply,
-                            on_error=self._on_error)
+                            on_error=self._on_error, on_finished=self._after_poll)
+
+    def _after_poll(self) -> None:
+        if self._more:  # a backlog: its next piece now, not in a second
+            self._poll()
 
     def _apply(self, update: FollowUpdate) -> None:
         if self._run is None or update.info.path != self._run:
@@ -130,7 +140,8 @@ class RunFollower(QObject):
         if update.steps:
             self._last_step_at = time.monotonic()
             self.view.show_steps(update.steps)
-        if info.status in ENDED:
+        self._more = update.more
+        if not update.more and info.status in ENDED:
             run = self._run
             self.stop()
             self.view.show_run(info, self._rows)

@@ -300,7 +300,7 @@ class RunsTab(QWidget):
         if info is None or run_dir is None:
             self.plot.clear()
             return
-        from loradesk.core import train_more
+        from loradesk.core import runs, train_more
 
         self.plot.set_metrics(train_more.lineage_metrics(run_dir))  # a continued run: its parent's curve first
         self.plot.mark_join(info.step_offset if info.parent else None)
@@ -312,6 +312,8 @@ class RunsTab(QWidget):
             parts.append(f"{info.seconds:.0f} s on {info.device}" if info.device else f"{info.seconds:.0f} s")
         if info.parent:
             parts.append(f"continues <b>{html.escape(Path(info.parent).name)}</b> from step {info.step_offset}")
+        if info.path.parent != (self.runs_dir or runs.default_runs_dir()):  # opened from elsewhere
+            parts.append(f"opened from {html.escape(str(info.path.parent))}")
         state = _state_text(info)
         self.detail_label.setText(" · ".join(parts) + (f"<br>{state}" if state else ""))
 

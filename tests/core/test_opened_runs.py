@@ -94,3 +94,21 @@ def test_a_chosen_base_model_replaces_a_missing_one_without_touching_the_run_fil
     present = _run_folder(tmp_path / "mnt" / "present", str(here))  # a recorded folder that is here wins
     opened_runs.set_base_model(present, tmp_path)
     assert runs.read_run(present).base_model_dir == str(here)
+
+
+def test_a_long_backlog_comes_in_pieces_of_whole_lines(tmp_path: Path) -> None:
+    metrics = tmp_path / runs.METRICS_FILE
+    metrics.write_bytes(b"".join(_line(step, 3.0 - step / 100) for step in range(1, 101)))
+    steps, got, pieces = [], runs.NewMetrics([], 0, None, False, True), 0
+    while got.more:
+        got = runs.read_new_metrics(tmp_path, got.offset, got.file_id, limit=1000)
+        steps += [r["step"] for r in got.rows]
+        pieces += 1
+    assert steps == list(range(1, 101)) and pieces > 5
+    assert got.offset == metrics.stat().st_size
+
+    long_line = (json.dumps({"step": 101, "loss": 0.5, "note": "x" * 3000}) + "\n").encode()
+    with open(metrics, "ab") as fh:
+        fh.write(long_line)
+    last = runs.read_new_metrics(tmp_path, got.offset, got.file_id, limit=1000)  # one line over the limit
+    assert [r["step"] for r in last.rows] == [101] and not last.more

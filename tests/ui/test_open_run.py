@@ -142,6 +142,7 @@ def test_a_missing_base_model_is_asked_for_and_remembered_for_that_run(qtbot, tr
 
     assert window.run_opener.open(run)
     assert window.tabs.currentWidget() is window.runs_tab and window.runs_tab.selected_run() == run
+    assert f"opened from {run.parent}" in window.runs_tab.detail_label.text()
     dialog = window.run_opener.base_dialog
     assert dialog is not None and dialog.isVisible()
     assert dialog.choice() == "example-org/tiny-llama"  # the recorded model name, as a Hub id to start from
@@ -199,3 +200,33 @@ def test_a_run_folder_dropped_on_the_runs_tab_opens(qtbot, trained, tiny_model_d
     assert event.isAccepted()
     assert window.runs_tab.selected_run() == run and opened_runs.remembered() == [run]
     assert window.run_opener.base_dialog is None  # its base model is here
+
+
+def test_a_long_backlog_is_drawn_in_pieces_every_step_once(qtbot, tmp_path, tiny_model_dir, monkeypatch):
+    from loradesk.core.config import RunConfig
+    from loradesk.ui import run_follower
+
+    monkeypatch.setattr(run_follower, "CHUNK_BYTES", 40_000)  # pieces of about 500 lines
+    pieces: list[int] = []
+    monkeypatch.setattr(run_follower.RunView, "show_steps",
+                        lambda view, steps, show=run_follower.RunView.show_steps: pieces.append(len(steps))
+                        or show(view, steps))
+    run = tmp_path / "run"
+    run.mkdir()
+    record = {"created": "2026-12-01T04:00:00", "model": "m", "base_model_dir": str(tiny_model_dir),
+              "config": RunConfig().to_dict()}
+    runs.write_run_file(run, {**record, "result": {"status": "running"}})  # no process: it may be anywhere
+    total = 2000
+    with open(run / runs.METRICS_FILE, "w", encoding="utf-8") as fh:
+        fh.writelines(json.dumps({"step": s, "max_steps": total, "epoch": s / total, "loss": 2 - s / total}) + "\n"
+                      for s in range(1, total + 1))
+    assert (run / runs.METRICS_FILE).stat().st_size > 3 * run_follower.CHUNK_BYTES
+    window = make_window(qtbot)
+    window.run_opener.open(run)
+    tab = window.training_tab
+    qtbot.waitUntil(lambda: tab.plot.point_count() == total, timeout=60_000)
+    assert tab.follower.run_dir == run and len(pieces) > 3 and sum(pieces) == total
+    runs.write_run_file(run, {**record, "result": {"status": "completed", "steps": total, "final_loss": 1.0}})
+    qtbot.waitUntil(lambda: tab.follower.run_dir is None, timeout=20_000)
+    x, _ = tab.plot.raw_curve.getData()
+    assert list(x) == list(range(1, total + 1))
