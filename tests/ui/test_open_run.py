@@ -155,7 +155,9 @@ def test_a_missing_base_model_is_asked_for_and_remembered_for_that_run(qtbot, tr
     assert str(not_a_model) in shown_errors[0].message
     assert runs.read_run(run).base_model_dir == "/cluster/hf-cache/tiny-llama"
 
-    window.run_opener.ask_base_model(runs.read_run(run))
+    assert window.run_opener.base_dialog is None
+    window.runs_tab.compare_selected()  # "Compare this run" asks again while the base model is missing
+    assert window.run_opener.base_dialog is not None
     window.run_opener.base_dialog.model_edit.setText(str(tiny_model_dir))
     window.run_opener.base_dialog.accept()
     assert runs.read_run(run).base_model_dir == str(tiny_model_dir)
