@@ -18,15 +18,16 @@ A run's status is "completed", "stopped" (by the user or a signal, adapter kept)
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from loradesk.core import checkpoints, liveness
+from loradesk.core import checkpoints, liveness, opened_runs
 from loradesk.core.config import RunConfig
 from loradesk.core.dataset import Example, row_from_record
 from loradesk.core.fileio import (
@@ -46,8 +47,8 @@ CHECKPOINTS = "checkpoints"
 COMPLETE_MARKER = "loradesk_complete"
 
 __all__ = ["RunInfo", "default_runs_dir", "export_adapter", "export_merged", "latest_checkpoint",
-           "list_runs", "mark_interrupted", "new_run_dir", "read_metrics", "read_run", "record_score",
-           "resume_command"]
+           "list_runs", "mark_interrupted", "new_run_dir", "read_metrics", "read_new_metrics", "read_run",
+           "record_score", "resume_command"]
 
 
 class RunError(RuntimeError):
@@ -127,7 +128,8 @@ def read_run(run_dir: Path) -> RunInfo:
 
     A run whose file says "running" but whose training process is gone (same host) is reported as
     "interrupted", with its latest complete checkpoint; on another host it stays "running" and ``where``
-    names the process.
+    names the process. A recorded base model folder that is not on this machine is replaced by the one the
+    user chose for the run (:mod:`loradesk.core.opened_runs`), if any.
     """
     run_dir = Path(run_dir)
     data = read_run_file(run_dir)
@@ -149,11 +151,23 @@ def read_run(run_dir: Path) -> RunInfo:
         path=run_dir, name=run_dir.name, created=data.get("created", ""), model=data.get("model", ""),
         status=status, final_loss=result.get("final_loss"),
         steps=int(result.get("steps", 0)), config=RunConfig.from_dict(data.get("config", {})),
-        score=data.get("score"), base_model_dir=data.get("base_model_dir", ""),
+        score=data.get("score"), base_model_dir=_base_model_dir(run_dir, str(data.get("base_model_dir") or "")),
         seconds=result.get("seconds"), device=result.get("device", ""), checkpoint=checkpoint, where=where,
         warnings=[str(w) for w in result.get("warnings") or []], error=str(result.get("error") or ""),
         parent=str(data.get("parent") or ""), step_offset=offset,
     )
+
+
+def _base_model_dir(run_dir: Path, recorded: str) -> str:
+    """``recorded`` when that folder is here, else the folder chosen for this run instead (if any)."""
+    if recorded and Path(recorded).is_dir():
+        return recorded
+    return opened_runs.base_model(run_dir) or recorded
+
+
+def base_model_missing(info: RunInfo) -> bool:
+    """Whether the run's base model folder is not on this machine (a run trained elsewhere)."""
+    return not info.base_model_dir or not Path(info.base_model_dir).is_dir()
 
 
 def _interrupted_result(run_dir: Path, checkpoint: Path | None, step_offset: int = 0) -> dict[str, Any]:
@@ -184,8 +198,9 @@ def resume_command(run_dir: Path) -> str:
     return f'loradesk train "{run_dir / DATASET_FILE}" --resume "{run_dir}"'
 
 
-def list_runs(runs_dir: Path | None = None) -> list[RunInfo]:
-    """Every readable run under ``runs_dir``, newest first (unreadable folders are skipped)."""
+def list_runs(runs_dir: Path | None = None, also: Iterable[Path] = ()) -> list[RunInfo]:
+    """Every readable run under ``runs_dir``, newest first (unreadable folders are skipped); with ``also``,
+    those run folders too (runs opened from elsewhere: only read, never cleaned up)."""
     runs_dir = Path(runs_dir) if runs_dir else default_runs_dir()
     out = []
     remove_stale_temps(runs_dir)  # temporary files and folders a killed write left (an hour old at least)
@@ -199,6 +214,14 @@ def list_runs(runs_dir: Path | None = None) -> list[RunInfo]:
             if info.status != "running":  # nothing is saving into it: a temporary save folder is stale
                 checkpoints.remove_stale_saves(child)
             out.append(info)
+    listed = {os.path.abspath(info.path) for info in out}
+    for folder in also:
+        if os.path.abspath(folder) not in listed and (Path(folder) / RUN_FILE).is_file():
+            try:
+                out.append(read_run(Path(folder)))
+            except (RunError, ValueError):
+                continue
+            listed.add(os.path.abspath(folder))
     return sorted(out, key=lambda r: (r.created, r.name), reverse=True)
 
 
@@ -227,6 +250,54 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
             except json.JSONDecodeError:
                 continue
     return rows
+
+
+class NewMetrics(NamedTuple):
+    """What :func:`read_new_metrics` found: the new rows and where the next read starts."""
+
+    rows: list[dict[str, Any]]
+    offset: int  # the byte after the last complete line read
+    file_id: tuple[int, int] | None  # (device, inode) of the file read; None: no file yet
+    restarted: bool  # the file was replaced or cut shorter: ``rows`` are all of it, from the start
+    more: bool = False  # ``limit`` stopped the read: more complete lines may follow at ``offset``
+
+
+def read_new_metrics(run_dir: Path, offset: int = 0, file_id: tuple[int, int] | None = None,
+                     limit: int | None = None) -> NewMetrics:
+    """The metrics rows logged since byte ``offset`` of the file ``file_id`` (from an earlier read), for
+    following a run that is still being written; with ``limit``, about that many bytes at most (a long
+    backlog comes in pieces, ``more`` says so).
+
+    Only complete lines are read: a half-written last line is left for the next read. A torn or foreign line
+    in between is skipped, as in :func:`read_metrics`. A file that was replaced (resume rewrites it) or is
+    now shorter than ``offset`` is read again from its start.
+    """
+    path = Path(run_dir) / METRICS_FILE
+    try:
+        with open(path, "rb") as fh:
+            stat = os.fstat(fh.fileno())
+            found = (stat.st_dev, stat.st_ino)
+            restarted = offset > 0 and (stat.st_size < offset or (file_id is not None and found != file_id))
+            start = 0 if restarted else offset
+            fh.seek(start)
+            size = max(0, stat.st_size - start)
+            data = fh.read(size if limit is None else min(size, limit))
+            more = len(data) < size
+            if more and b"\n" not in data:  # one line longer than the limit: read it whole
+                data += fh.readline()
+                more = len(data) < size
+    except FileNotFoundError:
+        return NewMetrics([], 0, None, offset > 0)
+    end = data.rfind(b"\n")
+    rows = []
+    for line in data[:end + 1].splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:  # a torn line (JSON or UTF-8): skipped
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return NewMetrics(rows, start + end + 1, found, restarted, more)
 
 
 def truncate_metrics(run_dir: Path, last_step: int) -> None:

@@ -219,11 +219,11 @@ class CompareTab(QWidget):
 
     def refresh_runs(self) -> None:
         """Reload the runs that have an adapter, keeping the current choice when it still exists."""
-        from loradesk.core import runs
+        from loradesk.core import opened_runs, runs
 
         current = self.current_run()
         try:
-            infos = [i for i in runs.list_runs(self.runs_dir)
+            infos = [i for i in runs.list_runs(self.runs_dir, also=opened_runs.remembered())
                      if i.status != "running" and runs.adapter_source(i.path) is not None]
         except OSError:
             infos = []

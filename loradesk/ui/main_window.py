@@ -40,7 +40,7 @@ from loradesk.core.project import (
 )
 from loradesk.core.readiness import can_train
 from loradesk.core.wording import plural
-from loradesk.ui import train_more, window_menus, window_state
+from loradesk.ui import open_run, train_more, window_menus, window_state
 from loradesk.ui.about import about_html
 from loradesk.ui.app import APP_NAME, warm_up_training_stack
 from loradesk.ui.autosave import Autosave
@@ -62,6 +62,8 @@ class MainWindow(QMainWindow):
     # Created by window_menus.add_actions:
     act_new: QAction
     act_open: QAction
+    act_open_run: QAction
+    run_opener: open_run.RunOpener
     act_save: QAction
     act_save_as: QAction
     act_import: QAction

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -192,6 +193,18 @@ class RunView(QWidget):
             if p.learning_rate is not None:
                 text += f"  (lr {p.learning_rate:.2g})"
             self.loss_stat.set(text)
+        self._log_eval(p)
+
+    def show_steps(self, steps: Sequence[TrainProgress]) -> None:
+        """Several logged steps at once (a followed run's new lines): the plot takes them all, the stats and
+        the progress bar the last."""
+        for p in steps[:-1]:
+            self.plot.add_progress(p)
+            self._log_eval(p)
+        if steps:
+            self.show_progress(steps[-1])
+
+    def _log_eval(self, p: TrainProgress) -> None:
         if p.eval_loss is not None:
             self.append_log(f"step {p.step}: eval loss {p.eval_loss:.4f}")
 

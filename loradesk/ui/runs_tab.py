@@ -70,6 +70,7 @@ class RunsTab(QWidget):
     resume_requested = Signal(str)  # "Resume": a stopped or interrupted run folder, for the Train tab
     train_more_requested = Signal(str)  # "Train more": a completed or stopped run folder with its adapter
     busy_changed = Signal(bool)  # an export started (True) or ended (False)
+    folder_dropped = Signal(str)  # a run folder dropped on the tab, to open (File > Open Run…)
 
     def __init__(self, project: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -79,6 +80,7 @@ class RunsTab(QWidget):
         self._runs: list[Any] = []
         self.last_export: Path | None = None
         self._build()
+        self.setAcceptDrops(True)
         self.refresh()
 
     # --- layout ------------------------------------------------------------------------------------
@@ -179,6 +181,26 @@ class RunsTab(QWidget):
         layout.addWidget(splitter, 1)
         layout.addLayout(status)
 
+    @staticmethod
+    def _dropped_run(event: Any) -> str | None:
+        """The first run folder (one with a run file) among the dropped URLs, else None."""
+        from loradesk.core.runs import RUN_FILE
+
+        for url in event.mimeData().urls():
+            if url.isLocalFile() and (Path(url.toLocalFile()) / RUN_FILE).is_file():
+                return url.toLocalFile()
+        return None
+
+    def dragEnterEvent(self, event: Any) -> None:
+        if self._dropped_run(event) is not None:  # anything else goes on to the window (dataset imports)
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: Any) -> None:
+        folder = self._dropped_run(event)
+        if folder is not None:
+            event.acceptProposedAction()
+            self.folder_dropped.emit(folder)
+
     def showEvent(self, event: Any) -> None:
         if not self.is_busy():
             self.refresh()  # runs made elsewhere (the CLI) show up
@@ -197,11 +219,11 @@ class RunsTab(QWidget):
 
     def refresh(self) -> None:
         """Re-read the runs folder, keeping the selected run selected."""
-        from loradesk.core import runs
+        from loradesk.core import opened_runs, runs
 
         selected = self.selected_run()
         try:
-            self._runs = runs.list_runs(self.runs_dir)
+            self._runs = runs.list_runs(self.runs_dir, also=opened_runs.remembered())
         except OSError as exc:
             self._runs = []
             self.status_label.setText(f"Cannot read the runs folder: {exc}")
@@ -278,7 +300,7 @@ class RunsTab(QWidget):
         if info is None or run_dir is None:
             self.plot.clear()
             return
-        from loradesk.core import train_more
+        from loradesk.core import runs, train_more
 
         self.plot.set_metrics(train_more.lineage_metrics(run_dir))  # a continued run: its parent's curve first
         self.plot.mark_join(info.step_offset if info.parent else None)
@@ -290,6 +312,8 @@ class RunsTab(QWidget):
             parts.append(f"{info.seconds:.0f} s on {info.device}" if info.device else f"{info.seconds:.0f} s")
         if info.parent:
             parts.append(f"continues <b>{html.escape(Path(info.parent).name)}</b> from step {info.step_offset}")
+        if info.path.parent != (self.runs_dir or runs.default_runs_dir()):  # opened from elsewhere
+            parts.append(f"opened from {html.escape(str(info.path.parent))}")
         state = _state_text(info)
         self.detail_label.setText(" · ".join(parts) + (f"<br>{state}" if state else ""))
 

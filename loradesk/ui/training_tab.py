@@ -21,6 +21,7 @@ from loradesk.core.wording import plural, plural_word
 from loradesk.ui import errors
 from loradesk.ui.jobs import Job, Jobs
 from loradesk.ui.preflight_gate import PreflightGate, PreflightPanel
+from loradesk.ui.run_follower import RunFollower
 from loradesk.ui.run_view import RunView
 from loradesk.ui.training_job import (
     TOOLS_RETRY,
@@ -73,6 +74,9 @@ class TrainingTab(QWidget):
         self.preflight.busy_changed.connect(self._on_check_busy)
         self.preflight.phase.connect(self._set_phase)
         self.preflight.tools_as_text_wanted.connect(self._train_tools_as_text)
+        self.follower = RunFollower(self.view, self)  # a run another process writes (File > Open Run…)
+        self.follower.phase.connect(self._set_phase)
+        self.follower.ended.connect(self._on_follow_ended)
         layout = QVBoxLayout(self)
         layout.addLayout(self._build_buttons())
         layout.addWidget(self.preflight_panel)
@@ -135,6 +139,7 @@ class TrainingTab(QWidget):
         config = RunConfig.from_dict(self.project.config.to_dict())  # edits made while training do not leak in
         if not self._ready(config, snapshot):
             return
+        self.follower.stop()  # this run takes the view
         t = config.training
         self.view.planned_epochs = None if t.max_steps > 0 else t.epochs
         self.plot.clear()
@@ -189,6 +194,18 @@ class TrainingTab(QWidget):
                                                                     else f"the current {plural(len(rows), 'row')}"))
         self._launch(TrainRequest(config, list(rows or ()), self.runs_dir, continue_from=parent))
 
+    def follow(self, run_dir: str | Path) -> bool:
+        """Show a run that another process is writing, growing live until it ends; False while a run trains
+        here (it keeps the view)."""
+        if self.is_running():
+            return False
+        self.follower.follow(run_dir)
+        return True
+
+    def _on_follow_ended(self, run_dir: str, status: str) -> None:
+        if status in ("completed", "stopped"):  # its adapter is saved, as after a run trained here
+            self.run_finished.emit(run_dir)
+
     def stop(self) -> None:
         """Ask the run to stop after the current step (it saves a usable adapter first), or stop its check."""
         self.preflight.cancel()
@@ -200,6 +217,7 @@ class TrainingTab(QWidget):
 
     def shutdown(self, timeout_ms: int = 30_000) -> None:
         """Stop a running run and wait (up to ``timeout_ms``) for it to end; its result still arrives, queued."""
+        self.follower.stop()
         if self.jobs.shutdown(timeout_ms):
             self._job = None
 
@@ -225,6 +243,7 @@ class TrainingTab(QWidget):
 
     # --- the run's lifecycle -------------------------------------------------------------------------
     def _launch(self, request: TrainRequest) -> None:
+        self.follower.stop()
         self._result = None
         self._error = None
         self._oom_retry = None
@@ -357,6 +376,7 @@ class TrainingTab(QWidget):
 
         if self.is_running():
             return
+        self.follower.stop()
         try:
             from loradesk.core.train_more import lineage_metrics
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QMenu
 
-from loradesk.ui import job_export, train_more, window_state
+from loradesk.ui import job_export, open_run, train_more, window_state
 
 if TYPE_CHECKING:
     from loradesk.ui.main_window import MainWindow
@@ -30,6 +30,10 @@ def add_actions(window: MainWindow) -> None:
     w = window
     w.act_new = _action(w, "&New", w.new_project, key.New, "Start an empty project")
     w.act_open = _action(w, "&Open…", w.open_dialog, key.Open, "Open a LoRA Desk project")
+    w.run_opener = open_run.RunOpener(w)
+    w.act_open_run = _action(w, "Open R&un…", w.run_opener.ask, "Ctrl+Shift+O",
+                             "Open a run folder trained elsewhere (another machine, a cluster job) and follow it "
+                             "live while it trains")
     w.act_save = _action(w, "&Save", w.save, key.Save, "Save the project")
     w.act_save_as = _action(w, "Save &As…", w.save_as, key.SaveAs, "Save the project to a new file")
     w.act_import = _action(w, "&Import Dataset…", w.importer.import_dialog, "Ctrl+I",
@@ -73,6 +77,7 @@ def add_menus(window: MainWindow) -> QMenu:
     file_menu = bar.addMenu("&File")
     file_menu.addActions([w.act_new, w.act_open])
     recent_menu = file_menu.addMenu("Open &Recent")
+    file_menu.addAction(w.act_open_run)
     file_menu.addSeparator()
     file_menu.addActions([w.act_save, w.act_save_as])
     file_menu.addSeparator()
