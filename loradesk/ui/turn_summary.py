@@ -80,8 +80,7 @@ def has_output(row: Example) -> bool:
     return any(t.has_output for t in row.turns)
 
 
-@lru_cache(maxsize=256)
-def _badge(text: str, ratio: float) -> QIcon:
+def _badge_pixmap(text: str, ratio: float, fill: QColor, ink: QColor) -> QPixmap:
     font = QFont(QGuiApplication.font())
     font.setPointSizeF(max(6.0, font.pointSizeF() * 0.82))
     font.setWeight(QFont.Weight.DemiBold)
@@ -93,14 +92,22 @@ def _badge(text: str, ratio: float) -> QIcon:
     painter = QPainter(pixmap)
     painter.setRenderHint(QPainter.RenderHint.Antialiasing)
     painter.setPen(Qt.PenStyle.NoPen)
-    painter.setBrush(QColor(59, 125, 216, 46))
+    painter.setBrush(fill)
     rect = QRectF(0.5, 0.5, width - 1, height - 1)
     painter.drawRoundedRect(rect, height / 2, height / 2)
     painter.setFont(font)
-    painter.setPen(QColor("#2a5fa8"))
+    painter.setPen(ink)
     painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, text)
     painter.end()
-    return QIcon(pixmap)
+    return pixmap
+
+
+@lru_cache(maxsize=256)
+def _badge(text: str, ratio: float) -> QIcon:
+    icon = QIcon(_badge_pixmap(text, ratio, QColor(59, 125, 216, 46), QColor("#2a5fa8")))
+    # on a selected row's highlight: light ink, so the badge stays readable
+    icon.addPixmap(_badge_pixmap(text, ratio, QColor(255, 255, 255, 60), QColor("white")), QIcon.Mode.Selected)
+    return icon
 
 
 def badge(row: Example) -> QIcon:

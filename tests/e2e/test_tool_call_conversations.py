@@ -59,12 +59,12 @@ def test_tool_call_conversations_import_train_on_assistant_turns_and_export_back
     settings["training"]["max_length"] = 576
     (tmp_path / "run.json").write_text(json.dumps(settings), encoding="utf-8")
     run_dir = tmp_path / "tools-run"
-    trained = subprocess.run([*cli, "--tools-as-text", "--config", str(tmp_path / "run.json"), "--max-steps", "12",
+    trained = subprocess.run([*cli, "--tools-as-text", "--config", str(tmp_path / "run.json"), "--max-steps", "6",
                               "--lr", "1e-3", "--out", str(run_dir)], env=env, capture_output=True, text=True,
                              timeout=1500)
     assert trained.returncode == 0, trained.stderr[-2000:]
     losses = [m["loss"] for m in runs.read_metrics(run_dir) if "loss" in m]
-    assert len(losses) >= 10 and losses[-1] < losses[0], losses
+    assert len(losses) >= 5 and losses[-1] < losses[0], losses
 
     config = RunConfig.from_dict(runs.read_run_file(run_dir)["config"])
     t = config.training
@@ -79,8 +79,9 @@ def test_tool_call_conversations_import_train_on_assistant_turns_and_export_back
         trained_turns = {p.turn for p in shown.pieces if p.trained}
         assert all(p.role == "assistant" for p in shown.pieces if p.trained)
         assert trained_turns == {i for i, turn in enumerate(row.turns) if turn.has_output}
-        assert any("<tool_call>" in p.text for p in shown.pieces if p.trained) == any(
-            turn.tool_calls for turn in row.turns)
+        trained_text = "".join(p.text for p in shown.pieces if p.trained)
+        assert ("<tool_call>" in trained_text) == any(turn.tool_calls for turn in row.turns)
+        assert "<tool_response>" not in trained_text and "<tools>" not in trained_text
 
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
