@@ -137,9 +137,14 @@ def save_adapter_from(trainer: Any, run_dir: Path, main: bool) -> None:
     Trainer's pickled ``training_args.bin`` is left out)."""
     run_dir = Path(run_dir)
     temp = run_dir / f"{SAVE_PREFIX}ranks"  # the same path on every rank
+    fsdp = getattr(trainer.accelerator.state, "fsdp_plugin", None) if trainer.is_fsdp_enabled else None
+    if fsdp is not None:  # checkpoints may stay sharded; the adapter is gathered whole (peft's FSDP recipe)
+        fsdp.set_state_dict_type("FULL_STATE_DICT")
     try:
         trainer.save_model(str(temp))
         if main:
+            if not (temp / WEIGHTS).is_file():
+                raise RuntimeError(f"the trainer saved no adapter weights into {temp}")
             (temp / TRAINING_ARGS).unlink(missing_ok=True)
             _move_into(temp, run_dir)
     finally:
