@@ -319,10 +319,11 @@ class TrainingJob:
         else:
             checkpoints.save_adapter(model, tokenizer, run_dir, tokenizer_lock)
         seconds = time.monotonic() - started
+        devices = (f"{world_size} × " if world_size > 1 else "") + models.device_description(device)
         result = RunResult(
             run_dir=run_dir, status=status, steps=trainer.state.global_step, final_loss=callback.last_loss,
-            seconds=seconds, device=models.device_description(device), cut_rows=cut_rows,
-            skipped_rows=skipped_rows, precision=precision, train_rows=len(train_rows), eval_rows=len(eval_rows),
+            seconds=seconds, device=devices, cut_rows=cut_rows, skipped_rows=skipped_rows, precision=precision,
+            train_rows=len(train_rows), eval_rows=len(eval_rows),
             tokens_per_second=callback.tokens_per_second(), warnings=self.health.warnings,
         )
         record = {**base_record, "result": {k: (str(v) if isinstance(v, Path) else v)

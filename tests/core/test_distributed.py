@@ -112,6 +112,7 @@ def test_torchrun_two_ranks_train_one_adapter_with_twice_the_batch(tiny_model_di
     assert rc == 0, stderr[-3000:]
 
     assert stdout.count("Completed") == 1 and stdout.count("Adapter:") == 1  # only the main process prints
+    assert " on 2 × CPU" in stdout
     assert stderr.count("Preparing the model") == 1 and "Effective batch 8" in stderr
     info = runs.read_run(out)
     assert info.status == "completed" and info.steps == STEPS
