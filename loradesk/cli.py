@@ -234,13 +234,23 @@ class TerminalSink:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    """``loradesk train``; started by torchrun or ``accelerate launch``, one rank of a run: only the main
+    process prints (errors aside), and ``--check`` (which measures one process) is refused."""
+    from loradesk.core import distributed
     from loradesk.core.interrupts import Interrupts, signal_name
 
     stop = threading.Event()
+    ranks = distributed.current()  # under a launcher: joins the process group, before any signal can arrive
+    if args.check and ranks.distributed:
+        if ranks.is_main:
+            print("loradesk: error: --check measures one process on one device: run it without torchrun or "
+                  "accelerate launch", file=sys.stderr)
+        return 1
 
     def stopping(signum: int) -> None:
-        print(f"\n{signal_name(signum)}: stopping after this step (a checkpoint and the adapter are kept)… "
-              f"press Ctrl+C again within a few seconds to abort.", file=sys.stderr, flush=True)
+        if ranks.is_main:
+            print(f"\n{signal_name(signum)}: stopping after this step (a checkpoint and the adapter are kept)… "
+                  f"press Ctrl+C again within a few seconds to abort.", file=sys.stderr, flush=True)
 
     with Interrupts(stop, stopping).installed() as interrupts:  # a signal sets the stop flag from now on
         return _train(args, stop, interrupts)
@@ -298,7 +308,9 @@ def _train_more(args: argparse.Namespace, stop: threading.Event, interrupts: Int
 
     rows = _read_rows(args) if args.data else None
     parent = Path(args.continue_from).expanduser()
-    print(f"Continuing {parent.name}" + (f" on {args.data}" if args.data else " on its own rows"), file=sys.stderr)
+    if _main_process():
+        print(f"Continuing {parent.name}" + (f" on {args.data}" if args.data else " on its own rows"),
+              file=sys.stderr)
     return _run_training(args, stop, interrupts, lambda sink: train_more.continue_run(
         parent, sink, stop, epochs=args.epochs, max_steps=args.max_steps or 0, rows=rows, out_dir=_out_dir(args)))
 
@@ -311,9 +323,16 @@ def _read_rows(args: argparse.Namespace) -> list[Any]:
     path = Path(args.data)
     notes: list[str] = []
     rows = read_dataset(path, notes=notes, conversations="pairs" if args.split_pairs else "whole")
-    for note in notes:
+    for note in notes if _main_process() else ():
         print(f"{path.name}: {note}", file=sys.stderr)
     return rows
+
+
+def _main_process() -> bool:
+    """Whether this process prints: always, except for a launched run's ranks other than the main one."""
+    from loradesk.core import distributed
+
+    return distributed.current().is_main
 
 
 def _out_dir(args: argparse.Namespace) -> Path | None:
@@ -323,21 +342,26 @@ def _out_dir(args: argparse.Namespace) -> Path | None:
 def _run_training(args: argparse.Namespace, stop: threading.Event, interrupts: Interrupts, call: Any) -> int:
     """Run ``call(sink)`` (a training function) with a progress bar, offer the out-of-memory retry, and print
     the result; the exit code."""
-    from loradesk.core import runs, training
+    from loradesk.core import distributed, runs, training
     from loradesk.core.interrupts import signal_name
     from loradesk.core.wording import plural
 
     out_dir = _out_dir(args)
     retry = None
+    main = _main_process()
     try:
         r = _train_in_thread(stop, call)
     except training.TrainingStopped:
         if not interrupts.exit_code:
             raise
+        if not main:
+            return interrupts.exit_code
         print(f"{signal_name(interrupts.signum)}: stopped before training started; nothing was written.",
               file=sys.stderr)
         return interrupts.exit_code
     except training.OutOfMemory as exc:
+        if distributed.current().distributed:  # one rank cannot retry alone: the launcher ends the others
+            raise
         agreed = _agrees_to_retry(exc, args.retry_oom)
         if agreed is None:  # the user saw the error and said no
             return 1
@@ -347,6 +371,8 @@ def _run_training(args: argparse.Namespace, stop: threading.Event, interrupts: I
     if retry is not None and not stop.is_set():  # outside the handler: its traceback holds the failed model
         r = _train_in_thread(stop, lambda sink: training.retry_smaller(
             retry, failed_run, sink, stop, out_dir=_retry_dir(out_dir)))
+    if not main:  # the main process reports the run
+        return interrupts.exit_code or 0
     if interrupts.exit_code:
         kept = runs.latest_checkpoint(r.run_dir)
         resume = f" and {kept.name} (resume: {runs.resume_command(r.run_dir)})" if kept else ""

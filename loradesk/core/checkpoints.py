@@ -5,8 +5,9 @@
 * :func:`save_due` decides when a time-based checkpoint is due; :func:`timed_save_callback` applies it in
   the Trainer loop by setting ``control.should_save``.
 * :func:`save_adapter` writes the run's final adapter and tokenizer to a temporary folder inside the run
-  folder, then renames each file into place, so a kill during the save never leaves a half-written adapter;
-  :func:`remove_stale_saves` clears what such a kill left behind.
+  folder, then renames each file into place, so a kill during the save never leaves a half-written adapter
+  (:func:`save_adapter_from` does the same for a run of several ranks); :func:`remove_stale_saves` clears what
+  such a kill left behind.
 """
 
 from __future__ import annotations
@@ -23,10 +24,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from loradesk.core import distributed
+
 #: Files the Trainer writes into every checkpoint of a LoRA run (besides the weights and trainer_state.json).
 CHECKPOINT_FILES = ("adapter_config.json", "optimizer.pt", "scheduler.pt", "rng_state.pth", "training_args.bin")
 WEIGHTS = "adapter_model.safetensors"
 TRAINER_STATE = "trainer_state.json"
+TRAINING_ARGS = "training_args.bin"
+RNG_STATE = "rng_state.pth"
 #: Prefix of the temporary folder a final save writes into (inside the run folder).
 SAVE_PREFIX = ".saving-"
 
@@ -73,6 +78,8 @@ def verify_checkpoint(folder: Path) -> str | None:
         return f"{WEIGHTS}: {problem}"
     for name in CHECKPOINT_FILES:
         path = folder / name
+        if name == RNG_STATE and not path.exists():  # a run of several ranks: rng_state_<rank>.pth each
+            path = next(folder.glob("rng_state_*.pth"), path)
         if not path.is_file() or path.stat().st_size == 0:
             return f"{name} is missing or empty"
     return None
@@ -96,7 +103,10 @@ def timed_save_callback(minutes: float, clock: Callable[[], float] = time.monoto
             self.last_save = clock()
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            if save_due(clock(), self.last_save, minutes):
+            due = save_due(clock(), self.last_save, minutes)
+            if args.world_size > 1:  # the ranks' clocks differ: all save at the same step, or none does
+                due = distributed.any_rank(due, args.device)
+            if due:
                 control.should_save = True
 
         def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
@@ -115,15 +125,42 @@ def save_adapter(model: Any, tokenizer: Any, run_dir: Path, tokenizer_lock: thre
         model.save_pretrained(temp, safe_serialization=True)
         with tokenizer_lock or contextlib.nullcontext():
             tokenizer.save_pretrained(temp)
-        names = sorted(p.name for p in temp.iterdir() if p.is_file())
-        names.sort(key=lambda n: n == WEIGHTS)  # the weights last: their config is in place first
-        for name in names:
-            _fsync(temp / name)
-        for name in names:
-            os.replace(temp / name, run_dir / name)
-        _fsync(run_dir)
+        _move_into(temp, run_dir)
     finally:
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def save_adapter_from(trainer: Any, run_dir: Path, main: bool) -> None:
+    """The final save of a run of several ranks: every rank calls this (``trainer.save_model`` gathers weights
+    that FSDP or ZeRO-3 shard; only the main process writes), into one temporary folder that the main process
+    then moves into place file by file, as :func:`save_adapter` does. The files are those of a local run (the
+    Trainer's pickled ``training_args.bin`` is left out)."""
+    run_dir = Path(run_dir)
+    temp = run_dir / f"{SAVE_PREFIX}ranks"  # the same path on every rank
+    fsdp = getattr(trainer.accelerator.state, "fsdp_plugin", None) if trainer.is_fsdp_enabled else None
+    if fsdp is not None:  # checkpoints may stay sharded; the adapter is gathered whole (peft's FSDP recipe)
+        fsdp.set_state_dict_type("FULL_STATE_DICT")
+    try:
+        trainer.save_model(str(temp))
+        if main:
+            if not (temp / WEIGHTS).is_file():
+                raise RuntimeError(f"the trainer saved no adapter weights into {temp}")
+            (temp / TRAINING_ARGS).unlink(missing_ok=True)
+            _move_into(temp, run_dir)
+    finally:
+        if main:
+            shutil.rmtree(temp, ignore_errors=True)
+
+
+def _move_into(temp: Path, run_dir: Path) -> None:
+    """Rename every file of ``temp`` into ``run_dir`` once all are on disk, the adapter weights last."""
+    names = sorted(p.name for p in temp.iterdir() if p.is_file())
+    names.sort(key=lambda n: n == WEIGHTS)  # the weights last: their config is in place first
+    for name in names:
+        _fsync(temp / name)
+    for name in names:
+        os.replace(temp / name, run_dir / name)
+    _fsync(run_dir)
 
 
 def remove_stale_saves(run_dir: Path) -> list[Path]:

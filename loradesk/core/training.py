@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from loradesk import __version__
-from loradesk.core import checkpoints, interrupts, liveness, runs, system_role, train_more
+from loradesk.core import checkpoints, distributed, interrupts, liveness, runs, system_role, train_more
 from loradesk.core.checks import control_rows, has_lone_surrogate
 from loradesk.core.config import RunConfig
 from loradesk.core.dataset import Dataset, Example, split_rows
@@ -150,16 +150,22 @@ def run(config: RunConfig, dataset: Dataset | Sequence[Example], sink: Sink | No
     ``out_dir`` names the run folder exactly (it must be empty or new); by default a new folder is made
     under ``runs_dir``. ``start`` makes the run continue another run (see :mod:`loradesk.core.train_more`).
     ``preflight`` (a pre-flight check's report, ``core.preflight``) is recorded in the run file under that key.
+
+    Started by torchrun or ``accelerate launch`` (see :mod:`loradesk.core.distributed`), every rank calls this
+    with the same arguments: they train one adapter together, only the main process writes the run folder and
+    reports to ``sink`` (the other ranks report nothing), and a stop on any rank stops all at the same step.
     """
-    sink = sink or NullSink()
+    ranks = distributed.current()  # under a launcher: joins the process group
+    sink = (sink or NullSink()) if ranks.is_main else NullSink()
     stop = stop or threading.Event()
     if resume_from is not None:
         run_dir = Path(resume_from)
         info = runs.read_run(run_dir)
         if info.status == "running" and info.where:
             raise TrainingError(f"{run_dir} is still being trained ({info.where}): stop it there first")
-        checkpoints.remove_stale_saves(run_dir)
-        checkpoint = runs.latest_checkpoint(run_dir, repair=True)
+        if ranks.is_main:
+            checkpoints.remove_stale_saves(run_dir)
+        checkpoint = runs.latest_checkpoint(run_dir, repair=ranks.is_main)
         if checkpoint is None:
             raise TrainingError(f"{run_dir} has no complete checkpoint to resume from")
         data = runs.read_run_file(run_dir)
@@ -179,6 +185,7 @@ def run(config: RunConfig, dataset: Dataset | Sequence[Example], sink: Sink | No
         readiness.raise_for_problems()  # ConfigError naming every bad field
     if readiness.data:
         raise TrainingError(readiness.data)
+    distributed.barrier()  # every rank has read and checked the run folder before the main process writes to it
     job = TrainingJob(config, rows, sink, stop, start)
     job.preflight = preflight
     # disk full, read-only, no permission: one line naming the run folder
@@ -246,18 +253,31 @@ class TrainingJob:
             self.start.load_into(model)  # the parent's final adapter (a checkpoint brings its own weights)
         self._check_stop()
 
+        main = distributed.current().is_main  # the Trainer's own answer takes over once it exists
         if checkpoint is None:
-            if run_dir is None:
-                run_dir = runs.new_run_dir(runs_dir, self._model_label(model_dir))
-            run_dir.mkdir(parents=True, exist_ok=True)
+            if run_dir is None:  # one new folder, named by the main process, for every rank
+                run_dir = distributed.from_main(lambda: runs.new_run_dir(runs_dir, self._model_label(model_dir)))
             self.run_dir = run_dir
-            runs.save_dataset_snapshot(run_dir, self.rows)
-        else:
+            if main:
+                run_dir.mkdir(parents=True, exist_ok=True)
+                runs.save_dataset_snapshot(run_dir, self.rows)
+        elif main:
             runs.truncate_metrics(run_dir, self.step_offset + runs.checkpoint_step(checkpoint))
+
+        trainer, _collator, callback = self.build_trainer(model, tokenizer, train_data, eval_data, run_dir,
+                                                          device, precision, started)
+        main = trainer.is_world_process_zero()
+        t = cfg.training
+        world_size = trainer.args.world_size
+        effective_batch = t.batch_size * t.grad_accum * world_size
+        if world_size > 1:
+            sink.log(f"Effective batch {effective_batch}: {t.batch_size} per device × {t.grad_accum} accumulation "
+                     f"× {world_size} processes")
         base_record = {
             "app": f"LoRA Desk {__version__}", "created": datetime.now().isoformat(timespec="seconds"),
             "model": self._model_label(model_dir), "base_model_dir": str(model_dir),
             "config": cfg.to_dict(), "result": {"status": "running"}, "process": liveness.process_record(),
+            "world_size": world_size, "effective_batch": effective_batch,
             **(self.start.record() if self.start else {}),
         }
         if self.preflight is not None:
@@ -268,25 +288,25 @@ class TrainingJob:
             if "preflight" in previous and self.preflight is None:
                 base_record["preflight"] = previous["preflight"]
             base_record["score"] = None
-        runs.write_run_file(run_dir, base_record)
-        interrupts.register_run(run_dir)
+        if main:
+            runs.write_run_file(run_dir, base_record)
+            interrupts.register_run(run_dir)
 
-        trainer, _collator, callback = self.build_trainer(model, tokenizer, train_data, eval_data, run_dir,
-                                                          device, precision, started)
         status = "completed"
-        if self.stop.is_set() and checkpoint is None:
+        if distributed.any_rank(self.stop.is_set(), trainer.args.device) and checkpoint is None:
             status = "stopped"
         else:
             sink.status("Training")
             try:
                 trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
             except Exception as exc:  # record the failure in the run folder, then let the caller report it
-                failure = self._explain_failure(exc, run_dir, trainer, tokenizer_lock)
+                failure = self._explain_failure(exc, run_dir, trainer, tokenizer_lock) if main else exc
                 error = str(failure) if failure is not exc else f"{type(exc).__name__}: {exc}"
-                with interrupts.finishing(run_dir):
-                    runs.write_run_file(run_dir, {**base_record, "result": {
-                        "status": "failed", "error": error,
-                        "steps": trainer.state.global_step, "seconds": time.monotonic() - started}})
+                if main:
+                    with interrupts.finishing(run_dir):
+                        runs.write_run_file(run_dir, {**base_record, "result": {
+                            "status": "failed", "error": error,
+                            "steps": trainer.state.global_step, "seconds": time.monotonic() - started}})
                 if failure is exc:
                     raise
                 raise failure from None
@@ -294,18 +314,23 @@ class TrainingJob:
                 status = "stopped"
 
         sink.status("Saving the adapter…")
-        checkpoints.save_adapter(model, tokenizer, run_dir, tokenizer_lock)
+        if world_size > 1:  # every rank takes part (sharded weights are gathered); the main process writes
+            checkpoints.save_adapter_from(trainer, run_dir, main)
+        else:
+            checkpoints.save_adapter(model, tokenizer, run_dir, tokenizer_lock)
         seconds = time.monotonic() - started
+        devices = (f"{world_size} × " if world_size > 1 else "") + models.device_description(device)
         result = RunResult(
             run_dir=run_dir, status=status, steps=trainer.state.global_step, final_loss=callback.last_loss,
-            seconds=seconds, device=models.device_description(device), cut_rows=cut_rows,
-            skipped_rows=skipped_rows, precision=precision, train_rows=len(train_rows), eval_rows=len(eval_rows),
+            seconds=seconds, device=devices, cut_rows=cut_rows, skipped_rows=skipped_rows, precision=precision,
+            train_rows=len(train_rows), eval_rows=len(eval_rows),
             tokens_per_second=callback.tokens_per_second(), warnings=self.health.warnings,
         )
         record = {**base_record, "result": {k: (str(v) if isinstance(v, Path) else v)
                                             for k, v in dataclasses.asdict(result).items()}}
-        with interrupts.finishing(run_dir):
-            runs.write_run_file(run_dir, record)
+        if main:
+            with interrupts.finishing(run_dir):
+                runs.write_run_file(run_dir, record)
         sink.status("Stopped: adapter saved" if status == "stopped" else "Done")
         sink.log(f"Adapter saved to {run_dir}")
         return result
@@ -541,6 +566,7 @@ class TrainingJob:
             dataloader_num_workers=0,
             dataloader_pin_memory=device == "cuda",
             remove_unused_columns=False,
+            ddp_find_unused_parameters=False,  # under a launcher: every LoRA weight takes part in each step
         )
         collator = DataCollator(tokenizer.pad_token_id, pad_to_multiple_of=8 if device == "cuda" else None)
         callback = _make_callback_class()(self.sink, self.stop, run_dir, collator, started, self.step_offset)
@@ -571,28 +597,36 @@ def _make_callback_class() -> type:
             self.tokens_at_start = 0
             self.last_loss: float | None = None
             self.stopped = False
+            self.device: Any = "cpu"
 
         def tokens_per_second(self) -> float | None:
+            """Trained tokens per second since training began, of every rank together (under a launcher every
+            rank must ask at the same point: the ranks add up their counts)."""
             if self.train_started is None:
                 return None
             elapsed = time.monotonic() - self.train_started
-            tokens = self.collator.trained_tokens - self.tokens_at_start
+            tokens = distributed.total(self.collator.trained_tokens - self.tokens_at_start, self.device)
             return tokens / elapsed if elapsed > 0 and tokens else None
 
         def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            self.device = args.device
             self.train_started = time.monotonic()
             self.tokens_at_start = self.collator.trained_tokens
             self.first_step = state.global_step
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            if self.stop.is_set() and not self.stopped:
+            # under a launcher the ranks agree every step (a signal may reach one rank first): all stop together
+            stop = self.stop.is_set() if args.world_size == 1 else distributed.any_rank(self.stop.is_set(),
+                                                                                          args.device)
+            if stop and not self.stopped:
                 self.stopped = True
                 control.should_training_stop = True
                 control.should_save = True
 
         def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            distributed.barrier()  # every rank has written its part of the checkpoint
             folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            if folder.is_dir():
+            if args.should_save and folder.is_dir():
                 (folder / runs.COMPLETE_MARKER).write_text(str(state.global_step), encoding="utf-8")
 
         def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None,
@@ -616,6 +650,8 @@ def _make_callback_class() -> type:
                 grad_norm=logs.get("grad_norm"), eval_loss=logs.get("eval_loss"),
                 tokens_per_second=self.tokens_per_second(), elapsed=elapsed, eta=eta,
             )
+            if not state.is_world_process_zero:  # one writer: the logged loss is already the ranks' mean
+                return
             runs.append_metrics(self.run_dir, {k: v for k, v in dataclasses.asdict(p).items()
                                                if v is not None and k != "start_step"})
             self.sink.progress(p)
