@@ -107,6 +107,8 @@ def launch_sh(name: str) -> str:
 # MASTER_PORT (default {MASTER_PORT}), LAUNCHER (torchrun or accelerate), ACCELERATE_CONFIG, PYTHON.
 set -euo pipefail
 cd "$(dirname "${{BASH_SOURCE[0]}}")"
+# After Ctrl+C or SIGTERM, torchrun gives the ranks this many seconds to finish their step and save (default 30).
+export TORCH_ELASTIC_SHUTDOWN_TIMEOUT="${{TORCH_ELASTIC_SHUTDOWN_TIMEOUT:-300}}"
 
 PYTHON="${{PYTHON:-python3}}"
 NPROC="${{1:-${{NPROC:-}}}}"
@@ -170,6 +172,8 @@ def slurm_sbatch(name: str) -> str:
 #SBATCH --signal=TERM@300
 set -euo pipefail
 cd "${{SLURM_SUBMIT_DIR:-.}}"
+# torchrun gives the ranks this long to save after the SIGTERM (default 30 s; within the 300 s above).
+export TORCH_ELASTIC_SHUTDOWN_TIMEOUT="${{TORCH_ELASTIC_SHUTDOWN_TIMEOUT:-240}}"
 
 GPUS_PER_NODE="${{GPUS_PER_NODE:-${{SLURM_GPUS_ON_NODE:-{GPUS_PER_NODE}}}}}"
 NODES="$(scontrol show hostnames "$SLURM_JOB_NODELIST")"

@@ -157,7 +157,9 @@ def stand_ins(tmp_path: Path) -> Path:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for name in ("torchrun", "accelerate", "srun"):
-        (bin_dir / name).write_text(f'#!/usr/bin/env bash\necho "{name} $*"\n', encoding="utf-8")
+        (bin_dir / name).write_text(f'#!/usr/bin/env bash\necho "{name} $*"\n'
+                                    'echo "${TORCH_ELASTIC_SHUTDOWN_TIMEOUT:-unset}" > "$0.shutdown"\n',
+                                    encoding="utf-8")
     (bin_dir / "scontrol").write_text('#!/usr/bin/env bash\nprintf "node-a\\nnode-b\\n"\n', encoding="utf-8")
     for path in bin_dir.iterdir():
         path.chmod(0o755)
@@ -185,6 +187,8 @@ def test_launch_sh_runs_torchrun_on_one_machine(job: Path, stand_ins: Path) -> N
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == ("torchrun --standalone --nproc_per_node 2 -m loradesk train data.jsonl --config "
                                    "run.json --out runs/tiny-run --max-steps 10")
+    # the ranks get 300 s (not torchrun's 30) to finish their step and save after Ctrl+C or SIGTERM
+    assert (stand_ins / "torchrun.shutdown").read_text().strip() == "300"
 
 
 def test_launch_sh_joins_several_machines_through_the_environment(job: Path, stand_ins: Path) -> None:
@@ -220,6 +224,7 @@ def test_slurm_sbatch_runs_torchrun_on_every_node_with_the_first_as_master(job: 
                                    "--rdzv_backend c10d --rdzv_endpoint node-a:29500 -m loradesk train data.jsonl "
                                    "--config run.json --out runs/tiny-run --max-steps 10")
     assert "#SBATCH --signal=TERM@300" in (job / "slurm.sbatch").read_text("utf-8")
+    assert (stand_ins / "srun.shutdown").read_text().strip() == "240"  # saved within the 300 s warning
 
 
 def test_the_readme_gives_the_exact_commands(job: Path) -> None:
