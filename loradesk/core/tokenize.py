@@ -23,7 +23,7 @@ from typing import Any
 
 from loradesk.core import chat_render, system_role
 from loradesk.core.config import describe_fields
-from loradesk.core.dataset import Example
+from loradesk.core.dataset import CompactRow, Example, expand_rows
 
 IGNORE_INDEX = -100
 #: The largest max length the settings allow: token counts (which do not depend on the max length) are
@@ -242,13 +242,14 @@ def _process_tokenizer(model_dir: str, trust_remote_code: bool) -> tuple[Any, th
     return models.shared_tokenizer(Path(model_dir), trust_remote_code)
 
 
-def count_records(model_dir: str, trust_remote_code: bool, use_chat_template: bool, rows: Sequence[Example],
-                  tools_as_text: bool = False) -> list[int]:
-    """:func:`token_count` of ``rows``, with the process's shared tokenizer of ``model_dir`` (loaded once per
-    process and kept: the worker process counts chunk by chunk)."""
+def count_records(model_dir: str, trust_remote_code: bool, use_chat_template: bool,
+                  rows: Sequence[Example | CompactRow], tools_as_text: bool = False) -> list[int]:
+    """:func:`token_count` of ``rows`` (rows, or their :func:`~loradesk.core.dataset.compact_row` form), with
+    the process's shared tokenizer of ``model_dir`` (loaded once per process and kept: the worker process counts
+    chunk by chunk)."""
     tokenizer, lock = _process_tokenizer(model_dir, trust_remote_code)
     with lock:
-        return [token_count(tokenizer, row, use_chat_template, tools_as_text) for row in rows]
+        return [token_count(tokenizer, row, use_chat_template, tools_as_text) for row in expand_rows(rows)]
 
 
 def answer_starts_records(model_dir: str, trust_remote_code: bool, rows: Sequence[Example],

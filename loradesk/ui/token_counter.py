@@ -15,7 +15,7 @@ import numpy as np
 from PySide6.QtCore import QObject
 
 from loradesk.core.config import ModelSettings
-from loradesk.core.dataset import Example
+from loradesk.core.dataset import Example, compact_row
 from loradesk.ui.dataset_model import TokenKey, token_key
 from loradesk.ui.jobs import Jobs, TaskState, show_fraction
 
@@ -53,7 +53,7 @@ def count_tokens(settings: ModelSettings, use_chat_template: bool, rows: Sequenc
     for start in range(0, len(rows), COUNT_CHUNK):
         part = rows[start:start + COUNT_CHUNK]
         counts = state.in_process(count_records, str(model_dir), settings.trust_remote_code, use_chat_template,
-                                  part, tools_as_text)
+                                  [compact_row(r) for r in part], tools_as_text)  # a pair as 3 strings: cheap to send
         out.update(zip(map(token_key, part), counts, strict=True))
         done = start + len(part)
         state.progress(f"Counting tokens… {done:,} of {len(rows):,}", done / len(rows))
