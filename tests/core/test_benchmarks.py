@@ -13,6 +13,7 @@ What a quick run on a shared machine can honestly assert:
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -180,3 +181,36 @@ def test_gguf_roundtrip_quick_reloads_the_file_and_compares_every_answer() -> No
     assert rows["Every answer identical to the merged model's"] == ("yes", "yes", "yes")  # exact, not a timing
     assert rows["Answers identical"][0] == "16/16"  # every held-out question was asked
     assert numbers(rows["GGUF file size (f16)"][0])[0] > 0 and "FROM ./run.gguf" in out
+
+
+STEP_PARTS = ("Base-weight matmuls", "LoRA small ops", "Autocast / dtype casts", "LM head and loss", "Attention",
+              "Norms, activations, rotary, other elementwise", "Optimizer", "Python and framework overhead")
+
+
+def test_step_profile_quick_accounts_for_the_whole_step(tmp_path: Path) -> None:
+    trace = tmp_path / "step.json"
+    out = run_script("step_profile.py", "--quick", "--markdown", "--set", "lora.r=4", "--trace", str(trace))
+    assert re.search(r"Machine: .+ \(amx_bf16 (yes|no), avx512_bf16 (yes|no)\), torch \S+, \d+ threads", out)
+    assert "LoRA r 4 on 7 module kinds" in out  # the --set change reached the run
+    rows = {part: markdown_row(out, part) for part in STEP_PARTS}
+    shares = {part: percent(row[1]) for part, row in rows.items()}
+    ms = {part: numbers(row[2])[0] for part, row in rows.items()}
+    assert abs(sum(shares.values()) - 100) <= 0.5  # every part is a share of the step's wall time
+    step_ms = numbers(markdown_row(out, "Step (wall time)")[2])[0]
+    assert abs(sum(ms.values()) - step_ms) <= 0.1 * len(ms)
+    for part in ("Base-weight matmuls", "LoRA small ops", "LM head and loss", "Attention", "Optimizer"):
+        assert ms[part] > 0, part  # each was found in a real step of the tiny model
+    top = out.split("Top 15 ops by self time", 1)[1].strip().split("\n\n", 1)[0].splitlines()
+    assert top[0] == "| Op | Part | Calls per step | ms per step | Share of step |"
+    ops = [[cell.strip() for cell in line.strip("|").split("|")] for line in top[2:]]
+    assert len(ops) == 15 and all(part in STEP_PARTS for _op, part, *_ in ops)
+    assert ("aten::mm", "LoRA small ops") in {(op, part) for op, part, *_ in ops}  # the adapter's r=4 matmuls
+    assert json.loads(trace.read_text())["traceEvents"]  # the chrome trace of the profiled step
+
+
+def test_step_profile_names_a_bad_setting_in_one_line() -> None:
+    proc = subprocess.run([sys.executable, str(BENCHMARKS / "step_profile.py"), "--set", "lora.alhpa=16"],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last == "--set: invalid settings: lora.alhpa: unknown setting (did you mean alpha?)"
