@@ -213,6 +213,7 @@ def make_profiler_callback(warmup: int, steps: int, counter: C.TokenCounter, win
                 self.prof.stop()
                 after = counter.snapshot()
                 window.counts = {k: after[k] - self.before[k] for k in after}
+                print("Reading the profile (about a minute on the built-in model)…", flush=True)
                 window.events, window.trace = self.prof.events(), self.prof
 
     return StepProfiler()
