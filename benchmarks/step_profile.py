@@ -6,17 +6,18 @@ and ``data/sample.json``. After ``--warmup`` steps, ``--steps`` steps run under 
 (``record_shapes=True``); a step is the time from one optimizer step's end to the next one's, so it holds
 everything the Trainer does per step (batch, forward, backward, clipping, optimizer, scheduler, logging).
 
-Each op's *self* CPU time goes to one part, by its name, its input shapes and where it ran:
+Each op's *self* CPU time goes to one part, by its name, its input shapes and where it ran, in this order:
 
+* the optimizer's part is what runs inside the Trainer's ``Optimizer.step#...`` / ``Optimizer.zero_grad#...``
+  ranges, the gradient clipping and the callbacks just before the update (the app's gradient-norm check);
+* casts (``_to_copy``, ``to`` and the copies they make, forward and backward) wherever they run;
 * ranges the script adds while profiling (module hooks and a wrapper around the attention function) mark the
-  frozen Linear layers, the LoRA layers (minus their base layer), the LM head, the attention function and
-  the gradient clipping; the Trainer's ``Optimizer.step#...`` / ``Optimizer.zero_grad#...`` ranges mark the
-  optimizer;
-* a backward op takes the place of the forward op that made its autograd node (the node's sequence number);
-* what no range places goes by name and shape: casts (``_to_copy``, ``to`` and the copies they make), the
-  loss (log_softmax, nll_loss, cross_entropy) and anything with a vocab-sized last dimension, attention kernels
-  (SDPA, flash attention, softmax), matmuls with a dimension equal to the vocab size (LM head) or the LoRA rank
-  (2-D, LoRA), other matmuls (base weights), the rest (norms, activations, rotary, elementwise).
+  frozen Linear layers, the LoRA layers (minus their base layer), the LM head and the attention function;
+  a backward op goes where the forward op that made its autograd node ran (the node's sequence number);
+* what no range places goes by name and shape: the loss (log_softmax, nll_loss, cross_entropy) and anything
+  with a vocab-sized last dimension, attention kernels (SDPA, flash attention, softmax), matmuls with a
+  dimension equal to the vocab size (LM head) or the LoRA rank (2-D, LoRA), other matmuls (base weights),
+  the rest (norms, activations, rotary, elementwise).
 
 "Python and framework overhead" is the step's wall time minus the self time of every op counted, so the
 parts sum to the wall time. The profiler itself adds overhead (mostly to that part); the script also prints
@@ -46,13 +47,13 @@ import _common as C
 from preflight_accuracy import cpu_name
 
 BASE, LORA, CAST, HEAD = "Base-weight matmuls", "LoRA small ops", "Autocast / dtype casts", "LM head and loss"
-ATTN, OTHER, OPTIM = "Attention", "Norms, activations, rotary, other elementwise", "Optimizer"
+ATTN, OTHER, OPTIM = "Attention", "Norms, activations, rotary, other elementwise", "Optimizer and gradient norms"
 OVERHEAD = "Python and framework overhead"
 PARTS = (BASE, LORA, CAST, HEAD, ATTN, OTHER, OPTIM, OVERHEAD)
 
 # ranges the script opens around model parts while profiling
 MARK = {BASE: "step_profile::base_linear", LORA: "step_profile::lora_layer", HEAD: "step_profile::lm_head",
-        ATTN: "step_profile::attention", OPTIM: "step_profile::grad_clipping"}
+        ATTN: "step_profile::attention", OPTIM: "step_profile::gradient_norms"}
 PART_OF_MARK = {v: k for k, v in MARK.items()}
 OPTIMIZER_RANGES = ("Optimizer.step#", "Optimizer.zero_grad#", MARK[OPTIM])
 CASTS = {"aten::_to_copy", "aten::to", "aten::type_as", "aten::_autocast_to_reduced_precision",
@@ -105,8 +106,8 @@ def _ranged(label: str, fn: Callable[..., Any]) -> Callable[..., Any]:
 
 @contextmanager
 def marked(model: Any, trainer: Any) -> Iterator[None]:
-    """Profiler ranges around the frozen Linear layers, LoRA layers, the LM head, the attention function
-    and the gradient clipping, removed again on exit."""
+    """Profiler ranges around the frozen Linear layers, LoRA layers, the LM head, the attention function,
+    the gradient clipping and the callbacks before the optimizer step, removed again on exit."""
     import torch
     from peft.tuners.lora import LoraLayer
 
@@ -160,6 +161,9 @@ def marked(model: Any, trainer: Any) -> Iterator[None]:
             patch(owner, "eager_attention_forward", MARK[ATTN])
     if callable(getattr(trainer, "_clip_grad_norm", None)):
         patch(trainer, "_clip_grad_norm", MARK[OPTIM])
+    handler = getattr(trainer, "callback_handler", None)  # callbacks between clipping and the update (checks)
+    if callable(getattr(handler, "on_pre_optimizer_step", None)):
+        patch(handler, "on_pre_optimizer_step", MARK[OPTIM])
     try:
         yield
     finally:
@@ -356,7 +360,7 @@ def report(result: Attribution, window: Window, steps: int, top: int, markdown: 
     rows = [[p, f"{100 * parts[p] / wall_us:.1f} %", f"{parts[p] / 1e3 / steps:,.1f}"] for p in PARTS]
     rows.append(["Step (wall time)", f"{100 * sum(parts.values()) / wall_us:.1f} %", f"{wall_us / 1e3 / steps:,.1f}"])
     print(table(["Part", "Share of step", "ms per step"], rows, markdown))
-    if result.vocab_casts:
+    if result.vocab_casts / 1e3 / steps >= 0.05:
         print(f"\n(casts include {result.vocab_casts / 1e3 / steps:,.1f} ms per step on vocab-sized tensors, "
               "i.e. the logits)")
     if parts[OVERHEAD] < 0:

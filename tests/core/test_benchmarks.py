@@ -184,7 +184,8 @@ def test_gguf_roundtrip_quick_reloads_the_file_and_compares_every_answer() -> No
 
 
 STEP_PARTS = ("Base-weight matmuls", "LoRA small ops", "Autocast / dtype casts", "LM head and loss", "Attention",
-              "Norms, activations, rotary, other elementwise", "Optimizer", "Python and framework overhead")
+              "Norms, activations, rotary, other elementwise", "Optimizer and gradient norms",
+              "Python and framework overhead")
 
 
 def test_step_profile_quick_accounts_for_the_whole_step(tmp_path: Path) -> None:
@@ -198,7 +199,8 @@ def test_step_profile_quick_accounts_for_the_whole_step(tmp_path: Path) -> None:
     assert abs(sum(shares.values()) - 100) <= 0.5  # every part is a share of the step's wall time
     step_ms = numbers(markdown_row(out, "Step (wall time)")[2])[0]
     assert abs(sum(ms.values()) - step_ms) <= 0.1 * len(ms)
-    for part in ("Base-weight matmuls", "LoRA small ops", "LM head and loss", "Attention", "Optimizer"):
+    for part in ("Base-weight matmuls", "LoRA small ops", "LM head and loss", "Attention",
+                 "Optimizer and gradient norms"):
         assert ms[part] > 0, part  # each was found in a real step of the tiny model
     top = out.split("Top 15 ops by self time", 1)[1].strip().split("\n\n", 1)[0].splitlines()
     assert top[0] == "| Op | Part | Calls per step | ms per step | Share of step |"
