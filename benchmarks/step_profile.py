@@ -231,6 +231,7 @@ class Attribution:
     parts: dict[str, float]
     ops: dict[tuple[str, str], list[float]]  # (name, part) -> [self µs, calls]
     vocab_casts: float = 0.0  # µs of casts of vocab-sized tensors (logits), inside the casts part
+    weight_casts: float = 0.0  # µs of casts of frozen weights in the forward pass, inside the casts part
     other_threads: float = 0.0  # µs of op self time on threads other than the step's
 
 
@@ -290,8 +291,10 @@ def part_of(e: Any, chain: Sequence[Any], node: Any, origin: Sequence[Any], voca
     return _mark_of(chain) or _mark_of(origin) or by_name_and_shape(e.name, _node_name(node), _dims(e), vocab, rank)
 
 
-def attribute(events: Sequence[Any], vocab: int, rank: int) -> Attribution:
-    """Each op's self CPU time in one part (see the module docstring)."""
+def attribute(events: Sequence[Any], vocab: int, rank: int,
+              weight_shapes: frozenset[tuple[int, ...]] = frozenset()) -> Attribution:
+    """Each op's self CPU time in one part (see the module docstring); ``weight_shapes`` (of the frozen Linear
+    weights) tell the casts of weights from those of activations."""
     ops = [e for e in events if e.scope == FUNCTION and not e.name.startswith(ENGINE)]
     per_thread: dict[Any, float] = defaultdict(float)
     for e in ops:
@@ -322,8 +325,11 @@ def attribute(events: Sequence[Any], vocab: int, rank: int) -> Attribution:
         origin = forward.get((node.fwd_thread, node.sequence_nr)) if node is not None else None
         origin_chain = [origin, *chains[id(origin)]] if origin is not None else []
         part = OPTIM if e.scope != FUNCTION else part_of(e, chains[id(e)], node, origin_chain, vocab, rank)
-        if part == CAST and any(d and d[-1] == vocab for d in _dims(e)):
+        dims = _dims(e) if part == CAST else []
+        if any(d and d[-1] == vocab for d in dims):
             result.vocab_casts += us
+        elif dims and node is None and tuple(dims[0]) in weight_shapes:
+            result.weight_casts += us
         result.parts[part] += us
         entry = result.ops[e.name, part]
         entry[0] += us
@@ -360,9 +366,9 @@ def report(result: Attribution, window: Window, steps: int, top: int, markdown: 
     rows = [[p, f"{100 * parts[p] / wall_us:.1f} %", f"{parts[p] / 1e3 / steps:,.1f}"] for p in PARTS]
     rows.append(["Step (wall time)", f"{100 * sum(parts.values()) / wall_us:.1f} %", f"{wall_us / 1e3 / steps:,.1f}"])
     print(table(["Part", "Share of step", "ms per step"], rows, markdown))
-    if result.vocab_casts / 1e3 / steps >= 0.05:
-        print(f"\n(casts include {result.vocab_casts / 1e3 / steps:,.1f} ms per step on vocab-sized tensors, "
-              "i.e. the logits)")
+    if result.weight_casts or result.vocab_casts:
+        print(f"\n(the casts include {result.weight_casts / 1e3 / steps:,.1f} ms per step on frozen weights and "
+              f"{result.vocab_casts / 1e3 / steps:,.1f} ms on vocab-sized tensors, i.e. the logits)")
     if parts[OVERHEAD] < 0:
         print("\nwarning: the ops' self times add up to more than the wall time; the overhead is negative")
     if result.other_threads:
@@ -452,7 +458,9 @@ def main(argv: list[str] | None = None) -> int:
               f"per step {counts.get('rows', 0):.0f} rows, {counts.get('tokens', 0):,.0f} tokens "
               f"({counts.get('real', 0):,.0f} not padding, {counts.get('loss', 0):,.0f} with loss)", flush=True)
         vocab = model.get_base_model().config.get_text_config().vocab_size
-        result = attribute(window.events, vocab, config.lora.r)
+        weights = frozenset(tuple(m.weight.shape) for name, m in model.named_modules()
+                            if isinstance(m, torch.nn.Linear) and ".lora_" not in name)
+        result = attribute(window.events, vocab, config.lora.r, weights)
         report(result, window, steps, args.top, args.markdown)
         if args.trace:
             window.trace.export_chrome_trace(str(args.trace))
