@@ -134,6 +134,14 @@ def test_utilisation_quick_prints_both_studies() -> None:
     assert float(best) >= float(shipped)
     assert verdict == ("met" if float(best) >= float(target) else "NOT met")
     assert re.search(r"matmul peaks \(\d+x\d+\): .*bf16 1 thr", out)
+    for title in ("Utilisation by setting", "Utilisation by recipe"):  # rounds: median (min-max), a verdict
+        table = out.split(title, 1)[1].split("\n\n", 2)[1]
+        rows = [[c.strip() for c in ln.strip("|").split("|")] for ln in table.splitlines()[2:]]
+        assert rows[0][-1] == "—"
+        for row in rows:
+            assert len(numbers(row[1])) == len(numbers(row[2])) == 3, row  # 2 rounds: a range each
+        for row in rows[1:]:
+            assert_spread_verdict(row[2], rows[0][2], row[-1])
 
 
 def test_dataset_scale_quick_prints_every_figure() -> None:
