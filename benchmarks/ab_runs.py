@@ -39,6 +39,8 @@ from pathlib import Path
 
 import _common as C
 
+from loradesk.core.wording import plural
+
 ENCODE = """
 import json, sys, threading
 from pathlib import Path
@@ -223,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="the tiny model, 2 steps, 2 rounds of this tree twice")
     p.add_argument("train_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.repeat is not None and args.repeat < 1:
+        p.error(f"--repeat {args.repeat}: give 1 or more rounds")
     train_args = args.train_args[1:] if args.train_args[:1] == ["--"] else args.train_args
     eval_args = args.eval_args.split()
     repeat = args.repeat or (2 if args.quick else 3)
@@ -244,8 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Machine: {C.machine()}")
     for v in variants:
         print(f"  {v.name}: {v.tree}")
-    print(f"Train: {data.name} {' '.join(train_args)}; {repeat} rounds of {len(variants)} variants, interleaved",
-          flush=True)
+    print(f"Train: {data.name} {' '.join(train_args)}; {plural(repeat, 'round')} of {len(variants)} variants, "
+          "interleaved", flush=True)
     load_before = os.getloadavg()[0]
     for round_ in range(1, repeat + 1):
         for v in variants:

@@ -406,6 +406,8 @@ def main(argv: list[str] | None = None) -> int:
                                                          ("recipes" if cuda or args.shape else "settings")]
     steps = args.steps or (3 if args.quick else 10 if cuda else 12)
     warmup = args.warmup if args.warmup is not None else (1 if args.quick else 3 if cuda else 2)
+    if args.repeat is not None and args.repeat < 1:
+        p.error(f"--repeat {args.repeat}: give 1 or more rounds")
     repeat = args.repeat or (2 if args.quick else 1 if cuda else 3)
     size = args.matmul_size or (256 if args.quick else 8192 if cuda else 2048)
     peaks = Peaks(device, size, 3 if args.quick else 10 if cuda else 5)
