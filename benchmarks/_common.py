@@ -1,5 +1,6 @@
 """Pieces shared by the benchmark scripts: paths, the tiny model, the two training recipes, token counting,
-a training clock, peak memory and the matmul peak.
+a training clock, peak memory, the matmul peak, the machine's name and the "median, spread, verdict" of
+repeated measurements.
 
 Two recipes are compared throughout:
 
@@ -14,13 +15,19 @@ Two recipes are compared throughout:
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
+import platform
 import resource
+import statistics
+import subprocess
 import sys
 import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -316,3 +323,110 @@ def fmt_seconds(s: float | None) -> str:
     if s is None:
         return "n/a"
     return f"{s:.1f} s" if s < 120 else f"{s / 60:.1f} min"
+
+
+# --- child processes and the run folders they leave --------------------------------------------------------
+def run_child(cmd: list[str], cwd: Path = ROOT, output: Path | None = None) -> tuple[float, int]:
+    """Run ``cmd`` in ``cwd`` with that tree's code first on the path; ``(wall seconds, peak RSS in bytes)``,
+    the peak from the kernel (``ru_maxrss`` of ``os.wait4``). Its output goes to ``output`` when given (the
+    last lines are quoted when it fails), else stdout is dropped."""
+    env = {**os.environ, "PYTHONPATH": str(cwd)}
+    started = time.monotonic()
+    with open(output, "w", encoding="utf-8") if output else open(os.devnull, "w") as out:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out,
+                                stderr=subprocess.STDOUT if output else None)
+        _pid, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        tail = "\n".join(output.read_text(encoding="utf-8", errors="replace").splitlines()[-15:]) if output else ""
+        raise SystemExit(f"{' '.join(cmd[:4])}… (in {cwd}) failed with exit code {proc.returncode}"
+                         + (f"; its last lines:\n{tail}" if tail else ""))
+    return time.monotonic() - started, usage.ru_maxrss * 1024  # KiB on Linux
+
+
+def step_times(run_dir: Path) -> list[float]:
+    """Seconds of each step after the first, from consecutive logged steps of a run's ``metrics.jsonl``."""
+    points = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    points = [p for p in points if "loss" in p]
+    return [b["elapsed"] - a["elapsed"] for a, b in itertools.pairwise(points) if b["step"] == a["step"] + 1]
+
+
+# --- the machine, and repeated measurements ---------------------------------------------------------------
+def cpu_name() -> str:
+    """The CPU's model name as lscpu gives it."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
+    except (OSError, subprocess.CalledProcessError, StopIteration):
+        return platform.processor() or "unknown CPU"
+
+
+def machine() -> str:
+    """One line naming the machine: CPU model, its bf16 matrix features, cores usable here, torch version."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        flags = next((line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("flags")), [])
+    except OSError:
+        flags = []
+    bf16 = [f for f in ("amx_bf16", "avx512_bf16") if f in flags]
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    try:
+        torch_version = version("torch")
+    except PackageNotFoundError:
+        torch_version = "not installed"
+    return (f"{cpu_name()}; bf16 matrix units: {', '.join(bf16) or 'none'}; {usable} of {os.cpu_count()} "
+            f"cores usable; torch {torch_version}")
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Repeated measurements of one figure: their median and range."""
+
+    values: tuple[float, ...]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.values)
+
+    @property
+    def low(self) -> float:
+        return min(self.values)
+
+    @property
+    def high(self) -> float:
+        return max(self.values)
+
+    def overlaps(self, other: Spread) -> bool:
+        return self.low <= other.high and other.low <= self.high
+
+    def text(self, fmt: str = ",.2f") -> str:
+        """``median (min-max)``, or the one value when there is one."""
+        if len(self.values) == 1:
+            return format(self.values[0], fmt)
+        return f"{self.median:{fmt}} ({self.low:{fmt}}-{self.high:{fmt}})"
+
+
+def spread(values: Sequence[float]) -> Spread:
+    if not values:
+        raise ValueError("no measurements")
+    return Spread(tuple(float(v) for v in values))
+
+
+def verdict(new: Spread, base: Spread) -> tuple[float | None, str]:
+    """``(new median / base median, verdict)``: "no difference" when the two ranges overlap, "higher" or
+    "lower" when they do not, "one run each: no verdict" without repeats to give a spread."""
+    ratio = new.median / base.median if base.median else None
+    if len(new.values) < 2 or len(base.values) < 2:
+        return ratio, "one run each: no verdict"
+    if new.overlaps(base):
+        return ratio, "no difference"
+    return ratio, "higher" if new.median > base.median else "lower"
+
+
+def ratio_text(ratio: float | None) -> str:
+    """``1.23x``; three decimals near 1 so a small real difference does not print as ``1.00x``."""
+    if ratio is None:
+        return "n/a"
+    return f"{ratio:.3f}x" if abs(ratio - 1) < 0.01 else f"{ratio:.2f}x"

@@ -14,20 +14,16 @@ logged by default), the first step left out (it includes the warm-up).
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
-import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from _common import DATA, ROOT, build_tiny_model
+from _common import DATA, build_tiny_model, cpu_name, run_child, step_times
 
 TARGET = 0.25  # both estimates within 25 % of the measured figure
 CHECK = """
@@ -40,33 +36,6 @@ config = RunConfig.from_dict(json.loads(sys.argv[1]))
 report = preflight(config, read_dataset(Path(sys.argv[2])))
 Path(sys.argv[3]).write_text(json.dumps(report.to_dict()))
 """
-
-
-def run_child(cmd: list[str]) -> tuple[float, int]:
-    """Run ``cmd`` from the repository root; ``(wall seconds, peak RSS in bytes)`` from the kernel."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    started = time.monotonic()
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
-    _pid, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd[:4])}… failed with exit code {proc.returncode}")
-    return time.monotonic() - started, usage.ru_maxrss * 1024  # KiB on Linux
-
-
-def step_times(run_dir: Path) -> list[float]:
-    """Seconds of each step after the first, from consecutive logged steps."""
-    points = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    points = [p for p in points if "loss" in p]
-    return [b["elapsed"] - a["elapsed"] for a, b in itertools.pairwise(points) if b["step"] == a["step"] + 1]
-
-
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        return platform.processor() or "unknown CPU"
 
 
 def error(estimate: float, measured: float) -> float:

@@ -15,6 +15,11 @@ Two studies:
   batches, dynamic padding, fused AdamW), plus Liger kernels when importable and torch.compile on request.
   ``--shape small`` runs the same study with a small model anywhere.
 
+Both studies run their variants in rounds, A B C ... A B C ... (``--repeat`` rounds; default 3 on a CPU, 1
+on CUDA), so a slow moment of a shared machine falls on every variant alike, and report the median and the
+range (min-max) of s/step and tokens/s. A variant whose tokens/s range overlaps the first line's is marked
+"no difference".
+
     python benchmarks/utilisation.py                            # CPU settings study
     python benchmarks/utilisation.py --device cuda              # GPU recipes study (H200: a few minutes)
     python benchmarks/utilisation.py --study recipes --shape small
@@ -29,6 +34,7 @@ import gc
 import random
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,23 +55,57 @@ SHAPES: dict[str, dict[str, int]] = {
 
 @dataclass
 class Line:
-    """One measured configuration."""
+    """One measured configuration: its repeats' s/step and tokens/s, the other figures from their medians."""
 
     name: str
     dtype: str
     threads: int
-    seconds_per_step: float
-    tokens_per_s: float
+    steps: C.Spread
+    tokens: C.Spread
     padding: float
-    achieved: float
+    n_params: int
     peak: float
     bf16_peak: float | None = None
     memory_gib: float | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
+    def seconds_per_step(self) -> float:
+        return self.steps.median
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens.median
+
+    @property
+    def achieved(self) -> float:
+        return 4 * self.n_params * self.tokens_per_s
+
+    @property
     def mfu(self) -> float:
         return self.achieved / self.peak
+
+
+Measured = tuple[dict[str, float], str, int, int, float | None]  # figures, dtype, threads, N, GPU GiB
+
+
+def rounds(variants: list[tuple[str, Callable[[], Measured]]], repeat: int, peaks: Peaks) -> list[Line]:
+    """Run every variant once per round, ``repeat`` rounds (A B C ... A B C ...); one Line per variant."""
+    seen: dict[str, list[Measured]] = {name: [] for name, _ in variants}
+    for round_ in range(1, repeat + 1):
+        for name, run in variants:
+            m = run()
+            seen[name].append(m)
+            where = f"round {round_}/{repeat}: " if repeat > 1 else ""
+            print(f"  {where}{name}: {m[0]['step']:.3f} s/step, {m[0]['tokens_s']:,.0f} tokens/s", flush=True)
+    lines = []
+    for name, runs in seen.items():
+        first, dtype, threads, n_params, _memory = runs[0]
+        memory = [r[4] for r in runs if r[4] is not None]
+        lines.append(Line(name, dtype, threads, C.spread([r[0]["step"] for r in runs]),
+                          C.spread([r[0]["tokens_s"] for r in runs]), first["padding"], n_params,
+                          peaks.get(dtype, threads), memory_gib=max(memory) if memory else None))
+    return lines
 
 
 class Peaks:
@@ -75,13 +115,16 @@ class Peaks:
         self.device, self.size, self.reps = device, size, reps
         self.cache: dict[tuple[str, int], float] = {}
 
-    def get(self, dtype_name: str) -> float:
+    def get(self, dtype_name: str, threads: int | None = None) -> float:
         import torch
 
-        key = (dtype_name, torch.get_num_threads())
+        key = (dtype_name, threads or torch.get_num_threads())
         if key not in self.cache:
             dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype_name]
+            current = torch.get_num_threads()
+            torch.set_num_threads(key[1])
             self.cache[key] = C.matmul_peak(self.device, dtype, self.size, self.reps)
+            torch.set_num_threads(current)
         return self.cache[key]
 
     def settle(self, lines: list[Line]) -> None:
@@ -102,7 +145,7 @@ class Peaks:
                 ln.bf16_peak = self.cache["bf16", ln.threads]
 
 
-def measure(trainer: Any, model: Any, n_params: int, device: str, warmup: int,
+def measure(trainer: Any, model: Any, device: str, warmup: int,
             steps: int) -> dict[str, float]:
     """Train ``warmup + steps`` steps, time the last ``steps``; tokens/s counts real tokens."""
     counter = C.TokenCounter()
@@ -111,8 +154,7 @@ def measure(trainer: Any, model: Any, n_params: int, device: str, warmup: int,
     trainer.add_callback(timer)
     trainer.train()
     r = timer.result()
-    tokens_s = r["real"] / r["seconds"]
-    return {"step": r["seconds"] / steps, "tokens_s": tokens_s, "achieved": 4 * n_params * tokens_s,
+    return {"step": r["seconds"] / steps, "tokens_s": r["real"] / r["seconds"],
             "padding": 1 - r["real"] / r["tokens"] if r["tokens"] else 0.0}
 
 
@@ -126,7 +168,9 @@ def free(device: str) -> None:
 
 # --- the settings study (LoRA Desk's recipe, one setting changed at a time) -------------------------------
 def settings_study(model_dir: Path | None, rows_limit: int | None, steps: int, warmup: int,
-                   thread_counts: list[int], peaks: Peaks, work: Path) -> list[Line]:
+                   thread_counts: list[int], peaks: Peaks, work: Path, repeat: int,
+                   every: bool = True) -> list[Line]:
+    """One line per setting; ``every=False`` leaves out dropout 0 and batch 16 (a smoke run's budget)."""
     import torch
     from transformers import set_seed
 
@@ -143,41 +187,50 @@ def settings_study(model_dir: Path | None, rows_limit: int | None, steps: int, w
     default_threads = torch.get_num_threads()
     auto = models.resolve_precision(device, "auto")
     other = "fp32" if auto != "fp32" else "bf16"
-    variants: list[tuple[str, dict[str, Any]]] = [
+    changes: list[tuple[str, dict[str, Any]]] = [
         (f"LoRA Desk defaults ({auto}, {default_threads} threads, grouped)", {}),
         (f"{other} instead of {auto}", {"precision": other}),
         *[(plural(n, "thread"), {"threads": n})
           for n in thread_counts if n != default_threads],
         ("group_by_length off", {"group_by_length": False}),
-        ("LoRA dropout 0", {"lora.dropout": 0.0}),
-        ("batch 16", {"batch_size": 16}),
+        *([("LoRA dropout 0", {"lora.dropout": 0.0}), ("batch 16", {"batch_size": 16})] if every else []),
     ]
-    lines = []
-    for i, (name, change) in enumerate(variants):
+    encoded: dict[int, Any] = {}
+    runs = 0
+
+    def setting(i: int, change: dict[str, Any]) -> Callable[[], Measured]:
         cfg = copy.deepcopy(base)
         for key, value in change.items():
             section, _, field_name = key.rpartition(".")
             setattr(getattr(cfg, section or "training"), field_name, value)
         cfg.training.max_steps = warmup + steps
-        torch.set_num_threads(cfg.training.threads or default_threads)
-        precision = models.resolve_precision(device, cfg.training.precision)
-        job = C.loradesk_job(cfg, rows)
-        data, _cut = job.encode(tokenizer, rows)
-        set_seed(42)
-        model = models.load_model(resolved, device, models.weights_dtype(device, precision))
-        n_params = C.matmul_params(model)
-        model = job.wrap_lora(model)
-        trainer = C.loradesk_trainer(job, model, tokenizer, data, work / f"settings-{i}", device, precision)
-        peak = peaks.get(precision)
-        m = measure(trainer, model, n_params, device, warmup, steps)
-        lines.append(Line(name, precision, torch.get_num_threads(), m["step"], m["tokens_s"], m["padding"],
-                          m["achieved"], peak))
-        print(f"  {name}: {m['step']:.2f} s/step, {m['tokens_s']:,.0f} tokens/s", flush=True)
-        del trainer, model
-        free(device)
-    torch.set_num_threads(default_threads)
-    print(f"  N (block matmul weights) = {n_params:,}; model {resolved.name}; "
-          f"{steps} timed steps after {warmup} warm-up steps")
+
+        def run() -> Measured:
+            nonlocal runs
+            runs += 1
+            torch.set_num_threads(cfg.training.threads or default_threads)
+            precision = models.resolve_precision(device, cfg.training.precision)
+            job = C.loradesk_job(cfg, rows)
+            if i not in encoded:
+                encoded[i] = job.encode(tokenizer, rows)[0]
+            set_seed(42)
+            model = models.load_model(resolved, device, models.weights_dtype(device, precision))
+            n_params = C.matmul_params(model)
+            model = job.wrap_lora(model)
+            trainer = C.loradesk_trainer(job, model, tokenizer, encoded[i], work / f"settings-{runs}", device,
+                                         precision)
+            m = measure(trainer, model, device, warmup, steps)
+            threads = torch.get_num_threads()
+            del trainer, model
+            free(device)
+            torch.set_num_threads(default_threads)
+            return m, precision, threads, n_params, None
+
+        return run
+
+    lines = rounds([(name, setting(i, change)) for i, (name, change) in enumerate(changes)], repeat, peaks)
+    print(f"  N (block matmul weights) = {lines[0].n_params:,}; model {resolved.name}; "
+          f"{steps} timed steps after {warmup} warm-up steps, {plural(repeat, 'round')}")
     return lines
 
 
@@ -194,7 +247,7 @@ def synthetic_rows(n: int, min_len: int, max_len: int, vocab: int,
 
 
 def recipes_study(shape: str, rows_n: int, min_len: int, max_len: int, batch: int, steps: int, warmup: int,
-                  use_compile: bool, use_liger: bool, peaks: Peaks, work: Path) -> list[Line]:
+                  use_compile: bool, use_liger: bool, peaks: Peaks, work: Path, repeat: int) -> list[Line]:
     import importlib.util
 
     import torch
@@ -214,23 +267,24 @@ def recipes_study(shape: str, rows_n: int, min_len: int, max_len: int, batch: in
     rows = synthetic_rows(rows_n, min_len, max_len, config.vocab_size)
     if rows_n < batch * (warmup + steps + 1):
         raise SystemExit(f"--rows {rows_n} is too few for {warmup + steps} steps of batch {batch}")
+    runs = 0
 
     def make_model(dtype: Any) -> tuple[Any, int]:
         torch.manual_seed(0)
+        if device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
         with torch.device(device):
             model = AutoModelForCausalLM.from_config(config, dtype=dtype)
         return model, C.matmul_params(model)
 
-    def done(line: Line) -> None:
-        lines.append(line)
-        print(f"  {line.name}: {line.seconds_per_step:.3f} s/step, {line.tokens_per_s:,.0f} tokens/s",
-              flush=True)
-
-    def gpu_memory() -> float | None:
-        return torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None
-
-    lines: list[Line] = []
-    bf16_peak = peaks.get("bf16") if device == "cuda" else None
+    def finish(trainer: Any, model: Any, warm: int, dtype: str, n_params: int) -> Measured:
+        nonlocal runs
+        runs += 1
+        m = measure(trainer, model, device, warm, steps)
+        memory = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None
+        del trainer, model
+        free(device)
+        return m, dtype, torch.get_num_threads(), n_params, memory
 
     # The tutorial: fixed-length padding (to the longest row, so nothing is cut), labels = input_ids, fp32.
     tutorial_data = HFDataset.from_dict({
@@ -238,17 +292,13 @@ def recipes_study(shape: str, rows_n: int, min_len: int, max_len: int, batch: in
         "attention_mask": [[1] * len(ids) + [0] * (max_len - len(ids)) for ids, _ in rows],
         "labels": [ids + [eos] * (max_len - len(ids)) for ids, _ in rows],
     })
-    if device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    model, n_params = make_model(torch.float32)
-    model = C.tutorial_lora(model)
-    trainer = C.tutorial_trainer(model, tutorial_data, work / "tutorial", device, max_steps=warmup + steps,
-                                 batch_size=batch, save_strategy="no")
-    m = measure(trainer, model, n_params, device, warmup, steps)
-    done(Line("Tutorial recipe (fp32, fixed padding)", "fp32", torch.get_num_threads(), m["step"],
-              m["tokens_s"], m["padding"], m["achieved"], peaks.get("fp32"), bf16_peak, gpu_memory()))
-    del trainer, model
-    free(device)
+
+    def tutorial() -> Measured:
+        model, n_params = make_model(torch.float32)
+        model = C.tutorial_lora(model)
+        trainer = C.tutorial_trainer(model, tutorial_data, work / f"tutorial-{runs}", device,
+                                     max_steps=warmup + steps, batch_size=batch, save_strategy="no")
+        return finish(trainer, model, warmup, "fp32", n_params)
 
     # LoRA Desk: RunConfig() defaults on this device, built by training.run's own pieces.
     cfg = RunConfig()
@@ -259,33 +309,39 @@ def recipes_study(shape: str, rows_n: int, min_len: int, max_len: int, batch: in
         "labels": [[-100] * p + ids[p:] for ids, p in rows],
         "length": [len(ids) for ids, _ in rows],
     })
-    variants: list[tuple[str, dict[str, Any]]] = [("LoRA Desk defaults", {})]
+
+    def ours(extra: dict[str, Any]) -> Callable[[], Measured]:
+        def run() -> Measured:
+            variant_warmup = warmup + (3 if "torch_compile" in extra else 0)  # compiling takes a few steps
+            variant_cfg = copy.deepcopy(cfg)
+            variant_cfg.training.max_steps = variant_warmup + steps
+            job = C.loradesk_job(variant_cfg, [])
+            model, n_params = make_model(models.weights_dtype(device, precision))
+            model = job.wrap_lora(model)
+            trainer = C.loradesk_trainer(job, model, tokenizer, ours_data, work / f"ours-{runs}", device,
+                                         precision, **extra)
+            return finish(trainer, model, variant_warmup, precision, n_params)
+
+        return run
+
+    variants: list[tuple[str, Callable[[], Measured]]] = [("Tutorial recipe (fp32, fixed padding)", tutorial)]
+    variants.append((f"LoRA Desk defaults ({precision}, dynamic padding, grouped)", ours({})))
     liger_ok = importlib.util.find_spec("liger_kernel") is not None and device == "cuda"
     if use_liger and liger_ok:
-        variants.append(("LoRA Desk + Liger kernels", {"use_liger_kernel": True}))
+        variants.append((f"LoRA Desk + Liger kernels ({precision}, dynamic padding, grouped)",
+                         ours({"use_liger_kernel": True})))
     if use_compile:
-        variants.append(("LoRA Desk + torch.compile", {"torch_compile": True}))
-    for i, (name, extra) in enumerate(variants):
-        if device == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-        variant_warmup = warmup + (3 if "torch_compile" in extra else 0)  # compiling takes a few steps
-        variant_cfg = copy.deepcopy(cfg)
-        variant_cfg.training.max_steps = variant_warmup + steps
-        job = C.loradesk_job(variant_cfg, [])
-        model, n_params = make_model(models.weights_dtype(device, precision))
-        model = job.wrap_lora(model)
-        trainer = C.loradesk_trainer(job, model, tokenizer, ours_data, work / f"ours-{i}", device, precision,
-                                     **extra)
-        m = measure(trainer, model, n_params, device, variant_warmup, steps)
-        done(Line(f"{name} ({precision}, dynamic padding, grouped)", precision, torch.get_num_threads(),
-                  m["step"], m["tokens_s"], m["padding"], m["achieved"], peaks.get(precision), bf16_peak,
-                  gpu_memory()))
-        del trainer, model
-        free(device)
+        variants.append((f"LoRA Desk + torch.compile ({precision}, dynamic padding, grouped)",
+                         ours({"torch_compile": True})))
+    lines = rounds(variants, repeat, peaks)
+    if device == "cuda":
+        for line in lines:
+            line.bf16_peak = peaks.get("bf16")
     if use_liger and not liger_ok:
         print("  (Liger kernels skipped: liger_kernel is not importable or the device is not CUDA)")
-    print(f"  N (block matmul weights) = {n_params:,}; shape {shape}; {rows_n} synthetic rows of "
-          f"{min_len}-{max_len} tokens, batch {batch}; {steps} timed steps after {warmup} warm-up steps")
+    print(f"  N (block matmul weights) = {lines[0].n_params:,}; shape {shape}; {rows_n} synthetic rows of "
+          f"{min_len}-{max_len} tokens, batch {batch}; {steps} timed steps after {warmup} warm-up steps, "
+          f"{plural(repeat, 'round')}")
     return lines
 
 
@@ -297,19 +353,23 @@ def print_table(title: str, lines: list[Line], device: str) -> None:
         header.append("MFU vs bf16 peak")
     if any(line.memory_gib for line in lines):
         header.append("peak GPU memory")
+    header.append(f"tokens/s vs {lines[0].name.split(' (')[0]}")
     print(f"\n{title}\n")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for ln in lines:
         where = f"{ln.dtype}, {ln.threads} thr" if device == "cpu" else ln.dtype
-        cells = [ln.name, f"{ln.seconds_per_step:.3f}", f"{ln.tokens_per_s:,.0f}",
+        cells = [ln.name, ln.steps.text(".3f"), ln.tokens.text(",.0f"),
                  f"{100 * ln.padding:.1f} %", f"{ln.achieved / scale:,.2f}",
                  f"{ln.peak / scale:,.1f} ({where})", f"{100 * ln.mfu:.1f} %"]
         if ln.bf16_peak:
             cells.append(f"{100 * ln.achieved / ln.bf16_peak:.1f} %")
         if ln.memory_gib:
             cells.append(f"{ln.memory_gib:.1f} GiB")
+        ratio, says = C.verdict(ln.tokens, lines[0].tokens)
+        cells.append("—" if ln is lines[0] else f"{C.ratio_text(ratio)} ({says})")
         print("| " + " | ".join(cells) + " |")
+    print("\ns/step and tokens/s: median (min-max) of the rounds; the other figures from the medians.")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -321,9 +381,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shape", choices=tuple(SHAPES), default=None,
                    help="model shape for the recipes study (default: qwen1.5-1.8b on cuda, small on cpu)")
     p.add_argument("--quick", action="store_true",
-                   help="both studies on tiny models, a few steps (a smoke run)")
+                   help="both studies on tiny models, a few steps, fewer settings (a smoke run)")
     p.add_argument("--steps", type=int, default=None, help="timed optimizer steps (default 12; 10 on cuda)")
     p.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 2; 3 on cuda)")
+    p.add_argument("--repeat", type=int, default=None,
+                   help="rounds of all variants, interleaved (default 3; 1 on cuda; 2 with --quick)")
     p.add_argument("--threads", default="1,2", help="CPU thread counts to compare (settings study)")
     p.add_argument("--rows", type=int, default=None, help="rows: sample rows (settings) or synthetic rows")
     p.add_argument("--model-dir", type=Path, default=None, help="a local model folder instead of the default")
@@ -345,6 +407,9 @@ def main(argv: list[str] | None = None) -> int:
                                                          ("recipes" if cuda or args.shape else "settings")]
     steps = args.steps or (3 if args.quick else 10 if cuda else 12)
     warmup = args.warmup if args.warmup is not None else (1 if args.quick else 3 if cuda else 2)
+    if args.repeat is not None and args.repeat < 1:
+        p.error(f"--repeat {args.repeat}: give 1 or more rounds")
+    repeat = args.repeat or (2 if args.quick else 1 if cuda else 3)
     size = args.matmul_size or (256 if args.quick else 8192 if cuda else 2048)
     peaks = Peaks(device, size, 3 if args.quick else 10 if cuda else 5)
     if cuda:
@@ -352,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"Device: {device_description('cuda')}, torch {torch.__version__}")
     else:
-        print(f"Device: CPU ({torch.get_num_threads()} threads), torch {torch.__version__}")
+        print(f"Device: CPU ({torch.get_num_threads()} threads); {C.machine()}")
 
     with tempfile.TemporaryDirectory(prefix="loradesk-util-") as tmp:
         work = Path(tmp)
@@ -363,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
             threads = [int(t) for t in args.threads.split(",") if t.strip()]
             print("\nSettings study: LoRA Desk's recipe, one setting changed at a time", flush=True)
             lines = settings_study(model_dir, args.rows or (32 if args.quick else None), steps, warmup,
-                                   threads, peaks, work)
+                                   threads, peaks, work, repeat, every=not args.quick)
             peaks.settle(lines)
             print_table("Utilisation by setting (MFU = 4 x N x tokens/s / matmul peak of the same dtype "
                         "and threads)", lines, device)
@@ -375,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
             rows_n = args.rows or max(64, args.batch_size * (warmup + steps + 10))
             print(f"\nRecipes study: tutorial vs LoRA Desk on a random {shape} model", flush=True)
             lines = recipes_study(shape, rows_n, min_len, max_len, args.batch_size, steps, warmup,
-                                  args.compile, not args.no_liger, peaks, work)
+                                  args.compile, not args.no_liger, peaks, work, repeat)
             peaks.settle(lines)
             print_table("Utilisation by recipe (MFU = 4 x N x tokens/s / matmul peak of the recipe's dtype)",
                         lines, device)

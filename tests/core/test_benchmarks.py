@@ -76,6 +76,23 @@ def assert_verdicts_match(rows: dict[str, tuple[str, str, str]]) -> None:
             assert met == ("yes" if value < limit else "NO"), f"{figure}: {measured} against {target} says {met}"
 
 
+SPREAD = rf"{NUMBER} \({NUMBER}-{NUMBER}\)"
+
+
+def assert_spread_verdict(new: str, base: str, said: str) -> None:
+    """``said`` ("R.RRx (verdict)") is the ratio of the medians of ``new`` and ``base`` ("median (min-max)"),
+    and "no difference" exactly when the two printed ranges overlap."""
+    (m, lo, hi), (bm, blo, bhi) = ([float(x.replace(",", "")) for x in re.fullmatch(SPREAD, cell).groups()]
+                                   for cell in (new, base))
+    assert lo <= m <= hi and blo <= bm <= bhi, (new, base)
+    ratio, verdict = re.fullmatch(r"([\d.]+)x \((no difference|higher|lower)\)", said).groups()
+    assert abs(float(ratio) - m / bm) <= 0.01 * m / bm + 0.01, (new, base, said)  # the printed medians' ratio
+    if hi == blo or bhi == lo:  # touching after rounding: either verdict is right
+        return
+    overlap = lo <= bhi and blo <= hi
+    assert verdict == ("no difference" if overlap else "higher" if m > bm else "lower"), (new, base, said)
+
+
 def test_recipe_vs_recipe_quick_prints_every_figure() -> None:
     out = run_script("recipe_vs_recipe.py", "--quick", "--markdown")
     for figure in ("Wall time per epoch", "Rows/s", "Loss-bearing tokens/s", "Padding fraction",
@@ -118,6 +135,14 @@ def test_utilisation_quick_prints_both_studies() -> None:
     assert float(best) >= float(shipped)
     assert verdict == ("met" if float(best) >= float(target) else "NOT met")
     assert re.search(r"matmul peaks \(\d+x\d+\): .*bf16 1 thr", out)
+    for title in ("Utilisation by setting", "Utilisation by recipe"):  # rounds: median (min-max), a verdict
+        table = out.split(title, 1)[1].split("\n\n", 2)[1]
+        rows = [[c.strip() for c in ln.strip("|").split("|")] for ln in table.splitlines()[2:]]
+        assert rows[0][-1] == "—"
+        for row in rows:
+            assert len(numbers(row[1])) == len(numbers(row[2])) == 3, row  # 2 rounds: a range each
+        for row in rows[1:]:
+            assert_spread_verdict(row[2], rows[0][2], row[-1])
 
 
 def test_dataset_scale_quick_prints_every_figure() -> None:
@@ -216,3 +241,43 @@ def test_step_profile_names_a_bad_setting_in_one_line() -> None:
     assert proc.returncode != 0
     last = proc.stderr.strip().splitlines()[-1]
     assert last == "--set: invalid settings: lora.alhpa: unknown setting (did you mean alpha?)"
+
+
+def test_ab_runs_quick_interleaves_the_same_tree_twice_and_reads_every_figure() -> None:
+    out = run_script("ab_runs.py", "--quick", "--eval", "data/sample_heldout.json")
+    assert re.search(r"Machine: .+; bf16 matrix units: .+; \d+ of \d+ cores usable; torch \d", out)
+    order = re.findall(r"round (\d) (a|b): ", out)
+    assert order == [("1", "a"), ("1", "b"), ("2", "a"), ("2", "b")]  # interleaved: A B A B
+    for figure in ("Step time", "Trained tokens/s", "Real (non-pad) tokens/s", "Wall, start to adapter saved",
+                   "Peak RSS", "Final loss"):
+        _, a, b, said = markdown_row(out, figure)
+        if numbers(a)[0] > 0:
+            assert_spread_verdict(b, a, said)
+    assert all(numbers(cell)[1] > 100 for cell in markdown_row(out, "Peak RSS")[1:3])  # MiB, kernel peak
+    real, trained = (numbers(markdown_row(out, f)[1])[0] for f in ("Real (non-pad)", "Trained tokens/s"))
+    assert real > trained > 0  # every trained token is a real one; prompts add more
+    right = markdown_row(out, "Held-out right (of 16)")  # each adapter was scored on the 16 questions
+    assert all(0 <= numbers(cell)[0] <= 16 for cell in right[1:3])
+    steps = [ln for ln in out.split("Loss at each logged step", 1)[1].splitlines() if re.match(r"\| \d", ln)]
+    assert [int(ln.split("|")[1]) for ln in steps] == [1, 2]  # --max-steps 2, every step logged
+    # the same code, seed and data twice: the curves agree within the repeats' spread
+    assert "Loss curves: no difference" in out
+
+
+def test_spread_verdict_is_no_difference_only_when_the_ranges_overlap(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_common", BENCHMARKS / "_common.py")
+    common = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "bench_common", common)  # dataclasses look their module up there
+    spec.loader.exec_module(common)
+    base = common.spread([10.0, 12.0, 11.0])
+    assert (base.median, base.low, base.high, base.text(".1f")) == (11.0, 10.0, 12.0, "11.0 (10.0-12.0)")
+    assert common.verdict(common.spread([11.5, 13.0, 14.0]), base) == (13.0 / 11.0, "no difference")
+    assert common.verdict(common.spread([12.5, 13.0]), base)[1] == "higher"
+    assert common.verdict(common.spread([5.0, 6.0]), base)[1] == "lower"
+    assert common.verdict(common.spread([20.0]), base)[1] == "one run each: no verdict"
+    assert_spread_verdict("13.0 (11.5-14.0)", "11.0 (10.0-12.0)", "1.18x (no difference)")
+    for wrong in ("1.18x (higher)", "1.50x (no difference)"):
+        with pytest.raises(AssertionError):
+            assert_spread_verdict("13.0 (11.5-14.0)", "11.0 (10.0-12.0)", wrong)
