@@ -180,3 +180,12 @@ def test_gguf_roundtrip_quick_reloads_the_file_and_compares_every_answer() -> No
     assert rows["Every answer identical to the merged model's"] == ("yes", "yes", "yes")  # exact, not a timing
     assert rows["Answers identical"][0] == "16/16"  # every held-out question was asked
     assert numbers(rows["GGUF file size (f16)"][0])[0] > 0 and "FROM ./run.gguf" in out
+
+
+def test_gui_responsiveness_quick_times_the_run_from_the_click_and_scores_it() -> None:
+    out = run_script("gui_responsiveness.py", "--quick", "--taskset", "0")
+    trained = re.search(rf"Start → trained: {NUMBER} s; held-out (\d+)/(\d+)  \[(\d+) steps, completed", out)
+    assert trained, out[-2000:]
+    assert float(trained.group(1)) > 0 and trained.group(3) == "16" and trained.group(4) == "8"
+    assert re.search(rf"Train to end +\d+ +{NUMBER} +{NUMBER} +{NUMBER}", out)
+    assert "Launch to main window shown: median" in out and "Stop while training" in out
