@@ -254,8 +254,20 @@ def score(trained: Trained, quick: bool) -> str:
     return f"{summary.tuned_correct}/{summary.answered}"
 
 
+def machine(load_before: float) -> str:
+    """The processor, how many of its processors this run could use, and how busy the machine was: a
+    figure measured while other work ran (load average above the processors in use) is not the app's."""
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), "unknown") if Path("/proc/cpuinfo").is_file() else "unknown"
+    used = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    load = f"; load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end" \
+        if hasattr(os, "getloadavg") else ""
+    return f"Machine: {model}, {used} of {os.cpu_count()} processors used{load}"
+
+
 def report(samples: dict[str, list[float]], launch: list[float], stop_s: float, trained: Trained,
-           heldout: str | None) -> None:
+           heldout: str | None, load_before: float) -> None:
+    print(f"\n{machine(load_before)}")
     print(f"\nLaunch to main window shown: median {statistics.median(launch):.2f} s, worst {max(launch):.2f} s "
           f"over {len(launch)} launches (target <= 1.5 s; each: {', '.join(f'{t:.2f}' for t in launch)} s)")
     first = "" if trained.first_step_s is None else f" (first step logged after {trained.first_step_s:.1f} s)"
@@ -299,6 +311,7 @@ def main() -> int:
         # a fresh home: no recovery prompt, no recent project
         os.environ["LORADESK_HOME"] = str(args.home or Path(tmp) / "home")
         env = {**os.environ}
+        load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
         launch = measure_launch(2 if args.quick else args.launches, env)
         if args.stalls is not None:
             with args.stall_file.open("w") as fh:
@@ -308,7 +321,7 @@ def main() -> int:
         else:
             samples, stop_s, trained = measure_lateness(args.quick, args.max_steps, Path(tmp))
         heldout = None if args.no_score else score(trained, args.quick)  # after the window measurement
-    report(samples, launch, stop_s, trained, heldout)
+    report(samples, launch, stop_s, trained, heldout, load_before)
     return 0
 
 
