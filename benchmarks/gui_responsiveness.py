@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import faulthandler
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -265,6 +266,43 @@ def machine(load_before: float) -> str:
     return f"Machine: {model}, {used} of {os.cpu_count()} processors used{load}"
 
 
+#: Top frames of threads that wait (for work, a lock, a process): not what keeps the window waiting.
+IDLE_FRAMES = ("threading.py", "selectors.py", "queues.py", "_monitor.py", "concurrent/futures/")
+
+
+def stall_summary(text: str) -> list[str]:
+    """One line per stall in a ``--stalls`` file: how late, the phase, and for each busy thread its innermost
+    frame and the first LoRA Desk frame that led there (a thread inside one long call shows its call)."""
+    lines: list[str] = []
+    dump: list[str] = []
+    for line in text.splitlines():
+        if not line.startswith("=== the tick above was"):
+            dump.append(line)
+            continue
+        late = line.removeprefix("=== the tick above was ")
+        busy = []
+        for block in "\n".join(dump).split("\nThread ")[1:]:
+            frames = [f.strip() for f in block.splitlines() if f.strip().startswith("File ")
+                      and "frozen importlib" not in f]
+            if not frames or any(idle in frames[0] for idle in IDLE_FRAMES) or "gui_responsiveness" in frames[0]:
+                continue
+            ours = next((f for f in frames if "loradesk" in f and "site-packages" not in f), "")
+            busy.append(f"{_frame(frames[0])}{' ← ' + _frame(ours) if ours and ours != frames[0] else ''}")
+        if any("Timeout" in d for d in dump):
+            lines.append(f"{late}: " + ("; ".join(busy) or "no thread in Python (Qt's own work, or no free core)"))
+        dump = []
+    return lines
+
+
+def _frame(line: str) -> str:
+    """``File "/x/site-packages/a/b.py", line 3 in f`` → ``a/b.py:3 f``."""
+    path, _, rest = line.removeprefix('File "').partition('", line ')
+    path = re.sub(r"^.*(site-packages/|/lib/python3\.\d+/)", "", path)
+    path = re.sub(r"^.*/(loradesk/)", r"\1", path)
+    number, _, func = rest.partition(" in ")
+    return f"{path}:{number} {func}"
+
+
 def report(samples: dict[str, list[float]], launch: list[float], stop_s: float, trained: Trained,
            heldout: str | None, load_before: float) -> None:
     print(f"\n{machine(load_before)}")
@@ -317,7 +355,9 @@ def main() -> int:
             with args.stall_file.open("w") as fh:
                 samples, stop_s, trained = measure_lateness(args.quick, args.max_steps, Path(tmp),
                                                             (args.stalls, fh))
-            print(f"stall stacks written to {args.stall_file}")
+            print(f"stall stacks written to {args.stall_file}; the stalls (busy threads):")
+            for line in stall_summary(args.stall_file.read_text()):
+                print(f"  {line}")
         else:
             samples, stop_s, trained = measure_lateness(args.quick, args.max_steps, Path(tmp))
         heldout = None if args.no_score else score(trained, args.quick)  # after the window measurement
