@@ -134,6 +134,7 @@ class Trained:
     def __init__(self) -> None:
         self.seconds = 0.0
         self.first_step_s: float | None = None
+        self.launched_s: float | None = None  # when the run itself started (after the pre-flight check, if any)
         self.run_dir: Path | None = None
         self.steps = 0
         self.status = ""
@@ -213,6 +214,14 @@ def measure_lateness(quick: bool, max_steps: int | None, work: Path, stalls: tup
         done["flag"] = True
 
     tab.run_finished.connect(finished)
+
+    def launched(_request: Any) -> None:
+        if trained.launched_s is None:
+            trained.launched_s = time.perf_counter() - clicked[0]
+
+    gate = getattr(tab, "preflight", None)
+    if gate is not None and hasattr(gate, "go"):
+        gate.go.connect(launched)
 
     def press() -> None:
         state["recording"] = True
@@ -308,7 +317,9 @@ def report(samples: dict[str, list[float]], launch: list[float], stop_s: float, 
     print(f"\n{machine(load_before)}")
     print(f"\nLaunch to main window shown: median {statistics.median(launch):.2f} s, worst {max(launch):.2f} s "
           f"over {len(launch)} launches (target <= 1.5 s; each: {', '.join(f'{t:.2f}' for t in launch)} s)")
-    first = "" if trained.first_step_s is None else f" (first step logged after {trained.first_step_s:.1f} s)"
+    first = "" if trained.first_step_s is None else f"; first step logged after {trained.first_step_s:.1f} s"
+    if trained.launched_s is not None:
+        first = f"; the run started after {trained.launched_s:.1f} s (the pre-flight check, when on){first}"
     print(f"\nStart → trained: {trained.seconds:.1f} s; held-out {heldout or 'not scored'}"
           f"  [{trained.steps} steps, {trained.status}{first}]")
     print(f"\nEvent-loop lateness of a {TICK_MS} ms timer (ms):")

@@ -188,6 +188,7 @@ def test_gui_responsiveness_quick_times_the_run_from_the_click_and_scores_it() -
     assert trained, out[-2000:]
     assert float(trained.group(1)) > 0 and trained.group(3) == "16" and trained.group(4) == "8"
     assert re.search(rf"Train to end +\d+ +{NUMBER} +{NUMBER} +{NUMBER}", out)
+    assert "the run started after" in out  # the pre-flight check (on by default) handed the run on
     assert "Launch to main window shown: median" in out and "Stop while training" in out
 
 
