@@ -71,9 +71,12 @@ def warm_up_training_stack(model: ModelSettings | None = None) -> str:
 
     With ``model`` already on this machine (nothing is downloaded or converted here), its tokenizer is loaded
     into the process's shared copy too: a Rust tokenizer load holds the GIL for ~120 ms, which pressing Train
-    would otherwise pay (the Dataset tab tokenizes in the worker process, so nothing else loads it here)."""
+    would otherwise pay (the Dataset tab tokenizes in the worker process, so nothing else loads it here). Its
+    longest vocabulary entry (the bound for cutting long rows) is found here as well: 49k Python steps that,
+    right after Train on one busy core, made the window's painting wait 107-154 ms for the lock."""
     from loradesk.core import models
     from loradesk.core.ml_stack import import_stack
+    from loradesk.core.tokenize import longest_token_chars
 
     # The imports create hundreds of thousands of long-lived objects. While they run, the collector's full
     # passes walk the growing heap holding the GIL (measured: six passes of 40-260 ms freezing the window in
@@ -91,7 +94,8 @@ def warm_up_training_stack(model: ModelSettings | None = None) -> str:
         folder = models.local_model_folder(model) if model is not None else None
         if folder is not None:
             with contextlib.suppress(Exception):  # a broken folder is reported when it is used, not here
-                models.shared_tokenizer(folder, model.trust_remote_code)
+                tokenizer, _lock = models.shared_tokenizer(folder, model.trust_remote_code)
+                longest_token_chars(tokenizer)  # a walk over the vocabulary, which Start would do (cached)
                 _import_model_code(folder)
         gc.freeze()
     finally:

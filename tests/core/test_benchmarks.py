@@ -281,3 +281,39 @@ def test_spread_verdict_is_no_difference_only_when_the_ranges_overlap(monkeypatc
     for wrong in ("1.18x (higher)", "1.50x (no difference)"):
         with pytest.raises(AssertionError):
             assert_spread_verdict("13.0 (11.5-14.0)", "11.0 (10.0-12.0)", wrong)
+
+
+def test_gui_responsiveness_quick_times_the_run_from_the_click_and_scores_it() -> None:
+    out = run_script("gui_responsiveness.py", "--quick", "--taskset", "0")
+    trained = re.search(rf"Start → trained: {NUMBER} s; held-out (\d+)/(\d+)  \[(\d+) steps, completed", out)
+    assert trained, out[-2000:]
+    assert float(trained.group(1)) > 0 and trained.group(3) == "16" and trained.group(4) == "8"
+    assert re.search(rf"Train to end +\d+ +{NUMBER} +{NUMBER} +{NUMBER}", out)
+    assert "the run started after" in out  # the pre-flight check (on by default) handed the run on
+    assert "Launch to main window shown: median" in out and "Stop while training" in out
+
+
+def test_gui_responsiveness_names_the_call_behind_each_stall() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gui_responsiveness", BENCHMARKS / "gui_responsiveness.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    dump = """Timeout (0:00:00.070000)!
+Thread 0x01 (most recent call first):
+  File "/v/lib/python3.11/site-packages/transformers/tokenization_utils_tokenizers.py", line 720 in get_vocab
+  File "/w/loradesk/core/tokenize.py", line 121 in longest_token_chars
+  File "/w/loradesk/ui/jobs.py", line 292 in _run_thread
+
+Thread 0x02 (most recent call first):
+  File "/usr/lib/python3.11/threading.py", line 327 in wait
+
+Thread 0x03 (most recent call first):
+  File "/w/benchmarks/gui_responsiveness.py", line 91 in spin
+=== the tick above was 138 ms late (loading (after Train))
+=== the tick above was 66 ms late (training)
+"""
+    assert script.stall_summary(dump) == [
+        "138 ms late (loading (after Train)): transformers/tokenization_utils_tokenizers.py:720 get_vocab"
+        " ← loradesk/core/tokenize.py:121 longest_token_chars"]  # a late tick without a dump is not a stall
+    assert script.cpu_list("0,2-3") == {0, 2, 3}

@@ -134,6 +134,11 @@ def test_the_warm_up_loads_a_local_models_shared_tokenizer(tiny_model_dir: Path)
     models._SHARED_TOKENIZERS.clear()
     warm_up_training_stack(ModelSettings(kind="local", name=str(tiny_model_dir)))
     assert [key[0] for key in models._SHARED_TOKENIZERS] == [folder]
+    from loradesk.core import tokenize
+
+    tokenizer, _lock = models.shared_tokenizer(Path(folder), False)
+    known = tokenize._LONGEST.get(id(tokenizer))  # the vocabulary walk Start would do is done and kept
+    assert known is not None and known[0] is tokenizer and known[1] >= tokenize.MIN_TOKEN_CHARS
     models._SHARED_TOKENIZERS.clear()
     warm_up_training_stack(ModelSettings(kind="local", name=str(Path(tiny_model_dir) / "missing")))
     assert models._SHARED_TOKENIZERS == {}  # nothing to load: nothing is downloaded or converted here
