@@ -302,15 +302,17 @@ def shared_tokenizer(model_dir: Path, trust_remote_code: bool = False) -> tuple[
 
 
 def load_model(model_dir: Path, device: str, dtype: torch.dtype | None = None,
-               trust_remote_code: bool = False) -> Any:
-    """A causal LM from ``model_dir`` on ``device``; clear errors for architectures transformers lacks."""
+               trust_remote_code: bool = False, attention: str | None = None) -> Any:
+    """A causal LM from ``model_dir`` on ``device``; clear errors for architectures transformers lacks.
+    ``attention`` names an attention implementation (``"eager"``, ``"sdpa"``; None: the model's default)."""
     import torch
     from transformers import AutoModelForCausalLM
 
     allowed = trust.remote_code_allowed(model_dir, trust_remote_code)
+    extra = {"attn_implementation": attention} if attention else {}
     try:
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype or torch.float32,
-                                                     trust_remote_code=allowed)
+                                                     trust_remote_code=allowed, **extra)
     except ValueError as exc:
         if trust.needs_remote_code(exc):
             raise trust.refusal(model_dir) from None

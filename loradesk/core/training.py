@@ -426,9 +426,21 @@ class TrainingJob:
         from loradesk.core import models
 
         self.sink.status("Loading the model…")
-        model = models.load_model(prep.model_dir, prep.device, models.weights_dtype(prep.device, prep.precision),
-                                  self.config.model.trust_remote_code)
-        return self.wrap_lora(model)
+        lengths = [*prep.train_data["length"], *(prep.eval_data["length"] if prep.eval_data is not None else [])]
+        return self.wrap_lora(self.load_base(prep.model_dir, prep.device, prep.precision, max(lengths)))
+
+    def load_base(self, model_dir: Path, device: str, precision: str, longest_row: int) -> Any:
+        """The base model as this run trains it: frozen Linear weights stored in bf16 where the CPU trains in
+        bf16 (autocast would cast them at every step), eager attention on the CPU for short rows
+        (see ``core.step_speed``)."""
+        from loradesk.core import models, step_speed
+
+        attention = step_speed.attention_for(device, longest_row)
+        model = models.load_model(model_dir, device, models.weights_dtype(device, precision),
+                                  self.config.model.trust_remote_code, attention)
+        if device == "cpu" and precision == "bf16":
+            step_speed.store_frozen_in_bf16(model)
+        return model
 
     def _check_stop(self) -> None:
         if self.stop.is_set():
@@ -530,6 +542,7 @@ class TrainingJob:
         """The transformers Trainer for this run, with its collator and the reporting callback."""
         from transformers import PrinterCallback, Trainer, TrainingArguments
 
+        from loradesk.core import step_speed
         from loradesk.core.tokenize import DataCollator
 
         t = self.config.training
@@ -575,6 +588,9 @@ class TrainingJob:
                           eval_dataset=eval_data if has_eval else None, processing_class=tokenizer,
                           callbacks=[callback, *timed])
         trainer.remove_callback(PrinterCallback)  # progress goes to the sink, not stdout
+        step_speed.loss_at_labels(trainer.model)
+        if device == "cpu":
+            step_speed.cast_inputs_once(trainer.model)
         from loradesk.core import health_watch
 
         self.health = health_watch.attach(trainer, self.sink, self.config, precision)
