@@ -147,7 +147,8 @@ class TokenCounter:
         self._sums: dict[str, Any] = {}
 
     def attach(self, model: Any) -> None:
-        model.register_forward_pre_hook(self._hook, with_kwargs=True)
+        # first in line: training's own hooks take the labels out before the model sees them
+        model.register_forward_pre_hook(self._hook, with_kwargs=True, prepend=True)
 
     def _hook(self, module: Any, args: Any, kwargs: dict[str, Any]) -> None:
         if not self.enabled or not module.training:

@@ -71,7 +71,7 @@ def run_recipe(recipe: str, model_dir: Path | None, rows_limit: int | None, max_
         job = C.loradesk_job(config, rows)
         train_rows, _ = split_rows(rows, t.validation_fraction, t.seed)
         data, _cut = job.encode(tokenizer, train_rows)
-        model = job.wrap_lora(models.load_model(model_dir, device, models.weights_dtype(device, precision)))
+        model = job.wrap_lora(job.load_base(model_dir, device, precision, max(data["length"])))
         trainer = C.loradesk_trainer(job, model, tokenizer, data, work / "run", device, precision)
         prompt_text = render_prompt(tokenizer, question, t.use_chat_template)
         special = not (t.use_chat_template and has_chat_template(tokenizer))

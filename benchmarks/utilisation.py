@@ -214,7 +214,7 @@ def settings_study(model_dir: Path | None, rows_limit: int | None, steps: int, w
             if i not in encoded:
                 encoded[i] = job.encode(tokenizer, rows)[0]
             set_seed(42)
-            model = models.load_model(resolved, device, models.weights_dtype(device, precision))
+            model = job.load_base(resolved, device, precision, max(encoded[i]["length"]))
             n_params = C.matmul_params(model)
             model = job.wrap_lora(model)
             trainer = C.loradesk_trainer(job, model, tokenizer, encoded[i], work / f"settings-{runs}", device,
