@@ -30,7 +30,8 @@ class GenerationSettings:
 
     def generate_kwargs(self) -> dict[str, Any]:
         kw: dict[str, Any] = {"max_new_tokens": self.max_new_tokens,
-                              "repetition_penalty": self.repetition_penalty}
+                              "repetition_penalty": self.repetition_penalty,
+                              "use_cache": True}  # also for a model the Trainer set use_cache=False on
         if self.temperature > 0:
             kw.update(do_sample=True, temperature=self.temperature, top_p=self.top_p)
         else:

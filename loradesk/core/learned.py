@@ -12,7 +12,8 @@ Two ways to tell, checked every ``learned_check_steps`` optimizer steps on the t
 A check must not change the run: it answers in eval mode without gradients, then restores train mode and every
 random generator, so the loss curve is the same step for step as without checks. Its time is handed to the
 reporting callback (``pause``), which leaves it out of tokens/s and the ETA; when a check costs more than
-:data:`COST_SHARE` of the training time since the last one, the next check waits longer.
+:data:`COST_SHARE` of the training time since the last one, the next check waits longer (up to
+:data:`MAX_SPACING` times the setting).
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from typing import Any
 from loradesk.core.config import RunConfig
 
 MIN_DELTA = 1e-3  # an eval loss lower than the best by less than this is no improvement
-COST_SHARE = 0.1  # checks may take about this share of the training time between them
+COST_SHARE = 0.2  # checks may take about this share of the training time between them...
+MAX_SPACING = 3  # ...but are never more than this many times the setting's steps apart
 MAX_NEW_TOKENS = 48  # long enough for an answer that states its fact; a learned model stops far sooner
 BATCH = 16  # questions answered together
 
@@ -93,12 +95,12 @@ class LearnedWatch:
         return bool(self.mode) and self.learned is None and step >= self.next_step
 
     def plan_next(self, step: int, check_seconds: float, train_seconds: float, steps: int) -> None:
-        """Schedule the next check: ``every`` steps on, or further when this one cost more than
-        :data:`COST_SHARE` of the ``train_seconds`` the last ``steps`` steps took."""
+        """Schedule the next check: ``every`` steps on, or further (up to :data:`MAX_SPACING` times that) when
+        this one cost more than :data:`COST_SHARE` of the ``train_seconds`` the last ``steps`` steps took."""
         wait = self.every
         if steps > 0 and train_seconds > 0:
             per_step = train_seconds / steps
-            wait = max(wait, math.ceil(check_seconds / (COST_SHARE * per_step)))
+            wait = min(max(wait, math.ceil(check_seconds / (COST_SHARE * per_step))), MAX_SPACING * self.every)
         self.next_step = step + wait
 
     def record(self, check: Check) -> bool:

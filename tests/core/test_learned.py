@@ -146,8 +146,10 @@ def test_the_watch_counts_patience_and_spaces_costly_checks() -> None:
     assert not watch.record(learned.Check(32, 4.0, 0.1, eval_loss=1.6))
     assert watch.record(learned.Check(40, 5.0, 0.1, eval_loss=1.55))
     assert "best 1.5000" in watch.learned_text() and not watch.due(48)
-    watch.plan_next(8, check_seconds=2.0, train_seconds=8.0, steps=8)  # 1 s steps: 2 s is 20 steps' 10 %
-    assert watch.next_step == 28
+    watch.plan_next(8, check_seconds=2.0, train_seconds=8.0, steps=8)  # 1 s steps: 2 s is 10 steps' 20 %
+    assert watch.next_step == 18
+    watch.plan_next(8, check_seconds=60.0, train_seconds=8.0, steps=8)  # never more than 3 x 8 steps on
+    assert watch.next_step == 32
     watch.plan_next(8, check_seconds=0.1, train_seconds=8.0, steps=8)
     assert watch.next_step == 16
 
@@ -157,3 +159,18 @@ def test_the_watch_counts_patience_and_spaces_costly_checks() -> None:
     assert held.record(learned.Check(16, 2.0, 0.1, passed=15, total=16))
     cfg.training.stop_when_learned = False
     assert learned.LearnedWatch(cfg, [("q", "a")], has_eval=True).mode == ""
+
+
+def test_a_resumed_run_asks_the_questions_it_started_with(tiny_model_dir, rows, heldout, tmp_path, stop_at) -> None:
+    sink = stop_at(1)
+    cfg = config(tiny_model_dir, learned_target=0.0, learned_check_steps=4)
+    first = training.run(cfg, rows, sink, sink.stop, runs_dir=tmp_path, heldout=heldout)
+    assert first.status == "stopped" and first.steps < 4 and not first.learned  # stopped before the first check
+
+    resumed_sink = Sink()
+    resumed = training.run(RunConfig(), [], resumed_sink, resume_from=first.run_dir)  # no heldout given again
+    assert resumed.status == "completed" and resumed.steps == 4
+    assert "held-out questions answered at step 4" in resumed.learned
+    assert any(line.startswith("Stop when learned: every 4 steps, 0/2 held-out questions (questions.json)")
+               for line in resumed_sink.lines)
+    assert runs.read_run_file(first.run_dir)["score_detail"]["step"] == 4
