@@ -174,3 +174,16 @@ def test_a_resumed_run_asks_the_questions_it_started_with(tiny_model_dir, rows, 
     assert any(line.startswith("Stop when learned: every 4 steps, 0/2 held-out questions (questions.json)")
                for line in resumed_sink.lines)
     assert runs.read_run_file(first.run_dir)["score_detail"]["step"] == 4
+
+
+def test_the_benchmark_quick_prints_the_stop_its_checks_and_the_score() -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "stop_learned.py"), "--quick"],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert "Run: completed, 2 steps in " in out and "Checks: 1, " in out
+    assert "Learned line: Learned: 0/16 held-out questions answered at step 2 (" in out
+    assert "Score of the stopped adapter (as loradesk eval): tuned " in out and "/16 vs base " in out
