@@ -508,7 +508,6 @@ class TrainingJob:
     def wrap_lora(self, model: Any) -> Any:
         """The model with a fresh LoRA adapter from the config ('auto' targets every block Linear layer)."""
         from peft import LoraConfig, get_peft_model
-        from transformers import set_seed
 
         from loradesk.core.models import linear_module_names
 
@@ -526,7 +525,6 @@ class TrainingJob:
             r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets,
             bias=lora.bias, use_rslora=lora.use_rslora, use_dora=lora.use_dora, task_type="CAUSAL_LM",
         )
-        set_seed(self.config.training.seed)  # the adapter's initial weights follow the seed, as the setting says
         model = get_peft_model(model, peft_config)
         trainable, total = model.get_nb_trainable_parameters()
         self.sink.log(f"LoRA on {', '.join(targets)}: {trainable:,} trainable of {total:,} parameters "

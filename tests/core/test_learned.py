@@ -60,6 +60,15 @@ def heldout(tmp_path_factory) -> Path:
     return path
 
 
+def seeded_run(*args, **kwargs) -> training.RunResult:
+    """``training.run`` from the same random state: peft draws the adapter's first weights before the Trainer
+    seeds, so runs are compared from one seed."""
+    from transformers import set_seed
+
+    set_seed(1)
+    return training.run(*args, **kwargs)
+
+
 def losses(run_dir: Path) -> list[tuple[int, float]]:
     return [(m["step"], m["loss"]) for m in runs.read_metrics(run_dir) if "loss" in m]
 
@@ -68,7 +77,7 @@ def losses(run_dir: Path) -> list[tuple[int, float]]:
 def plain_run(tiny_model_dir, rows, heldout, tmp_path_factory) -> tuple[training.RunResult, Sink]:
     """The setting off: held-out questions are given, but the run trains every step."""
     sink = Sink()
-    result = training.run(config(tiny_model_dir, stop_when_learned=False), rows, sink,
+    result = seeded_run(config(tiny_model_dir, stop_when_learned=False), rows, sink,
                           runs_dir=tmp_path_factory.mktemp("runs"), heldout=heldout)
     return result, sink
 
@@ -85,7 +94,7 @@ def test_the_setting_off_trains_every_step(plain_run) -> None:
 def test_a_met_target_ends_the_run_at_the_first_check_with_a_usable_adapter(
         plain_run, tiny_model_dir, rows, heldout, tmp_path) -> None:
     sink = Sink()
-    result = training.run(config(tiny_model_dir, learned_target=0.0), rows, sink, runs_dir=tmp_path, heldout=heldout)
+    result = seeded_run(config(tiny_model_dir, learned_target=0.0), rows, sink, runs_dir=tmp_path, heldout=heldout)
 
     assert result.status == "completed" and result.steps == 3
     assert result.learned.startswith("Learned: ") and "held-out questions answered at step 3" in result.learned
@@ -109,17 +118,16 @@ def test_a_met_target_ends_the_run_at_the_first_check_with_a_usable_adapter(
     assert model.active_adapter == "default"
 
 
-def test_checks_that_do_not_pass_leave_the_curve_as_it_was(plain_run, tiny_model_dir, rows, heldout,
-                                                           tmp_path) -> None:
+def test_checks_that_do_not_pass_leave_the_curve_as_it_was(plain_run, tiny_model_dir, rows, tmp_path) -> None:
+    never = tmp_path / "never.json"  # a phrase no answer holds: every check runs, none passes
+    never.write_text(json.dumps([{"prompt": "Who is Tamsin Quillfeather?", "expected": "zqxj never said"}]),
+                     encoding="utf-8")
     sink = Sink()
-    result = training.run(config(tiny_model_dir, learned_target=1.0, learned_check_steps=2), rows, sink,
-                          runs_dir=tmp_path, heldout=heldout)
+    result = seeded_run(config(tiny_model_dir, learned_check_steps=2), rows, sink, runs_dir=tmp_path, heldout=never)
     checks = [line for line in sink.lines if line.startswith("Check at step ")]
-    assert result.steps == 10 and checks and result.check_seconds > 0
-    if result.learned:  # the tiny model answered both: the run ended there, with the same curve so far
-        assert losses(result.run_dir) == losses(plain_run[0].run_dir)[:result.steps]
-    else:
-        assert losses(result.run_dir) == losses(plain_run[0].run_dir)
+    assert result.steps == 10 and not result.learned and checks and result.check_seconds > 0
+    assert checks[0].startswith("Check at step 2: held-out 0/1 ")
+    assert losses(result.run_dir) == losses(plain_run[0].run_dir)  # step for step, the same curve
 
 
 def test_a_validation_split_alone_stops_once_the_eval_loss_stops_improving(tiny_model_dir, rows,
