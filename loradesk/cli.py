@@ -66,6 +66,11 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--check", action="store_true",
                    help="pre-flight check: measure memory and time per step on the longest batch, print the "
                         "estimate and exit (0: it fits, 1: it will not); no run folder is written")
+    t.add_argument("--heldout", metavar="FILE",
+                   help="held-out questions (JSON/JSONL of {prompt, expected}) that end the run once it has learned "
+                        "them (default: the sample's held-out file when DATA is the shipped data/sample.json)")
+    t.add_argument("--no-stop-when-learned", action="store_true",
+                   help="train every step even once the held-out questions pass (or the eval loss stops improving)")
     t.add_argument("--retry-oom", action="store_true",
                    help="if the GPU runs out of memory, retry with half the batch and twice the gradient "
                         "accumulation without asking")
@@ -273,6 +278,8 @@ def _train(args: argparse.Namespace, stop: threading.Event, interrupts: Interrup
             data["training"][key] = getattr(args, flag)
     if args.tools_as_text:
         data["training"]["tools_as_text"] = True
+    if args.no_stop_when_learned:
+        data["training"]["stop_when_learned"] = False
     if args.trust_remote_code:
         from loradesk.core.models import resolve_model
 
@@ -287,17 +294,40 @@ def _train(args: argparse.Namespace, stop: threading.Event, interrupts: Interrup
 
     if args.check and args.resume:
         raise ValueError("--check measures a new run; it cannot be combined with --resume")
+    if args.heldout and args.resume:
+        raise ValueError("--resume asks the held-out questions the run started with; drop --heldout")
     rows = [] if args.resume else _read_rows(args)
     if args.check:
         return _check(config, rows, stop, interrupts)
+    heldout = None if args.resume else _heldout_file(args)
     return _run_training(args, stop, interrupts, lambda sink: training.run(
-        config, rows, sink, stop, out_dir=_out_dir(args), resume_from=Path(args.resume) if args.resume else None))
+        config, rows, sink, stop, out_dir=_out_dir(args), resume_from=Path(args.resume) if args.resume else None,
+        heldout=heldout))
+
+
+def _heldout_file(args: argparse.Namespace) -> Path | None:
+    """``--heldout FILE`` (read now: a bad file is one error line before any training), else the sample's
+    held-out file when DATA is the shipped sample."""
+    from loradesk.core.formats import read_heldout
+    from loradesk.core.paths import sample_data_dir
+
+    if args.heldout:
+        path = Path(args.heldout).expanduser().resolve()
+        read_heldout(path)
+        return path
+    try:
+        folder = sample_data_dir()
+    except FileNotFoundError:
+        return None
+    sample = folder / "sample_heldout.json"
+    shipped = Path(args.data).resolve() == (folder / "sample.json").resolve()
+    return sample if shipped and sample.is_file() else None
 
 
 #: ``train`` options that --continue refuses: the continued run keeps its parent's settings.
 _PARENT_SETTINGS = (("model", "--model"), ("config", "--config"), ("lr", "--lr"), ("batch_size", "--batch-size"),
                     ("resume", "--resume"), ("save_config", "--save-config"), ("check", "--check"),
-                    ("tools_as_text", "--tools-as-text"))
+                    ("tools_as_text", "--tools-as-text"), ("heldout", "--heldout"))
 
 
 def _train_more(args: argparse.Namespace, stop: threading.Event, interrupts: Interrupts) -> int:
@@ -384,6 +414,8 @@ def _run_training(args: argparse.Namespace, stop: threading.Event, interrupts: I
     status = runs.status_label(r.status, r.warnings)
     print(f"{status.capitalize()}: {plural(r.steps, 'step')} in {r.seconds:.0f} s on {r.device} "
           f"({r.precision}{speed}), final loss {loss}")
+    if r.learned:
+        print(r.learned)
     for warning in r.warnings:
         print(f"Warning: {warning}")
     if r.cut_rows:

@@ -232,6 +232,21 @@ class TrainingSettings(_Settings):
     preflight: bool = _f(True, "Before a run, train three steps on its longest batch to measure memory and time "
                          "per step, and warn if it will not fit (the app checks again when the model or "
                          "settings change).", label="Pre-flight check")
+    stop_when_learned: bool = _f(True, "End the run early, with its adapter saved as for a finished run, once it has "
+                                 "learned: when the held-out questions are answered with their expected phrase "
+                                 "(the target share below), or, with only a validation split, when the eval loss "
+                                 "has stopped improving (patience). Runs without either train every step.",
+                                 label="Stop when learned")
+    learned_check_steps: int = _f(8, "Check whether the run has learned every this many optimizer steps (held-out "
+                                  "questions answered greedily, or an evaluation). The checks' time is left out of "
+                                  "the reported speed; checks that cost much are spaced further apart.",
+                                  min=1, max=100_000, label="Check learned every")
+    learned_target: float = _f(0.9, "Share of held-out questions that must be answered with their expected "
+                               "phrase for the run to count as learned (0.9: 15 of 16).", min=0.0, max=1.0,
+                               step=0.05, label="Learned at share")
+    learned_patience: int = _f(2, "With a validation split and no held-out questions: stop once the eval loss has "
+                               "not improved for this many checks in a row.", min=1, max=1000,
+                               label="Patience (checks)")
 
 
 @dataclass

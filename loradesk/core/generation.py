@@ -8,6 +8,7 @@ its last assistant turn, and its answer is compared with that turn.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -29,7 +30,8 @@ class GenerationSettings:
 
     def generate_kwargs(self) -> dict[str, Any]:
         kw: dict[str, Any] = {"max_new_tokens": self.max_new_tokens,
-                              "repetition_penalty": self.repetition_penalty}
+                              "repetition_penalty": self.repetition_penalty,
+                              "use_cache": True}  # also for a model the Trainer set use_cache=False on
         if self.temperature > 0:
             kw.update(do_sample=True, temperature=self.temperature, top_p=self.top_p)
         else:
@@ -166,9 +168,15 @@ class Answerer:
         return self.tokenizer.decode(new, skip_special_tokens=True).strip()
 
     def answer_many(self, prompts: Sequence[str | Example], tuned: bool = True,
-                    settings: GenerationSettings | None = None, batch_size: int = 8) -> list[str]:
-        """Answers for many prompts, generated in left-padded batches of ``batch_size``."""
+                    settings: GenerationSettings | None = None, batch_size: int = 8,
+                    expected: Sequence[str] | None = None) -> list[str]:
+        """Answers for many prompts, generated in left-padded batches of ``batch_size``.
+
+        With ``expected`` (one phrase per prompt), each answer ends as soon as it contains its phrase
+        (:func:`contains_phrase`): enough to score it, and quick for a model that knows the answers.
+        """
         import torch
+        from transformers import StoppingCriteriaList
 
         settings = settings or GenerationSettings()
         templated = self.use_chat_template and bool(getattr(self.tokenizer, "chat_template", None))
@@ -180,8 +188,13 @@ class Answerer:
                 chunk = [self._prompt_text(p) for p in prompts[start:start + batch_size]]
                 inputs = self.tokenizer(chunk, return_tensors="pt", padding=True,
                                         add_special_tokens=not templated).to(self.device)
+                kwargs: dict[str, Any] = {}
+                if expected is not None:
+                    phrases = expected[start:start + batch_size]
+                    kwargs["stopping_criteria"] = StoppingCriteriaList([_phrase_stop_class()(
+                        self.tokenizer, inputs["input_ids"].shape[1], phrases)])
                 with torch.inference_mode(), self._adapter_context(tuned):
-                    out = self.model.generate(**inputs, **settings.generate_kwargs(),
+                    out = self.model.generate(**inputs, **settings.generate_kwargs(), **kwargs,
                                               pad_token_id=self.tokenizer.pad_token_id)
                 width = inputs["input_ids"].shape[1]
                 for row in out:
@@ -189,6 +202,27 @@ class Answerer:
         finally:
             self.tokenizer.padding_side = side
         return answers
+
+
+@functools.cache
+def _phrase_stop_class() -> type:
+    """A StoppingCriteria that ends each row once its new text contains its phrase (built on first use, so
+    importing this module does not load transformers)."""
+    from transformers import StoppingCriteria
+
+    class PhraseStop(StoppingCriteria):
+        def __init__(self, tokenizer: Any, width: int, phrases: Sequence[str]) -> None:
+            self.tokenizer, self.width, self.phrases = tokenizer, width, list(phrases)
+
+        def __call__(self, input_ids: Any, scores: Any, **kw: Any) -> Any:
+            import torch
+
+            texts = self.tokenizer.batch_decode(input_ids[:, self.width:], skip_special_tokens=True)
+            return torch.tensor([contains_phrase(text, phrase) for text, phrase in zip(texts, self.phrases,
+                                                                                         strict=True)],
+                                dtype=torch.bool, device=input_ids.device)
+
+    return PhraseStop
 
 
 # --- asking both models ---------------------------------------------------------------------------------

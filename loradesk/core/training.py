@@ -136,13 +136,16 @@ class RunResult:
     eval_rows: int = 0
     tokens_per_second: float | None = None
     warnings: list[str] = dataclasses.field(default_factory=list)  # diverged / not learning, with advice
+    learned: str = ""  # "Learned: 15/16 held-out questions answered at step 40 (38 s); stopped early"
+    check_seconds: float = 0.0  # what the stop-when-learned checks took (left out of tokens_per_second)
 
 
 # --- the run -----------------------------------------------------------------------------------------------
 def run(config: RunConfig, dataset: Dataset | Sequence[Example], sink: Sink | None = None,
         stop: threading.Event | None = None, runs_dir: Path | None = None,
         resume_from: Path | None = None, out_dir: Path | None = None,
-        start: train_more.Start | None = None, preflight: dict[str, Any] | None = None) -> RunResult:
+        start: train_more.Start | None = None, preflight: dict[str, Any] | None = None,
+        heldout: Path | None = None) -> RunResult:
     """Train a LoRA adapter; return when done or stopped. Raises on errors, leaving earlier runs untouched.
 
     With ``resume_from`` (an earlier run folder), the run continues in that folder from its latest complete
@@ -150,6 +153,8 @@ def run(config: RunConfig, dataset: Dataset | Sequence[Example], sink: Sink | No
     ``out_dir`` names the run folder exactly (it must be empty or new); by default a new folder is made
     under ``runs_dir``. ``start`` makes the run continue another run (see :mod:`loradesk.core.train_more`).
     ``preflight`` (a pre-flight check's report, ``core.preflight``) is recorded in the run file under that key.
+    ``heldout`` (a file of held-out questions) lets the run stop once it has learned them (the
+    ``stop_when_learned`` setting, :mod:`loradesk.core.learned`); a resumed run uses the file it recorded.
 
     Started by torchrun or ``accelerate launch`` (see :mod:`loradesk.core.distributed`), every rank calls this
     with the same arguments: they train one adapter together, only the main process writes the run folder and
@@ -171,6 +176,7 @@ def run(config: RunConfig, dataset: Dataset | Sequence[Example], sink: Sink | No
         data = runs.read_run_file(run_dir)
         config = RunConfig.from_dict(data["config"])
         start = train_more.start_of(data)
+        heldout = Path(data["heldout"]) if data.get("heldout") else None
         rows = runs.load_dataset_snapshot(run_dir)
     else:
         rows = [dataclasses.replace(r) for r in dataset]
@@ -187,7 +193,7 @@ def run(config: RunConfig, dataset: Dataset | Sequence[Example], sink: Sink | No
         raise TrainingError(readiness.data)
     distributed.barrier()  # every rank has read and checked the run folder before the main process writes to it
     job = TrainingJob(config, rows, sink, stop, start)
-    job.preflight = preflight
+    job.preflight, job.heldout = preflight, Path(heldout).expanduser().resolve() if heldout else None
     # disk full, read-only, no permission: one line naming the run folder
     with storage_errors_named(lambda: job.run_dir or run_dir or runs_dir or default_runs_dir()):
         return job.run(runs_dir or default_runs_dir(), run_dir, checkpoint)
@@ -232,16 +238,18 @@ class TrainingJob:
         self.step_offset = start.step_offset if start else 0
         self.run_dir: Path | None = None  # the run folder, once there is one
         self.preflight: dict[str, Any] | None = None  # a pre-flight check's report, recorded in the run file
+        self.heldout: Path | None = None  # held-out questions that tell when the run has learned
         self.skipped, self.skipped_why, self.skipped_first = 0, "", 0  # rows the last encode() left out
         self.skipped_hint = ""
 
     def run(self, runs_dir: Path, run_dir: Path | None, checkpoint: Path | None) -> RunResult:
-        from loradesk.core import models
+        from loradesk.core import learned, models
 
         cfg = self.config
         sink = self.sink
         started = time.monotonic()
         prep = self.prepare()
+        watch = learned.watch_for(cfg, self.heldout, prep.eval_data is not None, self.step_offset, started, sink.log)
         model_dir, device, precision = prep.model_dir, prep.device, prep.precision
         tokenizer, tokenizer_lock = prep.tokenizer, prep.tokenizer_lock
         train_rows, eval_rows, cut_rows = prep.train_rows, prep.eval_rows, prep.cut_rows
@@ -269,6 +277,10 @@ class TrainingJob:
         main = trainer.is_world_process_zero()
         t = cfg.training
         world_size = trainer.args.world_size
+        if watch.mode:
+            trainer.add_callback(learned.callback_class()(watch, sink, callback.add_pause, tokenizer_lock,
+                                                          t.use_chat_template, t.tools_as_text))
+            sink.log(watch.describe(self.heldout))
         effective_batch = t.batch_size * t.grad_accum * world_size
         if world_size > 1:
             sink.log(f"Effective batch {effective_batch}: {t.batch_size} per device × {t.grad_accum} accumulation "
@@ -282,6 +294,8 @@ class TrainingJob:
         }
         if self.preflight is not None:
             base_record["preflight"] = self.preflight
+        if self.heldout is not None:
+            base_record["heldout"] = str(self.heldout)
         if checkpoint is not None:
             previous = runs.read_run_file(run_dir)
             base_record["created"] = previous.get("created", base_record["created"])
@@ -325,13 +339,17 @@ class TrainingJob:
             seconds=seconds, device=devices, cut_rows=cut_rows, skipped_rows=skipped_rows, precision=precision,
             train_rows=len(train_rows), eval_rows=len(eval_rows),
             tokens_per_second=callback.tokens_per_second(), warnings=self.health.warnings,
+            learned=watch.learned_text(), check_seconds=watch.cost,
         )
         record = {**base_record, "result": {k: (str(v) if isinstance(v, Path) else v)
-                                            for k, v in dataclasses.asdict(result).items()}}
+                                            for k, v in dataclasses.asdict(result).items()},
+                  **(watch.score_record(self.heldout) or {})}
         if main:
             with interrupts.finishing(run_dir):
                 runs.write_run_file(run_dir, record)
-        sink.status("Stopped: adapter saved" if status == "stopped" else "Done")
+        if watch.checks:
+            sink.log(watch.cost_text())
+        sink.status("Stopped: adapter saved" if status == "stopped" else result.learned or "Done")
         sink.log(f"Adapter saved to {run_dir}")
         return result
 
@@ -611,6 +629,7 @@ def _make_callback_class() -> type:
             self.started, self.step_offset = started, step_offset
             self.train_started: float | None = None
             self.tokens_at_start = 0
+            self.paused = 0.0  # seconds of checks and evaluations, left out of the speed and the ETA
             self.last_loss: float | None = None
             self.stopped = False
             self.device: Any = "cpu"
@@ -620,9 +639,13 @@ def _make_callback_class() -> type:
             rank must ask at the same point: the ranks add up their counts)."""
             if self.train_started is None:
                 return None
-            elapsed = time.monotonic() - self.train_started
+            elapsed = time.monotonic() - self.train_started - self.paused
             tokens = distributed.total(self.collator.trained_tokens - self.tokens_at_start, self.device)
             return tokens / elapsed if elapsed > 0 and tokens else None
+
+        def add_pause(self, seconds: float) -> None:
+            """Leave ``seconds`` (a check or an evaluation, not training) out of the speed and the ETA."""
+            self.paused += seconds
 
         def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             self.device = args.device
@@ -655,7 +678,8 @@ def _make_callback_class() -> type:
             steps_done = state.global_step - getattr(self, "first_step", 0)
             eta = None
             if self.train_started and steps_done > 0 and state.max_steps:
-                eta = (now - self.train_started) / steps_done * (state.max_steps - state.global_step)
+                trained = now - self.train_started - self.paused
+                eta = trained / steps_done * (state.max_steps - state.global_step)
             if "loss" in logs:
                 self.last_loss = float(logs["loss"])
             offset = self.step_offset  # a continued run's steps follow its parent's

@@ -230,8 +230,9 @@ class RunView(QWidget):
         cut = f" · {result.cut_rows} row(s) cut to max length" if result.cut_rows else ""
         if result.skipped_rows:
             cut += f" · {plural(result.skipped_rows, 'row')} skipped (nothing to train within the max length)"
+        learned = f"<br>{html.escape(result.learned)}" if result.learned else ""  # stopped early: it learned
         self._show_result_text(f"<b>{verb}</b>: {result.steps} steps in {format_duration(result.seconds)}"
-                               f"{loss}{cut} — <span>{Path(result.run_dir)}</span>")
+                               f"{loss}{cut} — <span>{Path(result.run_dir)}</span>{learned}")
         self.show_warnings(result.warnings)
         for warning in result.warnings:
             self.append_log(f"WARNING: {warning}")

@@ -72,6 +72,7 @@ class TrainRequest:
     retry_of: Path | None = None
     continue_from: Path | None = None
     preflight: dict[str, Any] | None = None  # the pre-flight check's report, recorded in the run file
+    heldout: Path | None = None  # held-out questions: the run stops once it has learned them (a setting)
 
 
 class StateSink:
@@ -115,7 +116,7 @@ def train(request: TrainRequest, *, state: TaskState) -> RunResult | None:
         if request.retry_of is not None:
             return training.retry_smaller(request.config, request.retry_of, sink, state.stop, request.runs_dir)
         return training.run(request.config, request.rows, sink, state.stop, request.runs_dir, request.resume_from,
-                            preflight=request.preflight)
+                            preflight=request.preflight, heldout=request.heldout)
     except training.TrainingStopped as exc:  # stopped while the model loaded: not a failure
         state.emit(TrainStatus(str(exc)))
         return None

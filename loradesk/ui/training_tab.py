@@ -147,7 +147,8 @@ class TrainingTab(QWidget):
         self.view.append_log(f"Starting a run on {len(snapshot)} rows "
                              f"(r={config.lora.r}, alpha={config.lora.alpha}, lr={t.learning_rate:g}, "
                              + (f"{t.max_steps} steps)" if t.max_steps else f"{t.epochs:g} epochs)"))
-        self.preflight.request(TrainRequest(config, list(snapshot), self.runs_dir), snapshot)
+        heldout = getattr(self.project, "heldout_path", None)  # the project's held-out questions, as Compare's
+        self.preflight.request(TrainRequest(config, list(snapshot), self.runs_dir, heldout=heldout), snapshot)
 
     def resume(self, run_dir: str | Path | None = None) -> None:
         """Continue ``run_dir`` (default: the newest stopped or interrupted run) from its latest complete
@@ -285,7 +286,8 @@ class TrainingTab(QWidget):
         self._result = result
         self.view.show_result(result)
         if result.status == "completed":
-            self._set_phase("Completed with warnings" if result.warnings else "Completed")
+            self._set_phase("Completed with warnings" if result.warnings else
+                            "Completed: learned" if result.learned else "Completed")
         else:
             self._set_phase("Stopped")
 

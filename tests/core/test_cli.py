@@ -168,3 +168,35 @@ def test_side_by_side_columns() -> None:
     lines = text.splitlines()
     assert lines[0].startswith("Base") and "| Tuned" in lines[0]
     assert len(lines) > 3 and all(len(line) <= 60 for line in lines)
+
+
+def test_train_stops_when_learned_and_prints_the_learned_line(tiny_model_dir: Path, tmp_path: Path,
+                                                              capsys) -> None:
+    """DATA is the shipped sample: its held-out questions are asked by default; a target of 0 is met at once."""
+    from loradesk.core.config import RunConfig
+    from loradesk.core.paths import sample_data_dir
+
+    config = RunConfig()
+    config.training.learned_target, config.training.learned_check_steps = 0.0, 2
+    config.save(tmp_path / "run.json")
+    data = Path(__file__).resolve().parents[2] / "data" / "sample.json"
+    common = ["train", str(data), "--model", str(tiny_model_dir), "--max-steps", "5", "--batch-size", "4",
+              "--config", str(tmp_path / "run.json")]
+    assert main([*common, "--out", str(tmp_path / "learned")]) == 0
+    out = capsys.readouterr().out
+    learned = [line for line in out.splitlines() if line.startswith("Learned: ")]
+    assert learned and "held-out questions answered at step 2 (" in learned[0]
+    assert learned[0].endswith("; stopped early") and out.startswith("Completed: 2 steps")
+    record = json.loads((tmp_path / "learned" / "loradesk_run.json").read_text())
+    assert record["heldout"] == str((sample_data_dir() / "sample_heldout.json").resolve())
+
+    assert main([*common, "--no-stop-when-learned", "--out", str(tmp_path / "all")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Completed: 5 steps") and "Learned" not in out
+
+    bad = tmp_path / "questions.json"
+    bad.write_text('[{"prompt": "Who?"}]', encoding="utf-8")
+    assert main([*common, "--heldout", str(bad), "--out", str(tmp_path / "bad")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "questions.json" in err[0] and "expected" in err[0]
+    assert not (tmp_path / "bad").exists()

@@ -248,3 +248,17 @@ def test_layers_found_for_a_model_no_longer_chosen_are_not_offered(qtbot: QtBot,
     qtbot.waitUntil(lambda: not form.is_busy())
     assert form.model_status.text() == "Ready: /m/a"
     assert form.target_modules.names() == [] and form.target_modules.find_button.isEnabled()
+
+
+def test_the_stop_when_learned_settings_show_with_labels_and_write_the_config(qtbot: QtBot) -> None:
+    form = make_form(qtbot)
+    box = form.fields["training.stop_when_learned"].widget
+    assert isinstance(box, QCheckBox) and box.isChecked() and box.text() == "Stop when learned"
+    every = form.fields["training.learned_check_steps"].widget
+    assert isinstance(every, SpinBox) and every.value() == 8
+    labels = {label.text().rstrip(":") for label in form.findChildren(type(form.model_section.name_label))}
+    assert {"Check learned every", "Learned at share", "Patience (checks)"} <= labels
+    box.setChecked(False)
+    assert form.project.config.training.stop_when_learned is False
+    form.undo_stack.undo()
+    assert form.project.config.training.stop_when_learned is True

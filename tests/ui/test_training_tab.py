@@ -405,3 +405,24 @@ def test_rows_skipped_for_having_nothing_to_train_show_in_the_result(qtbot, tab,
     assert "2 rows skipped (nothing to train within the max length)" in tab.result_label.text()
     assert ("Skipped 2 training rows whose answers lie beyond the max length of 64 tokens (row 7 first)"
             in tab.log_view.toPlainText())
+
+
+def test_the_tab_shows_the_learned_checks_and_a_run_that_stopped_once_learned(qtbot, tab, project, tiny_model_dir,
+                                                                              monkeypatch):
+    """The sample project's held-out questions are asked every 2 steps; a target of 0 is met at the first check."""
+    use_tiny_model(project, tiny_model_dir, steps=6)
+    project.config.training.learned_target, project.config.training.learned_check_steps = 0.0, 2
+    phases: list[str] = []
+    set_text = tab.phase_label.setText
+    monkeypatch.setattr(tab.phase_label, "setText", lambda text: (phases.append(text), set_text(text)))
+    with qtbot.waitSignal(tab.run_finished, timeout=120_000) as finished:
+        tab.start()
+    log = tab.log_view.toPlainText()
+    assert "Stop when learned: every 2 steps, 0/16 held-out questions (sample_heldout.json)" in log
+    assert "Check at step 2: held-out " in log and "Learned checks: 1 took " in log
+    assert any(p.startswith("Training: held-out ") and p.endswith("/16 at step 2") for p in phases)
+    assert tab.phase_label.text() == "Completed: learned"
+    assert "Learned: " in tab.result_label.text() and "at step 2 (" in tab.result_label.text()
+    assert tab.last_result.steps == 2 and tab.last_result.status == "completed"
+    assert tab.progress_bar.value() == tab.progress_bar.maximum()
+    assert runs.read_run(Path(finished.args[0])).status == "completed"
