@@ -215,7 +215,7 @@ def callback_class() -> type:
             watch = self.watch
             if watch.due(state.global_step):
                 if watch.mode == "heldout":
-                    self._check_heldout(state, control, kw["model"], kw["processing_class"])
+                    self._check_heldout(args, state, control, kw["model"], kw["processing_class"])
                 else:  # the Trainer evaluates after this step; on_evaluate reads its loss
                     watch.next_step = state.global_step + watch.every
                     control.should_evaluate = True
@@ -244,13 +244,18 @@ def callback_class() -> type:
                                                time.monotonic() - watch.started, seconds, eval_loss=float(loss)),
                          seconds)
 
-        def _check_heldout(self, state: Any, control: Any, model: Any, tokenizer: Any) -> None:
+        def _check_heldout(self, args: Any, state: Any, control: Any, model: Any, tokenizer: Any) -> None:
+            import torch
+
             from loradesk.core.preflight import rng_preserved
 
             began = time.monotonic()
             was_training = model.training
+            # the same number format as the training steps (frozen weights may be stored in bf16 on the CPU)
+            half = torch.bfloat16 if args.bf16 else torch.float16
+            autocast = torch.autocast(args.device.type, dtype=half, enabled=args.bf16 or args.fp16)
             try:
-                with rng_preserved(), self.lock:  # the tokenizer is shared with the Dataset tab's token counts
+                with rng_preserved(), self.lock, autocast:  # the tokenizer is shared with the Dataset tab
                     passed = answered(model, tokenizer, self.watch.questions, self.use_chat_template,
                                       self.tools_as_text)
             finally:
