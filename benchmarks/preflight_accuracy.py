@@ -42,9 +42,10 @@ Path(sys.argv[3]).write_text(json.dumps(report.to_dict()))
 """
 
 
-def run_child(cmd: list[str]) -> tuple[float, int]:
-    """Run ``cmd`` from the repository root; ``(wall seconds, peak RSS in bytes)`` from the kernel."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def run_child(cmd: list[str], extra_env: dict[str, str] | None = None) -> tuple[float, int]:
+    """Run ``cmd`` from the repository root (with ``extra_env`` added to the environment);
+    ``(wall seconds, peak RSS in bytes)`` from the kernel."""
+    env = {**os.environ, **(extra_env or {}), "PYTHONPATH": str(ROOT)}
     started = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
     _pid, status, usage = os.wait4(proc.pid, 0)
