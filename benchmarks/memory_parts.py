@@ -317,7 +317,7 @@ def figures(data: dict[str, Any], kernel_peak: int) -> dict[str, Any]:
     j = max(range(len(marks)), key=lambda i: marks[i]["peak"])
     for part, nbytes in peak_parts(marks, j).items():
         out[f"Peak part: {PART_NAMES[part]}"] = nbytes / MIB
-    out["Peak (sampled every 2 ms), sum of the parts"] = marks[j]["peak"] / MIB
+    out["Peak (sampled RSS), sum of the parts"] = marks[j]["peak"] / MIB
     out["Peak (kernel high-water mark, ru_maxrss)"] = kernel_peak / MIB
     out["peak during"] = marks[j]["label"]
 
@@ -459,6 +459,10 @@ def estimates(f: dict[str, Any], raw: dict[str, Any]) -> list[str]:
     if logits:
         out.append(f"logits only at the loss-bearing positions ({share:.0%} of all): the biggest step's "
                    f"{logits:,.0f} MiB of saved logits-sized tensors -> ~{logits * share:,.0f} MiB")
+    kept = f.get("At the end: allocator freed but kept", 0)
+    if kept > 64:
+        out.append(f"the C allocator keeps {kept:,.0f} MiB freed at the end: compare --env MALLOC_TRIM_THRESHOLD_=0 "
+                   "(which also fixes glibc's mmap threshold, so big tensors go back to the system when freed)")
     shapes = [tuple(s) for s in raw["shapes"]]
     per_shape = f.get("Allocator in-use growth per new shape", 0)
     for multiple in (32, 64):
