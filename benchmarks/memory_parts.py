@@ -114,9 +114,11 @@ class Recorder:
             self.marks[-1].update(peak=sampler.peak, peak_shared=sampler.peak_shared)
         sampler.peak, sampler.peak_shared = rss, shared
         info = malloc_stats() or {}
-        weights = weights_file_rss() if files or not self.marks else self.marks[-1]["weights_file"]
+        files = files or not self.marks
+        weights = weights_file_rss() if files else self.marks[-1]["weights_file"]
         self.marks.append({"label": label, "group": group, "time": time.monotonic(), "rss": rss, "shared": shared,
-                           "weights_file": weights, "in_use": info.get("uordblks", 0) + info.get("hblkhd", 0),
+                           "weights_file": weights, "files_read": files,
+                           "in_use": info.get("uordblks", 0) + info.get("hblkhd", 0),
                            "free_kept": info.get("fordblks", 0), "peak": rss, "peak_shared": shared})
 
     # tensors of the model, once built
@@ -301,7 +303,7 @@ def peak_parts(marks: list[dict[str, Any]], j: int) -> dict[str, int]:
         parts["weights file"] += weights
         parts["library code"] += b["shared"] - a["shared"] - weights
     a = marks[j]
-    after = marks[j + 1]["weights_file"] if j + 1 < len(marks) else a["weights_file"]
+    after = next((m["weights_file"] for m in marks[j + 1:] if m["files_read"]), a["weights_file"])
     files = a["peak_shared"] - a["shared"]
     weights = min(max(0, after - a["weights_file"]), max(0, files))  # its file pages stay: read at its end
     parts["weights file"] += weights
@@ -331,11 +333,11 @@ def figures(data: dict[str, Any], kernel_peak: int) -> dict[str, Any]:
     out["Tensors: LoRA gradients"] = grads / MIB
     out["Tensors: optimizer state (AdamW)"] = data["optimizer"] / MIB
     if steps:
-        peak_step = max(steps, key=lambda s: s["peak"])
+        peak_step = max(steps, key=lambda s: sum(s["saved"].values()))
         for kind in ("weight copies (autocast)", "logits-sized", "other activations", "parameters (no copy)"):
             out[f"Saved for backward, biggest step: {kind}"] = peak_step["saved"].get(kind, 0) / MIB
         out["LM head output (logits), biggest step"] = max(s.get("logits", 0) for s in steps) / MIB
-        out["peak step shape"] = "x".join(map(str, peak_step.get("shape", [])))
+        out["biggest step's batch shape"] = "x".join(map(str, peak_step.get("shape", [])))
         first = steps[0]
         out["Step 1: transient (peak - RSS before)"] = (first["peak"] - first["rss_before"]) / MIB
         out["Step 1: kept (RSS after - before)"] = (first["rss_after"] - first["rss_before"]) / MIB
