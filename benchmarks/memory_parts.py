@@ -495,6 +495,7 @@ def main() -> int:
         return 0
 
     from loradesk.core.config import RunConfig
+    from loradesk.core.wording import plural
 
     work = Path(tempfile.mkdtemp(prefix="memory-parts-"))
     config = parse_sets(args.set, RunConfig())
@@ -527,7 +528,7 @@ def main() -> int:
     raw = raws["as is"][0]
     settings = ", ".join(args.set) or "default settings"
     print(f"\nMachine: {cpu_name()}, {os.cpu_count()} CPUs, {raw['device']}, torch {raw['torch']}; "
-          f"{raw['precision']}; {settings}; {raw['run_steps']} steps; {args.data.name}")
+          f"{raw['precision']}; {settings}; {plural(raw['run_steps'], 'step')}; {args.data.name}")
     print(f"Load average (1 min) from {min(load):.1f} to {max(load):.1f}"
           + ("; a busy machine: time and peak figures vary with it" if max(load) > (os.cpu_count() or 1) / 2
              else ""))
