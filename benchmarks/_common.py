@@ -327,11 +327,13 @@ def fmt_seconds(s: float | None) -> str:
 
 
 # --- child processes and the run folders they leave --------------------------------------------------------
-def run_child(cmd: list[str], cwd: Path = ROOT, output: Path | None = None) -> tuple[float, int]:
-    """Run ``cmd`` in ``cwd`` with that tree's code first on the path; ``(wall seconds, peak RSS in bytes)``,
-    the peak from the kernel (``ru_maxrss`` of ``os.wait4``). Its output goes to ``output`` when given (the
-    last lines are quoted when it fails), else stdout is dropped."""
-    env = {**os.environ, "PYTHONPATH": str(cwd)}
+def run_child(cmd: list[str], cwd: Path = ROOT, output: Path | None = None,
+              extra_env: dict[str, str] | None = None) -> tuple[float, int]:
+    """Run ``cmd`` in ``cwd`` with that tree's code first on the path (and ``extra_env`` added to the
+    environment); ``(wall seconds, peak RSS in bytes)``, the peak from the kernel (``ru_maxrss`` of
+    ``os.wait4``). Its output goes to ``output`` when given (the last lines are quoted when it fails), else
+    stdout is dropped."""
+    env = {**os.environ, **(extra_env or {}), "PYTHONPATH": str(cwd)}
     started = time.monotonic()
     with open(output, "w", encoding="utf-8") if output else open(os.devnull, "w") as out:
         proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out,

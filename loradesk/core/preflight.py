@@ -236,9 +236,10 @@ def check_batches(lengths: Sequence[int], config: RunConfig) -> tuple[list[int],
     return longest, full[len(full) // 2]
 
 
-def allocated_bytes() -> int | None:
-    """Bytes the C allocator has handed out and not taken back (glibc ``mallinfo2``: heap in use plus its
-    mmapped blocks), or None where that cannot be read (another C library or system)."""
+def malloc_stats() -> dict[str, int] | None:
+    """The C allocator's counters in bytes (glibc ``mallinfo2``, all arenas): ``arena`` (heap taken from the
+    system), ``uordblks`` (heap in use), ``fordblks`` (heap freed but kept), ``hblkhd`` (mmapped blocks),
+    ``keepcost`` (trimmable top); None where that cannot be read (another C library or system)."""
     import ctypes
     import sys
 
@@ -256,7 +257,14 @@ def allocated_bytes() -> int | None:
         return None
     mallinfo2.restype = MallInfo2
     info = mallinfo2()
-    return int(info.uordblks + info.hblkhd)
+    return {name: int(getattr(info, name)) for name in names}
+
+
+def allocated_bytes() -> int | None:
+    """Bytes the C allocator has handed out and not taken back (glibc ``mallinfo2``: heap in use plus its
+    mmapped blocks), or None where that cannot be read (another C library or system)."""
+    info = malloc_stats()
+    return None if info is None else info["uordblks"] + info["hblkhd"]
 
 
 def _kept_memory(sampler: PeakRss) -> Callable[[], int]:

@@ -317,3 +317,31 @@ Thread 0x03 (most recent call first):
         "138 ms late (loading (after Train)): transformers/tokenization_utils_tokenizers.py:720 get_vocab"
         " ← loradesk/core/tokenize.py:121 longest_token_chars"]  # a late tick without a dump is not a stall
     assert script.cpu_list("0,2-3") == {0, 2, 3}
+
+def test_memory_parts_quick_adds_the_parts_up_to_the_peak() -> None:
+    out = run_script("memory_parts.py", "--quick", "--env", "MALLOC_ARENA_MAX=2", "--markdown")
+    assert markdown_row(out, "Figure")[1:] == ["as is", "MALLOC_ARENA_MAX=2", "MALLOC_ARENA_MAX=2 vs as is"]
+    parts = [markdown_row(out, line[2:].split(" |")[0]) for line in out.splitlines()
+             if line.startswith("| Peak part: ")]
+    assert len(parts) == 12  # interpreter, ML stack, ..., the transient at the peak
+    for variant in (1, 2):  # each run's parts add up to its sampled peak (cells rounded to 0.01 or 1 MiB)
+        total = sum(numbers(row[variant])[0] * (-1 if row[variant].startswith("-") else 1) for row in parts)
+        sampled = numbers(markdown_row(out, "Peak (sampled")[variant])[0]
+        assert abs(total - sampled) <= 0.5 * len(parts) + 1, (variant, total, sampled)
+        kernel = numbers(markdown_row(out, "Peak (kernel")[variant])[0]
+        assert kernel >= sampled - 1  # the kernel's high-water mark misses nothing the sampler saw
+        assert numbers(markdown_row(out, "Peak part: ML stack")[variant])[0] > 50  # torch alone is more
+    for row in parts:
+        assert re.fullmatch(r"no difference|[+-][\d,.]+( \([+-]\d+%\))?( \(one run each\))?", row[3]), row
+
+    def mib(figure: str) -> float:
+        return numbers(markdown_row(out, figure)[1])[0]
+
+    adapter = mib("Tensors: LoRA adapter (float32)")
+    assert mib("Tensors: base weights (float32)") > adapter > 0
+    assert mib("Tensors: LoRA gradients") == adapter  # one fp32 gradient per adapter weight
+    assert abs(mib("Tensors: optimizer state (AdamW)") - 2 * adapter) <= 0.02  # exp_avg + exp_avg_sq
+    assert mib("LM head output (logits), biggest step") > 0
+    shapes = int(re.search(r"Batch shapes seen \((\d+)\): ", out).group(1))
+    assert mib("Distinct batch shapes (count)") == shapes >= 1
+    assert "2 steps" in out and "Machine: " in out
