@@ -216,13 +216,15 @@ def _padded(batch: Sequence[int], lengths: Sequence[int]) -> int:
     return max(lengths[i] for i in batch) * len(batch)
 
 
-def _shape(batch: Sequence[int], lengths: Sequence[int]) -> tuple[int, int]:
-    return len(batch), max(lengths[i] for i in batch)
+def _shape(batch: Sequence[int], lengths: Sequence[int], multiple: int | None = None) -> tuple[int, int]:
+    longest = max(lengths[i] for i in batch)
+    return len(batch), -(-longest // multiple) * multiple if multiple else longest
 
 
-def batch_shapes(lengths: Sequence[int], config: RunConfig) -> set[tuple[int, int]]:
-    """The distinct ``(rows, padded length)`` shapes of the run's batches."""
-    return {_shape(b, lengths) for b in run_batches(lengths, config)}
+def batch_shapes(lengths: Sequence[int], config: RunConfig, multiple: int | None = None) -> set[tuple[int, int]]:
+    """The distinct ``(rows, padded length)`` shapes of the run's batches, lengths rounded up to ``multiple``
+    as the collator pads them."""
+    return {_shape(b, lengths, multiple) for b in run_batches(lengths, config)}
 
 
 def check_batches(lengths: Sequence[int], config: RunConfig) -> tuple[list[int], list[int]]:
@@ -349,7 +351,7 @@ def _release_memory() -> None:
 def _measure(job: TrainingJob, progress: ProgressFn | None) -> PreflightReport:
     import torch
 
-    from loradesk.core import models
+    from loradesk.core import models, step_speed
 
     config = job.config
     prep = job.prepare()
@@ -398,7 +400,9 @@ def _measure(job: TrainingJob, progress: ProgressFn | None) -> PreflightReport:
         meaning = "the most GPU memory torch allocated (torch.cuda.max_memory_allocated)"
     else:  # each batch shape a step has not seen before leaves memory behind (bf16 autocast on CPU)
         growth = max(0, timer.memory[2] - timer.memory[1]) if len(timer.memory) > 2 else 0
-        new_shapes = len(batch_shapes(lengths, config) - {_shape(longest, lengths), _shape(typical, lengths)})
+        multiple = step_speed.pad_multiple(prep.device)
+        seen = {_shape(longest, lengths, multiple), _shape(typical, lengths, multiple)}
+        new_shapes = len(batch_shapes(lengths, config, multiple) - seen)
         # at most what the check itself needed again: one noisy reading times many shapes must not cry wolf
         growth = min(growth, (sampler.peak - sampler.before) // max(1, new_shapes))
         peak = sampler.peak + growth * new_shapes

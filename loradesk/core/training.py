@@ -598,7 +598,7 @@ class TrainingJob:
             remove_unused_columns=False,
             ddp_find_unused_parameters=False,  # under a launcher: every LoRA weight takes part in each step
         )
-        collator = DataCollator(tokenizer.pad_token_id, pad_to_multiple_of=8 if device == "cuda" else None)
+        collator = DataCollator(tokenizer.pad_token_id, pad_to_multiple_of=step_speed.pad_multiple(device))
         callback = _make_callback_class()(self.sink, self.stop, run_dir, collator, started, self.step_offset)
         timed = [checkpoints.timed_save_callback(t.save_minutes)] if t.save_minutes > 0 else []
         trainer = Trainer(model=model, args=args, data_collator=collator, train_dataset=train_data,
