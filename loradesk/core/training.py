@@ -597,6 +597,7 @@ class TrainingJob:
             dataloader_pin_memory=device == "cuda",
             remove_unused_columns=False,
             ddp_find_unused_parameters=False,  # under a launcher: every LoRA weight takes part in each step
+            torch_compile=t.compile,
         )
         collator = DataCollator(tokenizer.pad_token_id, pad_to_multiple_of=step_speed.pad_multiple(device))
         callback = _make_callback_class()(self.sink, self.stop, run_dir, collator, started, self.step_offset)
@@ -606,8 +607,11 @@ class TrainingJob:
                           callbacks=[callback, *timed])
         trainer.remove_callback(PrinterCallback)  # progress goes to the sink, not stdout
         step_speed.loss_at_labels(trainer.model)
-        if device == "cpu":
+        if device == "cpu" and not t.compile:  # compiled code fuses the casts itself
             step_speed.cast_inputs_once(trainer.model)
+        if t.compile:
+            self.sink.log("Compiling the model (torch.compile): the first steps wait for it, a few minutes on a "
+                          "CPU the first time")
         from loradesk.core import health_watch
 
         self.health = health_watch.attach(trainer, self.sink, self.config, precision)

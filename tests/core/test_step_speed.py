@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 
 import pytest
@@ -146,3 +148,36 @@ def test_cast_inputs_once_shares_one_bf16_copy_and_keeps_the_result(tiny_model_d
     remove()
     assert _casts(model, batch)[0] == before
     assert all(m.cast_input_dtype_enabled for m in model.modules() if hasattr(m, "cast_input_dtype_enabled"))
+
+
+def test_a_compiled_run_trains_and_saves_an_adapter_that_loads(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from peft import PeftModel
+
+    from loradesk.core import training
+    from loradesk.core.config import RunConfig
+    from loradesk.core.dataset import Example
+
+    cfg = RunConfig()
+    cfg.model.kind, cfg.model.name = "local", str(tiny_model_dir)
+    cfg.training.max_steps, cfg.training.batch_size, cfg.training.compile = 4, 4, True
+    cfg.training.preflight, cfg.training.save_steps = False, 0
+    rows = [Example(f"What is fact number {n}?", f"Fact {n} is {'abc'[n % 3] * (n % 5 + 1)}.") for n in range(16)]
+    logs: list[str] = []
+
+    class Sink(training.NullSink):
+        def log(self, text: str) -> None:
+            logs.append(text)
+
+    from torch._dynamo.utils import counters
+
+    counters.clear()
+    result = training.run(cfg, rows, Sink(), runs_dir=tmp_path)
+    assert result.status == "completed" and result.steps == 4
+    assert counters["stats"]["unique_graphs"] >= 1  # the steps ran through compiled graphs
+    assert any("Compiling the model" in line for line in logs)
+    losses = [json.loads(line)["loss"] for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()
+              if "loss" in json.loads(line)]
+    assert losses and all(math.isfinite(v) for v in losses)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    tuned = PeftModel.from_pretrained(base, result.run_dir)
+    assert any("lora_" in name for name, _ in tuned.named_parameters())
