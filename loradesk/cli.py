@@ -257,8 +257,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"\n{signal_name(signum)}: stopping after this step (a checkpoint and the adapter are kept)… "
                   f"press Ctrl+C again within a few seconds to abort.", file=sys.stderr, flush=True)
 
-    with Interrupts(stop, stopping).installed() as interrupts:  # a signal sets the stop flag from now on
-        return _train(args, stop, interrupts)
+    try:
+        with Interrupts(stop, stopping).installed() as interrupts:  # a signal sets the stop flag from now on
+            return _train(args, stop, interrupts)
+    finally:
+        distributed.finish()
 
 
 def _train(args: argparse.Namespace, stop: threading.Event, interrupts: Interrupts) -> int:

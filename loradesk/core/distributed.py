@@ -69,6 +69,17 @@ def current() -> Ranks:
     return Ranks(state.num_processes, state.process_index, state.local_process_index)
 
 
+def finish() -> None:
+    """Leave the process group at the end of a launched run, so its communication threads stop before the
+    interpreter exits (left to the C++ destructors, a rank could abort at exit after a complete run)."""
+    if not launched():
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def barrier() -> None:
     """Wait until every rank gets here (nothing in a plain process)."""
     if current().distributed:

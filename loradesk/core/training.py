@@ -441,7 +441,6 @@ class TrainingJob:
 
     def build_model(self, prep: Prepared) -> Any:
         """The base model on the run's device in the run's dtype, wrapped with a fresh LoRA adapter."""
-
         self.sink.status("Loading the model…")
         lengths = [*prep.train_data["length"], *(prep.eval_data["length"] if prep.eval_data is not None else [])]
         return self.wrap_lora(self.load_base(prep.model_dir, prep.device, prep.precision, max(lengths)))
