@@ -39,6 +39,16 @@ class GenerationSettings:
         return kw
 
 
+@dataclass(frozen=True)
+class Tally:
+    """Held-out answers that hold their expected phrase: ``passed`` of ``total``; ``complete`` False when asking
+    stopped once the outcome was known (see :meth:`Answerer.tally`), so ``passed`` may be fewer than in full."""
+
+    passed: int
+    total: int
+    complete: bool = True
+
+
 def contains_phrase(answer: str, expected: str) -> bool:
     """Whether ``answer`` contains ``expected``, ignoring case and runs of whitespace."""
     def norm(s: str) -> str:
@@ -175,33 +185,74 @@ class Answerer:
         With ``expected`` (one phrase per prompt), each answer ends as soon as it contains its phrase
         (:func:`contains_phrase`): enough to score it, and quick for a model that knows the answers.
         """
+        return self._ask(prompts, tuned, settings, batch_size, expected)[0]
+
+    def tally(self, prompts: Sequence[str | Example], expected: Sequence[str], needed: int, tuned: bool = True,
+              settings: GenerationSettings | None = None, batch_size: int = 8) -> Tally:
+        """How many answers hold their ``expected`` phrase, asked only until it is known whether ``needed`` can.
+
+        Each answer ends once it holds its phrase, as in :meth:`answer_many`; and asking stops altogether once
+        more answers have ended without their phrase than ``len(prompts) - needed``: the rest cannot change the
+        outcome. The count is then what was answered so far (``complete`` False), never more than a full count.
+        """
+        if not 0 <= needed <= len(prompts):
+            raise ValueError(f"needed must be 0-{len(prompts)}, not {needed}")
+        answers, complete = self._ask(prompts, tuned, settings, batch_size, expected, len(prompts) - needed)
+        passed = sum(contains_phrase(a, e) for a, e in zip(answers, expected, strict=True))
+        return Tally(passed, len(prompts), complete)
+
+    def _ask(self, prompts: Sequence[str | Example], tuned: bool, settings: GenerationSettings | None,
+             batch_size: int, expected: Sequence[str] | None = None,
+             may_miss: int | None = None) -> tuple[list[str], bool]:
+        """``(answers, complete)``: :meth:`answer_many`'s answers; with ``may_miss``, asking ends (``complete``
+        False, the answers not yet finished cut short, those not asked "") once more than that many answers
+        have ended without their phrase."""
         import torch
         from transformers import StoppingCriteriaList
 
         settings = settings or GenerationSettings()
         templated = self.use_chat_template and bool(getattr(self.tokenizer, "chat_template", None))
         answers: list[str] = []
+        missed = 0  # answers ended without their phrase, in the batches before this one
         side = self.tokenizer.padding_side
         self.tokenizer.padding_side = "left"
         try:
             for start in range(0, len(prompts), batch_size):
+                if may_miss is not None and missed > may_miss:
+                    answers.extend("" for _ in prompts[start:])
+                    return answers, False
                 chunk = [self._prompt_text(p) for p in prompts[start:start + batch_size]]
                 inputs = self.tokenizer(chunk, return_tensors="pt", padding=True,
                                         add_special_tokens=not templated).to(self.device)
                 kwargs: dict[str, Any] = {}
+                stop = None
                 if expected is not None:
                     phrases = expected[start:start + batch_size]
-                    kwargs["stopping_criteria"] = StoppingCriteriaList([_phrase_stop_class()(
-                        self.tokenizer, inputs["input_ids"].shape[1], phrases)])
+                    budget = None if may_miss is None else may_miss - missed
+                    stop = _phrase_stop_class()(self.tokenizer, inputs["input_ids"].shape[1], phrases,
+                                                self._eos_ids(), budget)
+                    kwargs["stopping_criteria"] = StoppingCriteriaList([stop])
                 with torch.inference_mode(), self._adapter_context(tuned):
                     out = self.model.generate(**inputs, **settings.generate_kwargs(), **kwargs,
                                               pad_token_id=self.tokenizer.pad_token_id)
                 width = inputs["input_ids"].shape[1]
-                for row in out:
-                    answers.append(self.tokenizer.decode(row[width:], skip_special_tokens=True).strip())
+                batch = [self.tokenizer.decode(row[width:], skip_special_tokens=True).strip() for row in out]
+                answers.extend(batch)
+                if stop is not None and stop.decided:
+                    answers.extend("" for _ in prompts[start + len(batch):])
+                    return answers, False
+                if expected is not None:
+                    missed += sum(not contains_phrase(a, e) for a, e in zip(batch, phrases, strict=True))
         finally:
             self.tokenizer.padding_side = side
-        return answers
+        return answers, True
+
+    def _eos_ids(self) -> list[int]:
+        """The token ids that end an answer (the generation config's, else the tokenizer's)."""
+        eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        if eos is None:
+            eos = self.tokenizer.eos_token_id
+        return [] if eos is None else [int(eos)] if isinstance(eos, int) else [int(e) for e in eos]
 
 
 @functools.cache
@@ -211,16 +262,29 @@ def _phrase_stop_class() -> type:
     from transformers import StoppingCriteria
 
     class PhraseStop(StoppingCriteria):
-        def __init__(self, tokenizer: Any, width: int, phrases: Sequence[str]) -> None:
+        """``may_miss``: end every row (and set ``decided``) once more rows than that have ended (an end-of-text
+        token among ``eos_ids``) without their phrase."""
+
+        def __init__(self, tokenizer: Any, width: int, phrases: Sequence[str], eos_ids: Sequence[int] = (),
+                     may_miss: int | None = None) -> None:
             self.tokenizer, self.width, self.phrases = tokenizer, width, list(phrases)
+            self.eos_ids, self.may_miss = list(eos_ids), may_miss
+            self.decided = False
 
         def __call__(self, input_ids: Any, scores: Any, **kw: Any) -> Any:
             import torch
 
-            texts = self.tokenizer.batch_decode(input_ids[:, self.width:], skip_special_tokens=True)
-            return torch.tensor([contains_phrase(text, phrase) for text, phrase in zip(texts, self.phrases,
-                                                                                         strict=True)],
-                                dtype=torch.bool, device=input_ids.device)
+            new = input_ids[:, self.width:]
+            texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
+            found = torch.tensor([contains_phrase(text, phrase) for text, phrase in zip(texts, self.phrases,
+                                                                                          strict=True)],
+                                 dtype=torch.bool, device=input_ids.device)
+            if self.may_miss is not None and self.eos_ids:
+                ended = torch.isin(new, torch.tensor(self.eos_ids, device=new.device)).any(dim=1)
+                if int((ended & ~found).sum()) > self.may_miss:
+                    self.decided = True
+                    return torch.ones_like(found)
+            return found
 
     return PhraseStop
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from loradesk.core.config import RunConfig
+from loradesk.core.generation import Tally
 
 MIN_DELTA = 1e-3  # an eval loss lower than the best by less than this is no improvement
 COST_SHARE = 0.2  # checks may take about this share of the training time between them...
@@ -45,11 +46,13 @@ class Check:
     passed: int | None = None
     total: int | None = None
     eval_loss: float | None = None
+    complete: bool = True  # False: the questions were asked only until the check could no longer pass
 
     def score(self) -> str:
-        """``held-out 9/16`` or ``eval loss 1.234``."""
+        """``held-out 9/16``, ``held-out at least 2/16`` (asked only until it could not pass) or ``eval loss
+        1.234``."""
         if self.total is not None:
-            return f"held-out {self.passed}/{self.total}"
+            return f"held-out {'' if self.complete else 'at least '}{self.passed}/{self.total}"
         return f"eval loss {self.eval_loss:.4f}"
 
 
@@ -144,6 +147,8 @@ class LearnedWatch:
             return None
         detail: dict[str, Any] = {"tuned": last.passed, "total": last.total, "step": last.step,
                                   "source": "training check"}
+        if not last.complete:
+            detail["at_least"] = True  # asked only until the check could no longer pass
         if heldout is not None:
             detail["heldout"] = str(heldout)
         return {"score": last.passed / last.total, "score_detail": detail}
@@ -172,21 +177,21 @@ def watch_for(config: RunConfig, heldout: Path | None, has_eval: bool, step_offs
 
 
 def answered(model: Any, tokenizer: Any, questions: Sequence[tuple[str, str]], use_chat_template: bool,
-             tools_as_text: bool = False) -> int:
+             tools_as_text: bool = False, needed: int | None = None) -> Tally:
     """How many ``questions`` the model answers with their expected phrase (greedy, as Compare asks them).
 
+    With ``needed``, asking stops once fewer than that can pass (see
+    :meth:`~loradesk.core.generation.Answerer.tally`): a check that cannot pass costs less.
     The model is left in eval mode; the caller restores training mode.
     """
-    from loradesk.core.generation import Answerer, GenerationSettings, contains_phrase
+    from loradesk.core.generation import Answerer, GenerationSettings
 
     answerer = Answerer.from_loaded(model, tokenizer, use_chat_template)
     answerer.tools_as_text = tools_as_text
-    phrases = [expected for _, expected in questions]
     # ``tuned=False`` asks the model as it is: the adapter being trained is on (no adapter is "loaded" here)
-    answers = answerer.answer_many([prompt for prompt, _ in questions], tuned=False,
-                                   settings=GenerationSettings(max_new_tokens=MAX_NEW_TOKENS),
-                                   batch_size=BATCH, expected=phrases)
-    return sum(contains_phrase(answer, phrase) for answer, phrase in zip(answers, phrases, strict=True))
+    return answerer.tally([prompt for prompt, _ in questions], [expected for _, expected in questions],
+                          0 if needed is None else needed, tuned=False,
+                          settings=GenerationSettings(max_new_tokens=MAX_NEW_TOKENS), batch_size=BATCH)
 
 
 @functools.cache
@@ -256,15 +261,16 @@ def callback_class() -> type:
             autocast = torch.autocast(args.device.type, dtype=half, enabled=args.bf16 or args.fp16)
             try:
                 with rng_preserved(), self.lock, autocast:  # the tokenizer is shared with the Dataset tab
-                    passed = answered(model, tokenizer, self.watch.questions, self.use_chat_template,
-                                      self.tools_as_text)
+                    tally = answered(model, tokenizer, self.watch.questions, self.use_chat_template,
+                                     self.tools_as_text, self.watch.needed)
             finally:
                 model.train(was_training)
             seconds = time.monotonic() - began
             self.pause(seconds)
             watch = self.watch
             self._report(state, control, Check(watch.step_offset + state.global_step, began - watch.started,
-                                               seconds, passed, len(watch.questions)), seconds)
+                                               seconds, tally.passed, tally.total, complete=tally.complete),
+                         seconds)
 
         def _report(self, state: Any, control: Any, check: Check, seconds: float) -> None:
             watch = self.watch

@@ -20,6 +20,7 @@ from loradesk.core.generation import (
     GenerationSettings,
     ScoredRow,
     SideAnswered,
+    Tally,
     answer_both,
     compare_all,
     contains_phrase,
@@ -80,6 +81,53 @@ def test_answer_many_with_mixed_lengths_matches_single_answers(lively: Answerer)
         answers[tuned] = singles
     assert answers[False] != answers[True]  # the adapter is on for tuned answers only
     assert lively.tokenizer.padding_side == side  # restored after the batches
+
+
+TALLY_PROMPTS = ["Who?", "Where does Tamsin Quillfeather live, and what is the name of her owl?", PROBE,
+                 "Name the river that runs past the lighthouse at the end of the northern road, please."]
+
+
+def test_tally_counts_the_phrases_and_stops_asking_once_too_many_are_missed(lively: Answerer) -> None:
+    settings = GenerationSettings(max_new_tokens=10)
+    full = lively.answer_many(TALLY_PROMPTS, settings=settings)
+    # rows 0 and 2 say their phrase (their first word), rows 1 and 3 never do
+    expected = [full[0].split()[0], "a phrase never said", full[2].split()[0], "nor this one"]
+
+    def tally(needed: int) -> Tally:
+        return lively.tally(TALLY_PROMPTS, expected, needed, settings=settings, batch_size=2)
+
+    assert tally(0) == Tally(2, 4, complete=True)  # every question asked: the full count
+    assert tally(2) == Tally(2, 4, complete=True)  # two may be missed: still every question asked
+    # all four needed: row 1 missed it, so the second batch is never asked (it could not change the outcome)
+    assert tally(4) == Tally(1, 4, complete=False)
+    with pytest.raises(ValueError, match="needed must be 0-4"):
+        tally(5)
+
+
+def test_tally_ends_every_answer_once_an_ended_answer_decides_the_outcome(lively: Answerer,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    prompts, settings = TALLY_PROMPTS[:2], GenerationSettings(max_new_tokens=10)
+    inputs = lively.tokenizer(lively._prompt_text(prompts[1]), return_tensors="pt")
+    with torch.inference_mode():
+        ids = lively.model.generate(**inputs, **settings.generate_kwargs(),
+                                    pad_token_id=lively.tokenizer.pad_token_id)[0, inputs["input_ids"].shape[1]:]
+    full = lively.answer_many(prompts, settings=settings)
+    # make a token of row 1 that neither row produced before (nor row 0 at all) its end of text: row 1 ends there,
+    # its phrase unsaid
+    row0 = lively.tokenizer(full[0], add_special_tokens=False)["input_ids"]
+    end = next(int(t) for k, t in enumerate(ids.tolist()) if k >= 2 and t not in row0 and t not in ids[:k].tolist())
+    monkeypatch.setattr(lively.model.generation_config, "eos_token_id", end)
+    expected = ["a phrase never said", "nor this one"]
+
+    assert lively.tally(prompts, expected, 0, settings=settings, batch_size=2) == Tally(0, 2, complete=True)
+    answers, complete = lively._ask(prompts, True, settings, 2, expected, may_miss=0)
+    assert not complete
+    # row 0 was cut when row 1 ended, short of its full answer
+    assert full[0].startswith(answers[0]) and len(answers[0]) < len(full[0])
+    assert lively.tally(prompts, expected, 2, settings=settings, batch_size=2) == Tally(0, 2, complete=False)
+    assert lively.tally(prompts, expected, 1, settings=settings, batch_size=2) == Tally(0, 2, complete=True)
 
 
 def test_answer_both_streams_base_then_the_runs_adapter(answerer: Answerer, run_dir: Path, tiny_model_dir: Path,

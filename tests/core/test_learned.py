@@ -163,8 +163,12 @@ def test_the_watch_counts_patience_and_spaces_costly_checks() -> None:
 
     held = learned.LearnedWatch(cfg, [("q", "a")] * 16)
     assert held.mode == "heldout" and held.needed == 15  # 0.9 of 16: 15/16 passes
+    cut_short = learned.Check(4, 0.5, 0.1, passed=3, total=16, complete=False)  # asked until 2 were missed
+    assert cut_short.score() == "held-out at least 3/16" and not held.record(cut_short)
+    assert held.score_record(None)["score_detail"]["at_least"] is True
     assert not held.record(learned.Check(8, 1.0, 0.1, passed=14, total=16))
     assert held.record(learned.Check(16, 2.0, 0.1, passed=15, total=16))
+    assert held.learned.score() == "held-out 15/16" and "at_least" not in held.score_record(None)["score_detail"]
     cfg.training.stop_when_learned = False
     assert learned.LearnedWatch(cfg, [("q", "a")], has_eval=True).mode == ""
 
