@@ -218,12 +218,12 @@ def greedy_answer(model: Any, tokenizer: Any, text: str, add_special_tokens: boo
     import torch
 
     from loradesk.core.generation import GenerationSettings
+    from loradesk.core.step_speed import asking_format
 
     inputs = tokenizer(text, return_tensors="pt", add_special_tokens=add_special_tokens).to(device)
     kwargs = GenerationSettings(max_new_tokens=max_new_tokens).generate_kwargs()
     # a CPU run in bf16 stores its frozen weights in bf16: ask in the same number format as it trains
-    mixed = device == "cpu" and any(p.dtype == torch.bfloat16 for p in model.parameters())
-    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=mixed):
+    with torch.inference_mode(), asking_format(model, device):
         out = model.generate(**inputs, **kwargs, pad_token_id=tokenizer.pad_token_id)
     return tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
 

@@ -253,12 +253,13 @@ def callback_class() -> type:
             import torch
 
             from loradesk.core.preflight import rng_preserved
+            from loradesk.core.step_speed import asking_format
 
             began = time.monotonic()
             was_training = model.training
             # the same number format as the training steps (frozen weights may be stored in bf16 on the CPU)
-            half = torch.bfloat16 if args.bf16 else torch.float16
-            autocast = torch.autocast(args.device.type, dtype=half, enabled=args.bf16 or args.fp16)
+            half = torch.bfloat16 if args.bf16 else torch.float16 if args.fp16 else None
+            autocast = asking_format(model, args.device.type, half)
             try:
                 with rng_preserved(), self.lock, autocast:  # the tokenizer is shared with the Dataset tab
                     tally = answered(model, tokenizer, self.watch.questions, self.use_chat_template,

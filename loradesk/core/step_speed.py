@@ -65,6 +65,17 @@ def store_frozen_in_bf16(model: Any) -> int:
     return saved
 
 
+def asking_format(model: Any, device: str, half: Any = None) -> Any:
+    """The autocast context in which to ask (generate with) a model that trains or has trained here: the run's
+    half precision ``half`` (``torch.bfloat16`` / ``torch.float16``; None for fp32), and on the CPU bf16 whenever
+    the model holds bf16 weights (:func:`store_frozen_in_bf16`), whose matmuls with fp32 inputs need autocast."""
+    import torch
+
+    if half is None and device == "cpu" and any(p.dtype == torch.bfloat16 for p in model.parameters()):
+        half = torch.bfloat16
+    return torch.autocast(device, dtype=half or torch.bfloat16, enabled=half is not None)
+
+
 def loss_at_labels(model: Any) -> Callable[[], None]:
     """Hooks on ``model`` (the module the Trainer calls) so that a training forward pass with ``labels`` computes
     the LM head and the loss only at the positions whose next token is a label. Returns a function that removes

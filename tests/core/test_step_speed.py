@@ -108,6 +108,16 @@ def test_bf16_storage_changes_no_autocast_result_and_halves_the_linear_weights(t
         b = stored(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     assert torch.equal(a, b)  # autocast casts fp32 weights to bf16 the same way
 
+    # asking the stored model: bf16 autocast, found from its weights, gives the plain model's answer under autocast
+    with torch.no_grad(), step_speed.asking_format(stored, "cpu"):
+        assert torch.equal(stored(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits, b)
+    with pytest.raises(RuntimeError):  # without it, fp32 inputs meet bf16 weights
+        stored(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    with step_speed.asking_format(plain, "cpu"):
+        assert not torch.is_autocast_enabled("cpu")  # an fp32 model is asked in fp32...
+    with step_speed.asking_format(plain, "cpu", torch.bfloat16):
+        assert torch.is_autocast_enabled("cpu")  # ... unless its run trains in bf16
+
 
 def test_tied_head_stays_fp32(tiny_model_dir: Path) -> None:
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
