@@ -516,7 +516,8 @@ class TrainingJob:
                           f"{encoded[noted[0]].note}")
 
     def wrap_lora(self, model: Any) -> Any:
-        """The model with a fresh LoRA adapter from the config ('auto' targets every block Linear layer)."""
+        """The model with a fresh LoRA adapter from the config ('auto' targets every block Linear layer), its first
+        weights drawn from the run's seed."""
         from peft import LoraConfig, get_peft_model
 
         from loradesk.core.models import linear_module_names
@@ -535,7 +536,12 @@ class TrainingJob:
             r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets,
             bias=lora.bias, use_rslora=lora.use_rslora, use_dora=lora.use_dora, task_type="CAUSAL_LM",
         )
-        model = get_peft_model(model, peft_config)
+        import torch
+
+        # the adapter's first weights come from the run's seed, and the process's random state stays as it was
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.config.training.seed)
+            model = get_peft_model(model, peft_config)
         trainable, total = model.get_nb_trainable_parameters()
         self.sink.log(f"LoRA on {', '.join(targets)}: {trainable:,} trainable of {total:,} parameters "
                       f"({100 * trainable / total:.2f} %)")

@@ -213,3 +213,23 @@ def test_a_failure_mid_run_is_recorded_in_the_run_folder(tiny_model_dir, rows, t
     info = runs.read_run(run_dir)
     assert info.status == "failed"
     assert runs.read_run_file(run_dir)["result"]["error"] == "RuntimeError: disk full"
+
+
+def test_the_adapter_starts_from_the_runs_seed_and_leaves_the_random_state_alone(tiny_model_dir, rows) -> None:
+    from transformers import AutoModelForCausalLM
+
+    def first_weights(seed: int) -> dict[str, torch.Tensor]:
+        job = training.TrainingJob(tiny_config(tiny_model_dir, seed=seed), rows, RecordingSink(), threading.Event())
+        model = job.wrap_lora(AutoModelForCausalLM.from_pretrained(tiny_model_dir))
+        return {name: p.detach().clone() for name, p in model.named_parameters() if "lora_A" in name}
+
+    torch.manual_seed(0)
+    first = first_weights(7)
+    torch.rand(1000)  # whatever drew random numbers before must not matter
+    before = torch.get_rng_state()
+    again = first_weights(7)
+    assert torch.equal(torch.get_rng_state(), before)  # the process's random state is left as it was
+    other = first_weights(8)
+    assert first and first.keys() == again.keys() == other.keys()
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert not any(torch.equal(first[k], other[k]) for k in first)
