@@ -259,9 +259,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     try:
         with Interrupts(stop, stopping).installed() as interrupts:  # a signal sets the stop flag from now on
-            return _train(args, stop, interrupts)
-    finally:
+            code = _train(args, stop, interrupts)
+    except BaseException:
         distributed.finish()
+        raise
+    distributed.leave(code)  # a launched rank ends here, its run written
+    return code
 
 
 def _train(args: argparse.Namespace, stop: threading.Event, interrupts: Interrupts) -> int:

@@ -215,3 +215,15 @@ def test_a_plain_process_is_rank_0_of_1_without_accelerate(monkeypatch: pytest.M
     assert not distributed.launched()
     assert distributed.any_rank(True) and not distributed.any_rank(False)
     assert distributed.from_main(lambda: 7) == 7
+
+
+@pytest.mark.parametrize("world_size", ["2", "1"])
+def test_a_launched_rank_leaves_with_its_code_and_its_output_flushed(world_size: str) -> None:
+    script = ("import sys; from loradesk.core import distributed; print('written', end=''); "
+              "print('to stderr', end='', file=sys.stderr); distributed.leave(3); print(' and returned', end='')")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "WORLD_SIZE": world_size}
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    if world_size == "2":  # launched: it ends there, with the run's code, nothing lost from the buffered output
+        assert (proc.returncode, proc.stdout, proc.stderr) == (3, "written", "to stderr")
+    else:  # a plain process goes on
+        assert (proc.returncode, proc.stdout) == (0, "written and returned")
