@@ -84,13 +84,13 @@ def main() -> int:
     print()
     print("| Figure | Pre-flight estimate | Real run | Error |")
     print("| --- | --- | --- | --- |")
-    print(f"| Time per step (run: median of steps 2-{len(times) + 1}) | {report['seconds_per_step']:.2f} s | "
-          f"{median:.2f} s | {s_err:+.0%} |")
+    print(f"| Time per step (run: median of steps 2-{len(times) + 1}) | {report['seconds_per_step']:.3g} s | "
+          f"{median:.3g} s | {s_err:+.0%} |")
     print(f"| Peak memory (run: kernel peak RSS) | {report['peak_memory'] / mib:,.0f} MiB | "
           f"{run_rss / mib:,.0f} MiB | {m_err:+.0%} |")
     same = "same" if report["steps"] == result["steps"] else "DIFFERENT"
     print(f"| Steps | {report['steps']} | {result['steps']} | {same} |")
-    print(f"| Training time (run: its step times) | {report['estimated_seconds']:.0f} s | {train_seconds:.0f} s | "
+    print(f"| Training time (run: its step times) | {report['estimated_seconds']:.1f} s | {train_seconds:.1f} s | "
           f"{error(report['estimated_seconds'], train_seconds):+.0%} |")
     print()
     print(f"Check: {check_wall:.0f} s wall; its sampled peak RSS {report['check_peak_memory'] / mib:,.0f} MiB against "
