@@ -142,7 +142,7 @@ class Trained:
 
 
 def measure_lateness(quick: bool, max_steps: int | None, work: Path, stalls: tuple[float, Any] | None = None,
-                     ) -> tuple[dict[str, list[float]], float, Trained]:
+                     screenshot: Path | None = None) -> tuple[dict[str, list[float]], float, Trained]:
     from PySide6.QtCore import QElapsedTimer, Qt, QTimer
     from PySide6.QtTest import QTest
 
@@ -242,6 +242,9 @@ def measure_lateness(quick: bool, max_steps: int | None, work: Path, stalls: tup
             raise SystemExit("training did not finish within an hour")
     spin(300)
     timer.stop()
+    if screenshot is not None:  # the Train tab as the run left it (after the measured stretch)
+        window.grab().save(str(screenshot))
+        print(f"screenshot of the Train tab: {screenshot}")
     if stalls is not None:
         faulthandler.cancel_dump_traceback_later()
     trained.steps, trained.status = tab.last_result.steps, tab.last_result.status
@@ -349,6 +352,7 @@ def main() -> int:
     parser.add_argument("--taskset", metavar="CPULIST", help="run the app (this process and the launches) on "
                         "these processors only, e.g. 0 (one core, as a stand-in for a slower machine)")
     parser.add_argument("--no-score", action="store_true", help="do not score the trained run's held-out answers")
+    parser.add_argument("--screenshot", type=Path, help="save the window (the Train tab) here once the run ends")
     parser.add_argument("--child-launch", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child_launch:
@@ -365,12 +369,13 @@ def main() -> int:
         if args.stalls is not None:
             with args.stall_file.open("w") as fh:
                 samples, stop_s, trained = measure_lateness(args.quick, args.max_steps, Path(tmp),
-                                                            (args.stalls, fh))
+                                                            (args.stalls, fh), args.screenshot)
             print(f"stall stacks written to {args.stall_file}; the stalls (busy threads):")
             for line in stall_summary(args.stall_file.read_text()):
                 print(f"  {line}")
         else:
-            samples, stop_s, trained = measure_lateness(args.quick, args.max_steps, Path(tmp))
+            samples, stop_s, trained = measure_lateness(args.quick, args.max_steps, Path(tmp),
+                                                        screenshot=args.screenshot)
         heldout = None if args.no_score else score(trained, args.quick)  # after the window measurement
     report(samples, launch, stop_s, trained, heldout, load_before)
     return 0

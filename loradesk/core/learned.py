@@ -3,9 +3,10 @@
 Two ways to tell, checked every ``learned_check_steps`` optimizer steps on the training thread:
 
 - **held-out questions** ``(prompt, expected)``: the model answers them greedily in left-padded batches, each
-  answer ending as soon as it contains its phrase (:meth:`~loradesk.core.generation.Answerer.answer_many` with
-  ``expected``), prompts built and answers scored exactly as Compare does (``contains_phrase``). The run has
-  learned when the share answered reaches ``learned_target``.
+  answer ending as soon as it contains its phrase, prompts built and answers scored exactly as Compare does
+  (``contains_phrase``). The run has learned when the share answered reaches ``learned_target``. A check stops
+  asking once more answers have ended without their phrase than the target allows
+  (:meth:`~loradesk.core.generation.Answerer.tally`): it can no longer pass, and its count is shown as "at least".
 - **a validation split only**: the Trainer's own evaluation runs at the check; the run has learned (stopped
   improving) when the eval loss has not improved by :data:`MIN_DELTA` for ``learned_patience`` checks.
 

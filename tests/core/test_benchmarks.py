@@ -287,14 +287,19 @@ def test_spread_verdict_is_no_difference_only_when_the_ranges_overlap(monkeypatc
             assert_spread_verdict("13.0 (11.5-14.0)", "11.0 (10.0-12.0)", wrong)
 
 
-def test_gui_responsiveness_quick_times_the_run_from_the_click_and_scores_it() -> None:
-    out = run_script("gui_responsiveness.py", "--quick", "--taskset", "0")
+def test_gui_responsiveness_quick_times_the_run_from_the_click_and_scores_it(tmp_path: Path) -> None:
+    shot = tmp_path / "train.png"
+    out = run_script("gui_responsiveness.py", "--quick", "--taskset", "0", "--screenshot", str(shot))
     trained = re.search(rf"Start → trained: {NUMBER} s; held-out (\d+)/(\d+)  \[(\d+) steps, completed", out)
     assert trained, out[-2000:]
     assert float(trained.group(1)) > 0 and trained.group(3) == "16" and trained.group(4) == "8"
     assert re.search(rf"Train to end +\d+ +{NUMBER} +{NUMBER} +{NUMBER}", out)
     assert "the run started after" in out  # the pre-flight check (on by default) handed the run on
     assert "Launch to main window shown: median" in out and "Stop while training" in out
+    from PySide6.QtGui import QImage
+
+    image = QImage(str(shot))  # the window as the run left it, at the size the script gives it
+    assert (image.width(), image.height()) == (1280, 860)
 
 
 def test_gui_responsiveness_names_the_call_behind_each_stall() -> None:

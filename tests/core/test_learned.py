@@ -5,6 +5,7 @@ validation split alone stops once the eval loss stops improving; and the decisio
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -192,10 +193,14 @@ def test_the_benchmark_quick_prints_the_stop_its_checks_and_the_score() -> None:
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "stop_learned.py"), "--quick"],
-                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "stop_learned.py"), "--quick",
+                           "--full-checks-too"], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
     assert "Run: completed, 2 steps in " in out and "Checks: 1, " in out
     assert "Learned line: Learned: 0/16 held-out questions answered at step 2 (" in out
     assert "Score of the stopped adapter (as loradesk eval): tuned " in out and "/16 vs base " in out
+    # the check timed both ways on the same model: a target of 0 asks every question either way, same count
+    assert re.search(r"as asked: 0/16 in [\d.]+ s; every answer to its end: 0/16 in [\d.]+ s", out), out
+    assert re.search(r"Checks asked until decided: [\d.]+ s in total; every answer to its end: [\d.]+ s "
+                     r"\([\d.]+x\) over 1 checks", out), out
