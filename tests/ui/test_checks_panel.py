@@ -34,6 +34,11 @@ def texts(project: Project) -> list[tuple[str, str, str]]:
     return [(r.prompt, r.completion, r.system) for r in project.dataset]
 
 
+#: How long a check run may take in a test: the first one that asks where answers start also starts the worker
+#: process (5-6 s on a quiet 2-core machine, more than 10 s under a loaded one); waiting ends at the signal.
+CHECK_TIMEOUT_MS = 60_000
+
+
 def make_panel(qtbot: QtBot, rows: list[Example] | None = None,
                project: Project | None = None) -> tuple[ChecksPanel, Project, QUndoStack]:
     project = project or Project(Dataset(crafted() if rows is None else rows))
@@ -42,14 +47,15 @@ def make_panel(qtbot: QtBot, rows: list[Example] | None = None,
     qtbot.addWidget(panel)
     panel.resize(420, 900)
     panel.show()
-    with qtbot.waitSignal(panel.checked, timeout=10_000):
+    with qtbot.waitSignal(panel.checked, timeout=CHECK_TIMEOUT_MS):
         pass
     return panel, project, stack
 
 
 def rerun(qtbot: QtBot, panel: ChecksPanel) -> None:
-    with qtbot.waitSignal(panel.checked, timeout=10_000):
+    with qtbot.waitSignal(panel.checked, timeout=CHECK_TIMEOUT_MS, raising=False) as blocker:
         pass
+    assert blocker.signal_triggered, f"no check run ended; the panel says: {panel.summary_label.text()}"
     assert panel.is_current()
 
 
