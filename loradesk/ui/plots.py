@@ -54,6 +54,9 @@ def _finite(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
+EVAL_NAME = "eval loss"
+
+
 class LossPlot(QWidget):
     """Loss against step (raw thin, EMA bold, eval points) above a small learning-rate plot."""
 
@@ -87,7 +90,7 @@ class LossPlot(QWidget):
         self.raw_curve = self.loss_plot.plot(pen=pg.mkPen(RAW_COLOR, width=1), name="training loss")
         self.smooth_curve = self.loss_plot.plot(pen=pg.mkPen(SMOOTH_COLOR, width=2.5), name="smoothed")
         self.eval_curve = self.loss_plot.plot(pen=None, symbol="o", symbolSize=8, symbolPen=pg.mkPen("w"),
-                                              symbolBrush=pg.mkBrush(EVAL_COLOR), name="eval loss")
+                                              symbolBrush=pg.mkBrush(EVAL_COLOR))  # in the legend once it has points
         self.lr_curve = self.lr_plot.plot(pen=pg.mkPen(LR_COLOR, width=1.5))
         self.eval_curve.setZValue(10)
         self._join = pg.InfiniteLine(angle=90, movable=False,  # where a continued run took over ("Train more")
@@ -196,6 +199,12 @@ class LossPlot(QWidget):
         self.raw_curve.setData(self._steps, self._loss)
         self.smooth_curve.setData(self._steps, self._smooth)
         self.eval_curve.setData(self._eval_steps, self._eval_loss)
+        listed = self.legend.getLabel(self.eval_curve) is not None
+        if bool(self._eval_steps) != listed:
+            if listed:
+                self.legend.removeItem(self.eval_curve)
+            else:
+                self.legend.addItem(self.eval_curve, EVAL_NAME)
         self.lr_curve.setData(self._lr_steps, self._lr)
         self._fit_ranges()
 

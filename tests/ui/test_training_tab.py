@@ -208,6 +208,23 @@ def test_plot_buffers_points_and_draws_them_on_a_timer(qtbot):
     assert plot.point_count() == 50
 
 
+def test_the_legend_lists_eval_loss_only_while_the_plot_has_eval_points(qtbot):
+    from loradesk.ui.plots import EVAL_NAME, LossPlot
+
+    plot = LossPlot()
+    qtbot.addWidget(plot)
+
+    def names() -> list[str]:
+        return [label.text for _, label in plot.legend.items]
+
+    plot.set_metrics([{"step": s, "loss": 1.0 / s} for s in range(1, 9)])  # a run without a validation split
+    assert names() == ["training loss", "smoothed"]
+    plot.set_metrics([{"step": s, "loss": 1.0 / s, "eval_loss": 0.5 if s == 4 else None} for s in range(1, 9)])
+    assert names() == ["training loss", "smoothed", EVAL_NAME]
+    plot.clear()
+    assert names() == ["training loss", "smoothed"]
+
+
 def test_plot_axes_keep_their_range_until_a_value_passes_it(qtbot):
     from types import SimpleNamespace
 
