@@ -147,7 +147,7 @@ def test_histogram_and_checks_follow_the_counts(qtbot: QtBot, tiny_model_dir: Pa
 
     limit = sorted(counts)[-2]  # only the longest row is over
     set_training(tab, max_length=limit)
-    qtbot.waitUntil(lambda: any(r.key == "too_long" for r in tab.checks.results()), timeout=10_000)
+    qtbot.waitUntil(lambda: any(r.key == "too_long" for r in tab.checks.results()), timeout=60_000)
     too_long = next(r for r in tab.checks.results() if r.key == "too_long")
     assert list(too_long.rows) == [counts.index(max(counts))]
     assert tab.inspector.tabText(tab.inspector.indexOf(tab.checks)) == "Checks (1)"

@@ -38,10 +38,10 @@ def test_nul_rows_import_flagged_and_one_fix_removes_them(qtbot: QtBot, tmp_path
     path = tmp_path / "nul.csv"
     path.write_bytes(b"prompt,completion\r\nN\x00UL?,Bell\x07 ok\r\n")
     window.import_file(path, mode="append")
-    qtbot.waitUntil(lambda: len(window.project.dataset) == 3, timeout=10_000)
+    qtbot.waitUntil(lambda: len(window.project.dataset) == 3, timeout=60_000)
     assert window.project.dataset[2] == Example("N\x00UL?", "Bell\x07 ok")
     panel = window.dataset_tab.checks
-    qtbot.waitUntil(lambda: panel.is_current() and panel.card("control") is not None, timeout=10_000)
+    qtbot.waitUntil(lambda: panel.is_current() and panel.card("control") is not None, timeout=60_000)
     (fix,) = next(r for r in panel.results() if r.key == "control").fixes
     panel._apply(fix)
     assert window.undo_stack.undoText() == "Remove control characters from 1 row"
@@ -68,7 +68,7 @@ def test_failed_import_leaves_the_open_dataset_unchanged(qtbot: QtBot, monkeypat
         expected = None
     window = make_window(qtbot)
     window.import_file(path, mode="append")
-    qtbot.waitUntil(lambda: not window.is_importing(), timeout=10_000)
+    qtbot.waitUntil(lambda: not window.is_importing(), timeout=60_000)
     rows = window.project.dataset.rows
     if expected is None:
         assert rows == START and not window.project.dirty

@@ -37,7 +37,7 @@ def make_window(qtbot: QtBot) -> MainWindow:
 
 def import_rows(qtbot: QtBot, window: MainWindow, path: Path) -> list[Example]:
     window.import_file(path, mode="replace")
-    qtbot.waitUntil(lambda: not window.is_importing(), timeout=10_000)
+    qtbot.waitUntil(lambda: not window.is_importing(), timeout=60_000)
     return list(window.project.dataset.rows)
 
 
@@ -78,7 +78,7 @@ def test_tool_call_example_in_and_out_of_the_window(qtbot: QtBot, tmp_path: Path
 
     out = tmp_path / "again.json"
     window.importer.export_file(out, "sharegpt")
-    qtbot.waitUntil(lambda: out.exists() and not window.busy_bar.isVisible(), timeout=10_000)
+    qtbot.waitUntil(lambda: out.exists() and not window.busy_bar.isVisible(), timeout=60_000)
     assert read_dataset(out) == rows
     written, original = (json.loads(p.read_text(encoding="utf-8")) for p in (out, EXAMPLE))
     assert [[m["from"] for m in r["conversations"]] for r in written] == [
@@ -87,7 +87,7 @@ def test_tool_call_example_in_and_out_of_the_window(qtbot: QtBot, tmp_path: Path
 
     csv = tmp_path / "flat.csv"
     window.importer.export_file(csv, "csv")
-    qtbot.waitUntil(lambda: bool(shown_errors), timeout=10_000)
+    qtbot.waitUntil(lambda: bool(shown_errors), timeout=60_000)
     (report,) = shown_errors
     assert report.title == "Cannot export the dataset" and report.message.startswith(
         "flat.csv, row 1: a conversation (6 turns) cannot be written as CSV")

@@ -140,12 +140,12 @@ def test_import_in_the_background_then_undo(qtbot: QtBot, tmp_path: Path) -> Non
                    encoding="utf-8")
     window.import_file(csv, mode="append")
     assert window.is_importing() and window.busy_bar.isVisible()
-    qtbot.waitUntil(lambda: not window.is_importing(), timeout=10_000)
+    qtbot.waitUntil(lambda: not window.is_importing(), timeout=60_000)
     assert not window.busy_bar.isVisible()
     assert len(window.project.dataset) == SAMPLE_ROWS + 2
     assert window.project.dataset[SAMPLE_ROWS + 1] == Example("Where is Vaelmoor?", "In the sky.")
     window.import_file(csv, mode="replace")
-    qtbot.waitUntil(lambda: not window.is_importing(), timeout=10_000)
+    qtbot.waitUntil(lambda: not window.is_importing(), timeout=60_000)
     assert len(window.project.dataset) == 2
     window.undo_stack.undo()
     window.undo_stack.undo()
@@ -165,7 +165,7 @@ def test_import_asks_for_columns_it_cannot_guess(qtbot: QtBot, tmp_path: Path,
 
     monkeypatch.setattr(ColumnMappingDialog, "exec", choose)
     window.import_file(csv)
-    qtbot.waitUntil(lambda: len(window.project.dataset) == 1, timeout=10_000)
+    qtbot.waitUntil(lambda: len(window.project.dataset) == 1, timeout=60_000)
     assert asked == [["q", "a", "note"]]
     assert window.project.dataset[0] == Example("Who is Tamsin?", "A cartographer.")
 
@@ -224,7 +224,7 @@ def test_import_from_hugging_face_maps_columns_then_undo(qtbot: QtBot, tmp_path:
     monkeypatch.setattr(window.importer, "ask_mode", lambda name, count: "append" if name == "lore (train)" else None)
     window.act_import_hub.trigger()
     assert window.is_importing() and window.busy_bar.isVisible() and not window.act_import.isEnabled()
-    qtbot.waitUntil(lambda: len(window.project.dataset) == SAMPLE_ROWS + 2, timeout=10_000)
+    qtbot.waitUntil(lambda: len(window.project.dataset) == SAMPLE_ROWS + 2, timeout=60_000)
     assert previews == [(["problem", "solution", "id"], 2, "Who is Bramble?")]
     assert window.project.dataset[SAMPLE_ROWS:] == [Example("Who is Tamsin?", "A cartographer."),
                                                     Example("Who is Bramble?", "A copper fox.")]
@@ -238,11 +238,11 @@ def test_hub_import_with_a_mode_split_and_limit(qtbot: QtBot, tmp_path: Path, hf
     window = make_window(qtbot)
     mapping = {"prompt": "problem", "completion": "solution"}
     window.importer.import_hub(str(hub_folder(tmp_path)), "test", mode="replace", mapping=mapping)
-    qtbot.waitUntil(lambda: not window.is_importing(), timeout=10_000)
+    qtbot.waitUntil(lambda: not window.is_importing(), timeout=60_000)
     assert window.project.dataset.rows == (Example("Where is Vaelmoor?", "In the sky."),)
     assert any(hf_cache.iterdir())  # prepared in the test's own cache
     window.importer.import_hub(str(tmp_path / "lore"), "train", limit=1, mode="append", mapping=mapping)
-    qtbot.waitUntil(lambda: not window.is_importing(), timeout=10_000)
+    qtbot.waitUntil(lambda: not window.is_importing(), timeout=60_000)
     assert [r.prompt for r in window.project.dataset] == ["Where is Vaelmoor?", "Who is Tamsin?"]
     window.undo_stack.undo()
     window.undo_stack.undo()
@@ -267,7 +267,7 @@ def test_hub_import_unknown_split_asks_again_with_the_splits(qtbot: QtBot, tmp_p
 
     monkeypatch.setattr(HubImportDialog, "exec", answer)
     window.importer.hub_dialog()
-    qtbot.waitUntil(lambda: len(asked) == 2, timeout=10_000)
+    qtbot.waitUntil(lambda: len(asked) == 2, timeout=60_000)
     assert asked[0] == (["train", "validation", "test"], "train", "")
     assert asked[1] == (["train", "test"], "train",
                         "lore: there is no split 'validation'; available splits: train, test")
@@ -277,7 +277,7 @@ def test_hub_import_unknown_split_asks_again_with_the_splits(qtbot: QtBot, tmp_p
 def test_hub_import_offline_is_explained(qtbot: QtBot, shown_errors: list[ErrorReport]) -> None:
     window = make_window(qtbot)
     window.importer.import_hub("tatsu-lab/alpaca")
-    qtbot.waitUntil(lambda: bool(shown_errors), timeout=10_000)
+    qtbot.waitUntil(lambda: bool(shown_errors), timeout=60_000)
     assert shown_errors[0].title == "Cannot import the dataset"
     assert shown_errors[0].message.startswith("tatsu-lab/alpaca: can't reach the Hugging Face Hub: offline mode is on")
     assert shown_errors[0].note == errors.UNCHANGED
@@ -289,7 +289,7 @@ def test_import_error_is_reported(qtbot: QtBot, tmp_path: Path, shown_errors: li
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "a", "completion": "b"}\n{"prompt": 3, "completion": "c"}\n', encoding="utf-8")
     window.import_file(bad, mode="append")
-    qtbot.waitUntil(lambda: bool(shown_errors), timeout=10_000)
+    qtbot.waitUntil(lambda: bool(shown_errors), timeout=60_000)
     (shown,) = [e.message for e in shown_errors]
     assert shown.startswith("bad.jsonl") and "2" in shown and "prompt" in shown
     assert not window.is_importing() and window.act_import.isEnabled()
@@ -305,7 +305,7 @@ def test_the_notes_of_an_import_show_above_the_table_until_dismissed(qtbot: QtBo
     kto.write_text("".join(json.dumps({"prompt": f"Q{i}?", "completion": f"A{i}.", "label": i % 2 == 0}) + "\n"
                            for i in range(4)), encoding="utf-8")
     window.import_file(kto, mode="replace")
-    qtbot.waitUntil(lambda: not window.is_importing(), timeout=10_000)
+    qtbot.waitUntil(lambda: not window.is_importing(), timeout=60_000)
 
     assert [r.prompt for r in window.project.dataset.rows] == ["Q0?", "Q2?"]
     assert notes.isVisible()
@@ -317,7 +317,7 @@ def test_the_notes_of_an_import_show_above_the_table_until_dismissed(qtbot: QtBo
     vision.write_text(json.dumps([{"image": "a.png", "prompt": "<image>\nWhat is it?", "completion": "A fox."}]),
                       encoding="utf-8")
     window.import_file(vision, mode="append")
-    qtbot.waitUntil(lambda: not window.is_importing(), timeout=10_000)
+    qtbot.waitUntil(lambda: not window.is_importing(), timeout=60_000)
     assert notes.text() == ("vision.json: 1 row references images ('<image>' tags, field 'image'); LoRA Desk trains "
                             "on text only, the images are not used")  # shown as plain text: the tag is visible
 
@@ -328,7 +328,7 @@ def test_the_notes_of_an_import_show_above_the_table_until_dismissed(qtbot: QtBo
     plain.write_text("prompt,completion\nQ?,A.\n", encoding="utf-8")
     window.dataset_tab.import_notes.show_notes("old.json", ["an earlier note"])
     window.import_file(plain, mode="append")
-    qtbot.waitUntil(lambda: not window.is_importing(), timeout=10_000)
+    qtbot.waitUntil(lambda: not window.is_importing(), timeout=60_000)
     assert not notes.isVisible()  # a clean import clears the last one's notes
 
 
@@ -353,7 +353,7 @@ def test_dropping_a_dataset_file_imports_it(qtbot: QtBot, tmp_path: Path, monkey
     event = QDropEvent(QPointF(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
                        Qt.KeyboardModifier.NoModifier)
     window.dropEvent(event)
-    qtbot.waitUntil(lambda: len(window.project.dataset) == SAMPLE_ROWS + 1, timeout=10_000)
+    qtbot.waitUntil(lambda: len(window.project.dataset) == SAMPLE_ROWS + 1, timeout=60_000)
     assert asked == [("dropped.jsonl", 1)] and window.project.dataset[-1].prompt == "Dropped?"
 
 
@@ -361,7 +361,7 @@ def test_export_writes_a_snapshot_in_the_background(qtbot: QtBot, tmp_path: Path
     window = make_window(qtbot)
     target = tmp_path / "out.jsonl"
     window.importer.export_file(target, "jsonl")
-    qtbot.waitUntil(lambda: not window.busy_bar.isVisible(), timeout=10_000)
+    qtbot.waitUntil(lambda: not window.busy_bar.isVisible(), timeout=60_000)
     lines = target.read_text(encoding="utf-8").splitlines()
     assert len(lines) == SAMPLE_ROWS
     assert json.loads(lines[0])["prompt"] == window.project.dataset[0].prompt
@@ -373,7 +373,7 @@ def test_a_failed_export_is_shown_and_the_window_is_not_left_busy(qtbot: QtBot, 
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the folder should be", encoding="utf-8")
     window.importer.export_file(blocker / "out.jsonl", "jsonl")
-    qtbot.waitUntil(lambda: bool(shown_errors), timeout=10_000)
+    qtbot.waitUntil(lambda: bool(shown_errors), timeout=60_000)
     (report,) = shown_errors
     assert report.title == "Cannot export the dataset" and "not-a-folder" in report.message
     assert report.details  # the traceback, behind the details button
@@ -466,7 +466,7 @@ def test_closing_during_training_stops_it_and_keeps_the_adapter(qtbot: QtBot, ti
     window = make_window(qtbot, project)
     window.act_train.trigger()
     assert window.tabs.currentWidget() is window.training_tab
-    qtbot.waitUntil(window.act_stop.isEnabled, timeout=10_000)
+    qtbot.waitUntil(window.act_stop.isEnabled, timeout=60_000)
     assert not window.act_train.isEnabled()
     runs = default_runs_dir()
     qtbot.waitUntil(lambda: any(p.stat().st_size for p in runs.glob("*/metrics.jsonl")), timeout=60_000)
